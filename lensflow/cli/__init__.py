@@ -1,0 +1,24 @@
+"""The ``lensflow`` command line: one console script, one sub-app per area.
+
+Each tier's commands import that tier lazily, inside the command, so ``lensflow --help`` is
+fast and a missing optional dependency only affects the commands that need it.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from lensflow.cli.pipeline import app as pipeline_app
+
+app = typer.Typer(
+    name="lensflow",
+    help="Edge-to-cloud vision pipeline: detect at the edge, classify in the cloud, review.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+def main() -> None:
+    """Entry point of the ``lensflow`` console script."""
+    app()

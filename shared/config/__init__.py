@@ -1,0 +1,46 @@
+"""Typed config schemas and the YAML loader that reports errors with their line."""
+
+from __future__ import annotations
+
+import os
+
+from shared.config.base import StrictModel, apply_env_overrides
+from shared.config.cloud import CloudConfig
+from shared.config.edge import EdgeConfig
+from shared.config.pipeline import NodeConfig, PipelineConfig
+from shared.config.yaml_loader import YamlDocument, load_config, load_model, read_yaml
+
+EDGE_ENV_PREFIX = "LENSFLOW_EDGE__"
+CLOUD_ENV_PREFIX = "LENSFLOW_CLOUD__"
+
+
+def load_edge_config(path: str | os.PathLike[str]) -> EdgeConfig:
+    """Load an edge config file, with ``LENSFLOW_EDGE__SECTION__KEY`` environment overrides."""
+    doc = read_yaml(path)
+    doc.data = apply_env_overrides(doc.data, prefix=EDGE_ENV_PREFIX)
+    return load_model(EdgeConfig, doc)
+
+
+def load_cloud_config(path: str | os.PathLike[str]) -> CloudConfig:
+    """Load a cloud config file, with ``LENSFLOW_CLOUD__SECTION__KEY`` environment overrides."""
+    doc = read_yaml(path)
+    doc.data = apply_env_overrides(doc.data, prefix=CLOUD_ENV_PREFIX)
+    return load_model(CloudConfig, doc)
+
+
+__all__ = [
+    "CLOUD_ENV_PREFIX",
+    "EDGE_ENV_PREFIX",
+    "CloudConfig",
+    "EdgeConfig",
+    "NodeConfig",
+    "PipelineConfig",
+    "StrictModel",
+    "YamlDocument",
+    "apply_env_overrides",
+    "load_cloud_config",
+    "load_config",
+    "load_edge_config",
+    "load_model",
+    "read_yaml",
+]

@@ -1,0 +1,153 @@
+"""Schema of the edge agent config (``configs/edge.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.config.base import StrictModel
+from shared.config.common import SEGMENT, LoggingConfig, MqttConfig
+
+Point = tuple[float, float]
+
+
+class FolderSource(StrictModel):
+    """Images from a folder, in name order (optionally looping)."""
+
+    type: Literal["folder"] = "folder"
+    path: str = Field(description="Folder of images (jpg, png, bmp, webp).")
+    loop: bool = Field(False, description="Start again after the last image.")
+
+
+class VideoSource(StrictModel):
+    """A video file."""
+
+    type: Literal["video"] = "video"
+    path: str = Field(description="Video file readable by OpenCV.")
+    loop: bool = Field(False, description="Start again at the end.")
+
+
+class StreamSource(StrictModel):
+    """An RTSP or HTTP stream, reconnected with backoff."""
+
+    type: Literal["stream"] = "stream"
+    url: str = Field(pattern=r"^(rtsp|rtsps|http|https)://", description="Stream URL.")
+    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening after this long.")
+
+
+class UsbSource(StrictModel):
+    """A local camera device (V4L2 index)."""
+
+    type: Literal["usb"] = "usb"
+    device: int = Field(0, ge=0, description="Device index, as in /dev/videoN.")
+
+
+Source = Annotated[
+    FolderSource | VideoSource | StreamSource | UsbSource, Field(discriminator="type")
+]
+
+
+class ClassRule(StrictModel):
+    """Keep detections of one class at or above a score."""
+
+    min_score: float = Field(0.25, ge=0, le=1, description="Lowest score kept for this class.")
+
+
+class Zone(StrictModel):
+    """A polygon in frame pixels; an object counts when its box's bottom-centre is inside."""
+
+    name: str = Field(description="Zone name, sent with the crop.")
+    points: list[Point] = Field(min_length=3, description="Polygon vertices [[x, y], ...].")
+
+
+class FilterConfig(StrictModel):
+    """Which detections are interesting enough to send."""
+
+    classes: dict[str, ClassRule] = Field(
+        default_factory=dict, description="Allow-list with per-class min score; empty: all."
+    )
+    min_score: float = Field(0.25, ge=0, le=1, description="Default min score.")
+    min_area: float = Field(0, ge=0, description="Smallest box area in pixels.")
+    max_area: float | None = Field(None, gt=0, description="Largest box area in pixels.")
+    zones: list[Zone] = Field(default_factory=list, description="Keep only objects in a zone.")
+    masks: list[list[Point]] = Field(
+        default_factory=list, description="Polygons where detections are ignored."
+    )
+
+    @model_validator(mode="after")
+    def _area_range(self) -> FilterConfig:
+        if self.max_area is not None and self.max_area <= self.min_area:
+            raise ValueError(
+                f"max_area must be greater than min_area, but got {self.max_area} <= "
+                f"{self.min_area}"
+            )
+        return self
+
+
+class CameraConfig(StrictModel):
+    """One camera: its source, sampling rate and filters."""
+
+    name: str = Field(pattern=SEGMENT, description="Camera id, used in MQTT topics.")
+    source: Source = Field(description="Where frames come from.")
+    fps: float = Field(5.0, gt=0, le=120, description="Target frames per second to analyse.")
+    filters: FilterConfig = Field(default_factory=FilterConfig, description="Detection filters.")
+
+
+class DetectorConfig(StrictModel):
+    """The detection model and runtime."""
+
+    backend: Literal["openvino", "onnxruntime"] = Field("openvino", description="Runtime.")
+    model: str = Field(description="Model file (.xml for OpenVINO, .onnx) or manifest name.")
+    device: str = Field("CPU", description="OpenVINO device or ORT provider hint (CPU, CUDA).")
+    conf_threshold: float = Field(0.25, ge=0, le=1, description="Detector score threshold.")
+    iou_threshold: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold.")
+
+
+class CropConfig(StrictModel):
+    """How crops are cut, selected and encoded."""
+
+    mode: Literal["best_per_track", "every_detection"] = Field(
+        "best_per_track", description="One best crop per track, or every detection."
+    )
+    resend_after_s: float = Field(30.0, gt=0, description="Long tracks: send a crop this often.")
+    track_lost_after_s: float = Field(2.0, gt=0, description="A track ends after this silence.")
+    padding: float = Field(0.1, ge=0, le=1, description="Padding around the box, box fraction.")
+    max_side: int = Field(512, ge=32, le=4096, description="Resize crops to this longest side.")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality.")
+    budget_bytes_per_s: float | None = Field(
+        None, gt=0, description="Per-camera upload budget (token bucket); none: unlimited."
+    )
+    budget_burst_bytes: float = Field(2_000_000, gt=0, description="Token bucket size.")
+
+
+class SpoolConfig(StrictModel):
+    """The on-disk queue that holds crops until the broker acknowledges them."""
+
+    path: str = Field("var/edge-spool.sqlite3", description="SQLite file of the spool.")
+    max_bytes: int = Field(1_000_000_000, ge=1_000_000, description="Drop oldest beyond this.")
+    inflight: int = Field(20, ge=1, le=1000, description="Unacknowledged publishes at a time.")
+
+
+class EdgeConfig(StrictModel):
+    """The whole edge agent config."""
+
+    site: str = Field(pattern=SEGMENT, description="Site id, used in MQTT topics.")
+    agent_id: str = Field(pattern=SEGMENT, description="Agent id, stable across restarts.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    detector: DetectorConfig = Field(description="Detection model and runtime.")
+    cameras: list[CameraConfig] = Field(min_length=1, description="Cameras of this agent.")
+    crops: CropConfig = Field(default_factory=CropConfig, description="Crop selection.")
+    spool: SpoolConfig = Field(default_factory=SpoolConfig, description="On-disk spool.")
+    heartbeat_s: float = Field(10.0, gt=0, description="Status heartbeat period.")
+    metrics_port: int | None = Field(9108, ge=0, le=65535, description="Prometheus port.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        names = [camera.name for camera in cameras]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique, but got duplicates {duplicates}")
+        return cameras

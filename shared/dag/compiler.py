@@ -1,0 +1,204 @@
+"""Compile a pipeline config into a checked, ordered DAG — every error found at load time.
+
+Checks, all reported together with the YAML line of each: duplicate node names, unknown
+``depends_on``, cycles, conditions outside the condition language, conditions referring to
+nodes that are not upstream, unknown or unavailable plugin classes, invalid ``params``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+
+from shared.classifiers.base import BaseClassifier, validate_params
+from shared.classifiers.registry import PluginRegistry, default_registry
+from shared.config.pipeline import NodeConfig, PipelineConfig
+from shared.config.yaml_loader import YamlDocument, load_model, read_yaml
+from shared.dag.conditions import Condition, compile_condition
+from shared.errors import ConditionError, ConfigError, ConfigIssue, PluginError
+
+INPUT_KEY = "input"  # context key of the image's own metadata; not a valid node name
+
+
+@dataclass(frozen=True)
+class CompiledNode:
+    """A node after compilation: its plugin class, validated params and compiled condition."""
+
+    config: NodeConfig
+    plugin: type[BaseClassifier]
+    params: BaseModel
+    condition: Condition
+    upstream: frozenset[str]  # every node this one transitively depends on
+
+    @property
+    def name(self) -> str:
+        """The node's name."""
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """A checked DAG in execution (topological) order."""
+
+    name: str
+    nodes: tuple[CompiledNode, ...]
+
+    def node(self, name: str) -> CompiledNode:
+        """Return the node called ``name``."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+class _Issues:
+    """Collects issues, locating each by its path in the YAML document."""
+
+    def __init__(self, doc: YamlDocument | None) -> None:
+        self.doc = doc
+        self.items: list[ConfigIssue] = []
+
+    def add(self, message: str, *loc: int | str) -> None:
+        where = self.doc.location(("pipeline", *loc)) if self.doc else None
+        field = ".".join(str(p) for p in ("pipeline", *loc))
+        self.items.append(ConfigIssue(message, where, field))
+
+
+def compile_pipeline(
+    config: PipelineConfig,
+    *,
+    registry: PluginRegistry | None = None,
+    doc: YamlDocument | None = None,
+) -> CompiledPipeline:
+    """Check ``config`` and order its nodes.
+
+    Args:
+        config: the validated pipeline file.
+        registry: where plugin classes are resolved; the discovered default when None.
+        doc: the YAML document the config came from, to give each error its line.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    registry = registry or default_registry()
+    issues = _Issues(doc)
+    index = _check_names(config.pipeline, issues)
+    order = _topological_order(config.pipeline, index, issues)
+    upstream = _upstream_sets(config.pipeline, index, order)
+    compiled: dict[str, CompiledNode] = {}
+    for i, node in enumerate(config.pipeline):
+        condition = _compile_when(node, i, upstream.get(node.name, frozenset()), issues)
+        plugin_params = _resolve_plugin(node, i, registry, issues)
+        if condition is not None and plugin_params is not None:
+            compiled[node.name] = CompiledNode(
+                node, *plugin_params, condition, upstream.get(node.name, frozenset())
+            )
+    if issues.items:
+        raise ConfigError(issues.items)
+    return CompiledPipeline(config.name, tuple(compiled[name] for name in order))
+
+
+def load_pipeline(
+    path: str | os.PathLike[str], *, registry: PluginRegistry | None = None
+) -> CompiledPipeline:
+    """Read, validate and compile a pipeline YAML file (errors carry ``FILE:LINE``)."""
+    doc = read_yaml(path)
+    return compile_pipeline(load_model(PipelineConfig, doc), registry=registry, doc=doc)
+
+
+def _check_names(nodes: list[NodeConfig], issues: _Issues) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.name == INPUT_KEY:
+            issues.add(f"node name {INPUT_KEY!r} is reserved for the image's metadata", i, "name")
+        elif node.name in index:
+            issues.add(f"duplicate node name {node.name!r} (first used by node {index[node.name]})",
+                       i, "name")
+        else:
+            index[node.name] = i
+    for i, node in enumerate(nodes):
+        for j, dep in enumerate(node.depends_on):
+            if dep not in index:
+                known = ", ".join(sorted(index)) or "none"
+                issues.add(f"depends on unknown node {dep!r} (known: {known})", i, "depends_on", j)
+            elif dep == node.name:
+                issues.add("a node cannot depend on itself", i, "depends_on", j)
+    return index
+
+
+def _topological_order(
+    nodes: list[NodeConfig], index: dict[str, int], issues: _Issues
+) -> list[str]:
+    """Kahn's algorithm, keeping file order among ready nodes; reports each cycle once."""
+    deps = {n.name: [d for d in n.depends_on if d in index] for n in nodes if n.name in index}
+    remaining = dict(deps)
+    order: list[str] = []
+    while True:
+        ready = [name for name, ds in remaining.items() if all(d in order for d in ds)]
+        if not ready:
+            break
+        for name in ready:
+            order.append(name)
+            del remaining[name]
+    if remaining:
+        cycle = _find_cycle(remaining)
+        issues.add(f"dependency cycle: {' -> '.join(cycle)}", index[cycle[0]], "depends_on")
+    return order
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """Follow dependencies among nodes left in a cycle until a node repeats."""
+    path = [next(iter(graph))]
+    while True:
+        nxt = next(d for d in graph[path[-1]] if d in graph)
+        if nxt in path:
+            return [*path[path.index(nxt):], nxt]
+        path.append(nxt)
+
+
+def _upstream_sets(
+    nodes: list[NodeConfig], index: dict[str, int], order: list[str]
+) -> dict[str, frozenset[str]]:
+    by_name = {n.name: n for n in nodes if n.name in index}
+    upstream: dict[str, frozenset[str]] = {}
+    for name in order:
+        direct = by_name[name].depends_on
+        upstream[name] = frozenset(direct).union(*(upstream[d] for d in direct))
+    return upstream
+
+
+def _compile_when(
+    node: NodeConfig, i: int, upstream: frozenset[str], issues: _Issues
+) -> Condition | None:
+    try:
+        condition = compile_condition(node.when)
+    except ConditionError as err:
+        issues.add(f"invalid condition: {err}", i, "when")
+        return None
+    for ref in sorted(condition.references() - upstream - {INPUT_KEY}):
+        issues.add(
+            f"condition refers to {ref!r}, which is not upstream of {node.name!r}; "
+            f"add it to depends_on (upstream: {', '.join(sorted(upstream)) or 'none'})",
+            i, "when",
+        )
+    return condition
+
+
+def _resolve_plugin(
+    node: NodeConfig, i: int, registry: PluginRegistry, issues: _Issues
+) -> tuple[type[BaseClassifier], BaseModel] | None:
+    try:
+        plugin = registry.resolve(node.class_)
+    except PluginError as err:
+        issues.add(str(err), i, "class")
+        return None
+    try:
+        return plugin, validate_params(plugin, node.params)
+    except ValidationError as err:
+        for error in err.errors(include_url=False):
+            loc = tuple(p for p in error["loc"] if isinstance(p, int | str))
+            msg = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
+            issues.add(f"{plugin.key or plugin.__name__}: {msg}", i, "params", *loc)
+        return None
