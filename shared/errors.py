@@ -65,3 +65,7 @@ class PluginUnavailableError(PluginError):
 
 class ProtocolError(LensflowError):
     """Bytes on the wire are not a valid lensflow message (bad framing, version or fields)."""
+
+
+class ImageError(LensflowError):
+    """Bytes or a file that should hold an image cannot be decoded as one."""

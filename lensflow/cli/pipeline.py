@@ -52,8 +52,14 @@ def print_pipeline(compiled: CompiledPipeline, *, title: str) -> None:
         plugin = f"{node.plugin.key or node.plugin.__qualname__} v{node.plugin.version}"
         state = "" if node.config.enabled else " (disabled)"
         batch = f"{node.config.batch.max_size} / {node.config.batch.max_wait_ms:g} ms"
-        table.add_row(str(i), node.name + state, plugin, ", ".join(node.config.depends_on) or "-",
-                      node.condition.describe(), batch)
+        table.add_row(
+            str(i),
+            node.name + state,
+            plugin,
+            ", ".join(node.config.depends_on) or "-",
+            node.condition.describe(),
+            batch,
+        )
     out.print(table)
     out.print(f"[green]ok[/green]: {len(compiled.nodes)} nodes, no errors")
 

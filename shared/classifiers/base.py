@@ -12,6 +12,7 @@ Example:
     ...     outputs = ("mean",)
     ...     def process(self, image, context):
     ...         return {"mean": float(image.mean())}
+
 """
 
 from __future__ import annotations
@@ -72,11 +73,14 @@ class BaseClassifier(ABC):
 
         Returns:
             A dict with (at least) the keys in :attr:`outputs`; values JSON-serialisable.
+
         """
 
     def process_batch(self, images: Sequence[Image], contexts: Sequence[Context]) -> list[Output]:
         """Classify a batch; the default loops over :meth:`process`. Override to batch."""
-        return [self.process(image, context) for image, context in zip(images, contexts, strict=True)]
+        return [
+            self.process(image, context) for image, context in zip(images, contexts, strict=True)
+        ]
 
     def warmup(self) -> None:  # noqa: B027 - deliberately a no-op hook
         """Load models and run once so the first real image is not slow (default: nothing)."""

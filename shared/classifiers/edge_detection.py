@@ -36,7 +36,10 @@ class EdgeDetection(BaseClassifier):
         """Return the crop's edge detection as a one-item detection list (or none)."""
         meta = context.get("input") or {}
         detection: Any = meta.get("detection") if isinstance(meta, dict) else None
-        if not isinstance(detection, dict) or float(detection.get("score", 0.0)) < self.params.min_score:
+        if (
+            not isinstance(detection, dict)
+            or float(detection.get("score", 0.0)) < self.params.min_score
+        ):
             return {"detected_classes": [], "detections": [], "count": 0}
         box = [float(v) for v in detection.get("box", [0, 0, image.shape[1], image.shape[0]])]
         item = {

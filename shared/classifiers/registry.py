@@ -38,6 +38,7 @@ class PluginRegistry:
 
         Raises:
             PluginError: the class is not a plugin, has no key, or the key is taken.
+
         """
         if not (inspect.isclass(plugin) and issubclass(plugin, BaseClassifier)):
             raise PluginError(f"expected a BaseClassifier subclass, got {plugin!r}")
@@ -58,11 +59,14 @@ class PluginRegistry:
         Raises:
             PluginUnavailableError: the plugin exists but a dependency is missing.
             PluginError: no plugin of that name.
+
         """
         if spec in self.plugins:
             return self.plugins[spec]
         if spec in self.unavailable:
-            raise PluginUnavailableError(f"plugin {spec!r} is unavailable: {self.unavailable[spec]}")
+            raise PluginUnavailableError(
+                f"plugin {spec!r} is unavailable: {self.unavailable[spec]}"
+            )
         if "." in spec:
             return _import_dotted(spec)
         known = ", ".join(sorted(self.plugins)) or "none"
@@ -96,6 +100,7 @@ class PluginRegistry:
 
         Raises:
             PluginError: the module cannot be imported and no fallback key was given.
+
         """
         try:
             module = importlib.import_module(dotted)
@@ -106,9 +111,11 @@ class PluginRegistry:
             logger.info("classifier plugin %s unavailable: %s", fallback_key, err)
             return
         for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, BaseClassifier) and obj.__module__ == dotted and obj.key:
-                if not inspect.isabstract(obj):
-                    self.register(obj)
+            defined_here = obj.__module__ == dotted
+            if issubclass(obj, BaseClassifier) and defined_here and obj.key:
+                if inspect.isabstract(obj):
+                    continue
+                self.register(obj)
 
 
 def _import_dotted(spec: str) -> type[BaseClassifier]:
@@ -138,7 +145,7 @@ _default: PluginRegistry | None = None
 
 def default_registry() -> PluginRegistry:
     """The registry of built-in and installed plugins, discovered on first use."""
-    global _default  # noqa: PLW0603 - a lazily built process-wide cache
+    global _default
     if _default is None:
         _default = PluginRegistry().discover()
     return _default

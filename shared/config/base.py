@@ -15,9 +15,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
-def apply_env_overrides(
-    data: Any, *, prefix: str, environ: Mapping[str, str] | None = None
-) -> Any:
+def apply_env_overrides(data: Any, *, prefix: str, environ: Mapping[str, str] | None = None) -> Any:
     """Overlay environment variables onto parsed YAML data (for secrets and deployment knobs).
 
     ``LENSFLOW_EDGE__MQTT__PASSWORD=s3cret`` with prefix ``LENSFLOW_EDGE__`` sets
@@ -31,13 +29,14 @@ def apply_env_overrides(
 
     Returns:
         The data with overrides applied (a new top-level dict).
+
     """
     env = os.environ if environ is None else environ
     result: dict[str, Any] = dict(data) if isinstance(data, Mapping) else {}
     for name, value in sorted(env.items()):
         if not name.startswith(prefix) or name == prefix:
             continue
-        path = [part.lower() for part in name[len(prefix):].split("__") if part]
+        path = [part.lower() for part in name[len(prefix) :].split("__") if part]
         target = result
         for part in path[:-1]:
             child = target.get(part)

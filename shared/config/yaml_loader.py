@@ -29,18 +29,21 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     """Build a dict, raising on a key given twice (PyYAML silently keeps the last)."""
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first given on line "
-                f"{seen[key].start_mark.line + 1})", key_node.start_mark,
+                None,
+                None,
+                f"duplicate key {key!r} (first given on line {seen[key].start_mark.line + 1})",
+                key_node.start_mark,
             )
         seen[key] = key_node
-    return loader.construct_mapping(node, deep=True)  # type: ignore[no-untyped-call]
+    return loader.construct_mapping(node, deep=True)
 
 
 _UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
 )
 
 
@@ -61,7 +64,9 @@ class YamlDocument:
                 [ConfigIssue(f"invalid YAML: {message}", SourceLocation(path, line))]
             ) from err
         except yaml.YAMLError as err:
-            raise ConfigError([ConfigIssue(f"invalid YAML: {err}", SourceLocation(path, 1))]) from err
+            raise ConfigError(
+                [ConfigIssue(f"invalid YAML: {err}", SourceLocation(path, 1))]
+            ) from err
 
     def location(self, loc: tuple[int | str, ...]) -> SourceLocation:
         """Return the location of the value at ``loc``, or of its deepest existing parent."""
@@ -92,14 +97,20 @@ def read_yaml(path: str | os.PathLike[str]) -> YamlDocument:
 
     Raises:
         ConfigError: the file is missing, unreadable, too large or not valid YAML.
+
     """
     file = Path(path)
     try:
         size = file.stat().st_size
         if size > MAX_CONFIG_BYTES:
-            raise ConfigError([ConfigIssue(
-                f"config file is {size} bytes; expected at most {MAX_CONFIG_BYTES}",
-                SourceLocation(str(file), 1))])
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        f"config file is {size} bytes; expected at most {MAX_CONFIG_BYTES}",
+                        SourceLocation(str(file), 1),
+                    )
+                ]
+            )
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigError([ConfigIssue(f"config file not found: {file}")]) from err
@@ -129,6 +140,7 @@ def load_model(model: type[ModelT], doc: YamlDocument) -> ModelT:
 
     Raises:
         ConfigError: with one issue per validation error, each with its line.
+
     """
     if doc.data is None:
         raise ConfigError([ConfigIssue("config is empty", SourceLocation(doc.path, 1))])

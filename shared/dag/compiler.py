@@ -81,6 +81,7 @@ def compile_pipeline(
 
     Raises:
         ConfigError: listing every problem found.
+
     """
     registry = registry or default_registry()
     issues = _Issues(doc)
@@ -114,8 +115,11 @@ def _check_names(nodes: list[NodeConfig], issues: _Issues) -> dict[str, int]:
         if node.name == INPUT_KEY:
             issues.add(f"node name {INPUT_KEY!r} is reserved for the image's metadata", i, "name")
         elif node.name in index:
-            issues.add(f"duplicate node name {node.name!r} (first used by node {index[node.name]})",
-                       i, "name")
+            issues.add(
+                f"duplicate node name {node.name!r} (first used by node {index[node.name]})",
+                i,
+                "name",
+            )
         else:
             index[node.name] = i
     for i, node in enumerate(nodes):
@@ -154,7 +158,7 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
     while True:
         nxt = next(d for d in graph[path[-1]] if d in graph)
         if nxt in path:
-            return [*path[path.index(nxt):], nxt]
+            return [*path[path.index(nxt) :], nxt]
         path.append(nxt)
 
 
@@ -181,7 +185,8 @@ def _compile_when(
         issues.add(
             f"condition refers to {ref!r}, which is not upstream of {node.name!r}; "
             f"add it to depends_on (upstream: {', '.join(sorted(upstream)) or 'none'})",
-            i, "when",
+            i,
+            "when",
         )
     return condition
 

@@ -76,7 +76,9 @@ class Pipeline:
         """
         metas = list(inputs) if inputs is not None else [{} for _ in images]
         if len(metas) != len(images):
-            raise ValueError(f"expected one inputs mapping per image ({len(images)}), got {len(metas)}")
+            raise ValueError(
+                f"expected one inputs mapping per image ({len(images)}), got {len(metas)}"
+            )
         results: list[dict[str, NodeResult]] = [{} for _ in images]
         for node in self.compiled.nodes:
             runnable = []
@@ -127,10 +129,16 @@ class Pipeline:
         try:
             outputs: list[Output | BaseException] = list(plugin.process_batch(batch, contexts))
             if len(outputs) != len(batch):
-                raise RuntimeError(f"process_batch returned {len(outputs)} outputs for {len(batch)} images")
+                raise RuntimeError(
+                    f"process_batch returned {len(outputs)} outputs for {len(batch)} images"
+                )
         except Exception as err:
-            logger.warning("node %s failed on a batch of %d: %r; retrying one by one",
-                           node.name, len(batch), err)
+            logger.warning(
+                "node %s failed on a batch of %d: %r; retrying one by one",
+                node.name,
+                len(batch),
+                err,
+            )
             outputs = self._one_by_one(plugin, batch, contexts) if len(batch) > 1 else [err]
         share = (time.perf_counter() - start) * 1000 / len(batch)
         for i, output in zip(runnable, outputs, strict=True):
@@ -150,23 +158,35 @@ class Pipeline:
         return outputs
 
     def _checked(
-        self, node: CompiledNode, plugin: BaseClassifier, output: Output | BaseException,
-        duration_ms: float, batch_size: int,
+        self,
+        node: CompiledNode,
+        plugin: BaseClassifier,
+        output: Output | BaseException,
+        duration_ms: float,
+        batch_size: int,
     ) -> NodeResult:
         if isinstance(output, BaseException):
-            return self._result(node, "error", reason=f"{type(output).__name__}: {output}",
-                                duration_ms=duration_ms, batch_size=batch_size)
+            return self._result(
+                node,
+                "error",
+                reason=f"{type(output).__name__}: {output}",
+                duration_ms=duration_ms,
+                batch_size=batch_size,
+            )
         if not isinstance(output, dict):
             reason = f"plugin returned {type(output).__name__}, expected dict"
-            return self._result(node, "error", reason=reason, duration_ms=duration_ms,
-                                batch_size=batch_size)
+            return self._result(
+                node, "error", reason=reason, duration_ms=duration_ms, batch_size=batch_size
+            )
         missing = [key for key in plugin.outputs if key not in output]
         if missing:
             reason = f"plugin output lacks declared keys {missing}"
-            return self._result(node, "error", reason=reason, duration_ms=duration_ms,
-                                batch_size=batch_size)
-        return self._result(node, "ok", output=output, duration_ms=duration_ms,
-                            batch_size=batch_size)
+            return self._result(
+                node, "error", reason=reason, duration_ms=duration_ms, batch_size=batch_size
+            )
+        return self._result(
+            node, "ok", output=output, duration_ms=duration_ms, batch_size=batch_size
+        )
 
     @staticmethod
     def _context(done: Mapping[str, NodeResult], meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,5 +196,10 @@ class Pipeline:
 
     @staticmethod
     def _result(node: CompiledNode, status: Status, **fields: Any) -> NodeResult:
-        return NodeResult(node=node.name, status=status, plugin=node.plugin.key,
-                          version=node.plugin.version, **fields)
+        return NodeResult(
+            node=node.name,
+            status=status,
+            plugin=node.plugin.key,
+            version=node.plugin.version,
+            **fields,
+        )

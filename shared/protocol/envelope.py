@@ -1,40 +1,45 @@
-"""The versioned crop envelope and the small JSON messages of the wire protocol.
+"""The versioned crop envelope, and the codecs of the small JSON messages.
 
 A crop message is ``b"LFC"`` + 1 format byte + 4-byte big-endian header length + a UTF-8
-JSON header (:class:`CropHeader`) + the raw JPEG bytes; ``docs/protocol.md`` describes it
-byte by byte. Every ``decode_*`` function returns a valid message or raises
-:class:`~shared.errors.ProtocolError`, whatever bytes it is given, so a worker can route a bad
-message to its dead-letter record instead of crashing.
+JSON header (:class:`~shared.protocol.messages.CropHeader`) + the raw JPEG bytes;
+``docs/protocol.md`` describes it byte by byte. Every ``decode_*`` function returns a valid
+message or raises :class:`~shared.errors.ProtocolError`, whatever bytes it is given, so a
+worker can route a bad message to its dead-letter record instead of crashing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic import ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
 from shared.errors import ProtocolError
-from shared.protocol.topics import SEGMENT_PATTERN, TopicKind, parse_topic
+from shared.protocol.messages import (
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
+    ConfigAck,
+    CropHeader,
+    Detection,
+    Provenance,
+    StatusMessage,
+    new_crop_id,
+    short_repr,
+)
+from shared.protocol.topics import TopicKind, parse_topic
 
 MAGIC = b"LFC"
 """First three bytes of every crop message."""
 FORMAT_VERSION = 1
 """Version of the binary framing (byte 3); bumped only if the preamble layout changes."""
-SCHEMA_VERSION = 1
-"""Version of the JSON headers this module writes."""
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
-"""Header versions this module reads."""
 PREAMBLE = struct.Struct(">3sBI")
-"""Magic, format version, header length (big-endian uint32): 8 bytes."""
+"""Magic, format version, header length as a big-endian uint32: 8 bytes."""
+MIN_HEADER_BYTES = 2
+"""Shortest JSON header the framing allows (``{}``), in bytes."""
 MAX_HEADER_BYTES = 64 * 1024
 """Largest JSON header accepted, in bytes."""
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -43,60 +48,288 @@ MAX_JSON_MESSAGE_BYTES = 64 * 1024
 """Largest status or config-ack message accepted, in bytes."""
 JPEG_SOI = b"\xff\xd8"
 """Start-of-image marker every JPEG payload begins with."""
-MAX_ATTRIBUTES = 32
-"""Most entries in :attr:`CropHeader.attributes`."""
 
-_ID = r"^[A-Za-z0-9_-]{1,64}$"
-_HASH = r"^[A-Za-z0-9:_.-]{1,128}$"
-_MAX_ERRORS, _MAX_SHOWN = 5, 80
-_Model = TypeVar("_Model", bound=BaseModel)
+_MAX_ERRORS = 5
+_Message = TypeVar("_Message", bound=BaseModel)
 
 
-def _check_box(value: Any, *, integers: bool) -> tuple[float, ...]:
-    """Accept 4 finite numbers with x1<x2 and y1<y2 (integers only if asked)."""
-    kind = "integers" if integers else "numbers"
-    ok_types = (int,) if integers else (int, float)
-    numbers = list(value) if isinstance(value, list | tuple) else []
-    if (
-        len(numbers) != 4
-        or not all(isinstance(n, ok_types) and not isinstance(n, bool) for n in numbers)
-        or not all(abs(n) < float("inf") for n in numbers)  # rejects NaN and infinities too
-        or not (numbers[0] < numbers[2] and numbers[1] < numbers[3])
-    ):
-        raise ValueError(f"box must be 4 {kind} with x1<x2 and y1<y2, but got {_shown(value)}")
-    return tuple(numbers)
+@dataclass(frozen=True)
+class CropMessage:
+    """A decoded, verified crop message.
+
+    Attributes:
+        header: The validated header.
+        jpeg: The JPEG bytes; their sha256 equals ``header.jpeg_sha256``.
+
+    """
+
+    header: CropHeader
+    jpeg: bytes
 
 
-def _check_utc(value: datetime) -> datetime:
-    """Reject naive datetimes; express aware ones in UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"must be timezone-aware (UTC), but got naive datetime {value.isoformat()}")
-    return value.astimezone(UTC)
+def new_crop_header(
+    *,
+    jpeg: bytes,
+    site: str,
+    camera: str,
+    captured_at: datetime,
+    detection: Detection,
+    provenance: Provenance,
+    track_id: int | None = None,
+    crop_box: tuple[int, int, int, int] | None = None,
+    attributes: dict[str, str | int | float | bool] | None = None,
+    crop_id: str | None = None,
+    sent_at: datetime | None = None,
+) -> CropHeader:
+    """Build a header for ``jpeg``, filling in the version, id, hash and send time.
+
+    Args:
+        jpeg: The JPEG payload the header describes; its sha256 goes into the header.
+        site: Site id.
+        camera: Camera id.
+        captured_at: Timestamp of the frame (timezone-aware).
+        detection: The detection the crop shows.
+        provenance: Edge model, config and agent that made the crop.
+        track_id: Tracker id, if the detection was tracked.
+        crop_box: Padded region cut from the frame, in integer frame pixels.
+        attributes: Free scalar attributes.
+        crop_id: Crop id; a new one from :func:`new_crop_id` if not given.
+        sent_at: Send time; now (UTC) if not given.
+
+    Returns:
+        The validated header.
+
+    Raises:
+        ProtocolError: If a field is invalid.
+
+    """
+    try:
+        return CropHeader(
+            schema_version=SCHEMA_VERSION,
+            crop_id=new_crop_id() if crop_id is None else crop_id,
+            site=site,
+            camera=camera,
+            captured_at=captured_at,
+            sent_at=datetime.now(UTC) if sent_at is None else sent_at,
+            detection=detection,
+            track_id=track_id,
+            provenance=provenance,
+            jpeg_sha256=hashlib.sha256(_checked_jpeg(jpeg)).hexdigest(),
+            crop_box=crop_box,
+            attributes={} if attributes is None else attributes,
+        )
+    except ValidationError as err:
+        raise ProtocolError(f"invalid crop header: {_describe(err)}") from err
 
 
-def _check_schema_version(value: int) -> int:
-    """Reject header versions this module cannot read."""
-    if value not in SUPPORTED_SCHEMA_VERSIONS:
+def encode_crop(
+    header: CropHeader, jpeg: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> bytes:
+    """Frame a header and its JPEG into one crop message.
+
+    Args:
+        header: The header; it is re-validated, so a ``model_copy(update=...)`` can't slip by.
+        jpeg: The JPEG bytes; must start with FF D8 and hash to ``header.jpeg_sha256``.
+        max_bytes: Largest message allowed, in bytes.
+
+    Returns:
+        The message bytes.
+
+    Raises:
+        ProtocolError: If the header is invalid, the payload is not JPEG or does not match
+            the header's hash, or the message would be larger than ``max_bytes``.
+
+    """
+    raw_header = _revalidated_json(header, what="crop header")
+    _check_hash(header, _checked_jpeg(jpeg))
+    if len(raw_header) > MAX_HEADER_BYTES:
+        raise ProtocolError(
+            f"crop header must be at most {MAX_HEADER_BYTES} bytes, but is {len(raw_header)} bytes"
+        )
+    size = PREAMBLE.size + len(raw_header) + len(jpeg)
+    if size > max_bytes:
+        raise ProtocolError(f"crop message is {size} bytes, over the limit of {max_bytes} bytes")
+    return PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(raw_header)) + raw_header + bytes(jpeg)
+
+
+def decode_crop(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, topic: str | None = None
+) -> CropMessage:
+    """Parse and verify a crop message.
+
+    Args:
+        data: The message bytes, as received.
+        max_bytes: Largest message accepted, in bytes.
+        topic: The topic it arrived on; if given, it must be the crops topic of the header's
+            site and camera.
+
+    Returns:
+        The verified message.
+
+    Raises:
+        ProtocolError: If anything about the message is invalid; never any other exception.
+
+    """
+    raw = _sized_bytes(data, max_bytes=max_bytes, what="crop message")
+    if len(raw) < PREAMBLE.size:
+        raise ProtocolError(
+            f"crop message is truncated: expected at least the {PREAMBLE.size}-byte preamble, "
+            f"got {len(raw)} bytes"
+        )
+    magic, version, header_len = PREAMBLE.unpack_from(raw)
+    if magic != MAGIC:
+        raise ProtocolError(f"expected magic {MAGIC!r} at bytes 0-2, got {magic!r}")
+    if version != FORMAT_VERSION:
+        raise ProtocolError(f"expected format version {FORMAT_VERSION} at byte 3, got {version}")
+    if not MIN_HEADER_BYTES <= header_len <= MAX_HEADER_BYTES:
+        raise ProtocolError(
+            f"header length must be {MIN_HEADER_BYTES}..{MAX_HEADER_BYTES} bytes, "
+            f"but got {header_len}"
+        )
+    payload_at = PREAMBLE.size + header_len
+    if payload_at >= len(raw):
+        raise ProtocolError(
+            f"crop message is truncated: header length {header_len} plus a non-empty JPEG needs "
+            f"more than the {len(raw) - PREAMBLE.size} bytes after the preamble"
+        )
+    header = _parse_json(CropHeader, raw[PREAMBLE.size : payload_at], what="crop header")
+    jpeg = raw[payload_at:]
+    _check_hash(header, _checked_jpeg(jpeg))
+    if topic is not None:
+        parts = parse_topic(topic)
+        if (parts.kind, parts.site, parts.camera) != (TopicKind.CROPS, header.site, header.camera):
+            raise ProtocolError(
+                f"crop of site {header.site!r} camera {header.camera!r} must arrive on its "
+                f"crops topic, but came on {short_repr(topic)}"
+            )
+    return CropMessage(header=header, jpeg=jpeg)
+
+
+def encode_status(message: StatusMessage) -> bytes:
+    """Serialize a status message to UTF-8 JSON (re-validating it).
+
+    Raises:
+        ProtocolError: If the message is invalid.
+
+    """
+    return _revalidated_json(message, what="status message")
+
+
+def decode_status(data: bytes, *, max_bytes: int = MAX_JSON_MESSAGE_BYTES) -> StatusMessage:
+    """Parse a status message.
+
+    Raises:
+        ProtocolError: If the bytes are not a valid status message; never another exception.
+
+    """
+    raw = _sized_bytes(data, max_bytes=max_bytes, what="status message")
+    return _parse_json(StatusMessage, raw, what="status message")
+
+
+def encode_config_ack(ack: ConfigAck) -> bytes:
+    """Serialize a config acknowledgement to UTF-8 JSON (re-validating it).
+
+    Raises:
+        ProtocolError: If the acknowledgement is invalid.
+
+    """
+    return _revalidated_json(ack, what="config ack")
+
+
+def decode_config_ack(data: bytes, *, max_bytes: int = MAX_JSON_MESSAGE_BYTES) -> ConfigAck:
+    """Parse a config acknowledgement.
+
+    Raises:
+        ProtocolError: If the bytes are not a valid config ack; never another exception.
+
+    """
+    raw = _sized_bytes(data, max_bytes=max_bytes, what="config ack")
+    return _parse_json(ConfigAck, raw, what="config ack")
+
+
+def _sized_bytes(data: object, *, max_bytes: int, what: str) -> bytes:
+    """Return ``data`` as bytes, refusing non-bytes and anything over ``max_bytes``."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"{what} must be bytes, but got {type(data).__name__}")
+    raw = bytes(data)
+    if len(raw) > max_bytes:
+        raise ProtocolError(f"{what} is {len(raw)} bytes, over the limit of {max_bytes} bytes")
+    return raw
+
+
+def _checked_jpeg(jpeg: object) -> bytes:
+    """Return the payload if it is non-empty bytes starting with the JPEG SOI marker."""
+    if not isinstance(jpeg, bytes | bytearray | memoryview):
+        raise ProtocolError(f"JPEG payload must be bytes, but got {type(jpeg).__name__}")
+    payload = bytes(jpeg)
+    if not payload.startswith(JPEG_SOI):
+        start = payload[:4].hex(" ").upper() or "nothing (empty payload)"
+        raise ProtocolError(f"payload must be a JPEG starting with FF D8, but starts with {start}")
+    return payload
+
+
+def _check_hash(header: CropHeader, jpeg: bytes) -> None:
+    """Raise ProtocolError unless the payload hashes to ``header.jpeg_sha256``."""
+    digest = hashlib.sha256(jpeg).hexdigest()
+    if digest != header.jpeg_sha256:
+        raise ProtocolError(
+            f"JPEG payload sha256 mismatch: header says {header.jpeg_sha256}, payload is {digest}"
+        )
+
+
+def _revalidated_json(message: BaseModel, *, what: str) -> bytes:
+    """Dump a model to JSON and validate that JSON again, as a receiver would."""
+    try:
+        raw = message.model_dump_json().encode("utf-8")
+    except (ValueError, TypeError) as err:  # e.g. a lone surrogate slipped in via model_copy
+        raise ProtocolError(f"invalid {what}: {err}") from err
+    _parse_json(type(message), raw, what=what)
+    return raw
+
+
+def _parse_json(model: type[_Message], raw: bytes, *, what: str) -> _Message:
+    """Validate UTF-8 JSON bytes as ``model``, translating every failure to ProtocolError."""
+    try:
+        document = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
+        )
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise ProtocolError(f"{what} is not valid UTF-8 JSON: {short_repr(str(err))}") from err
+    if not isinstance(document, dict):
+        raise ProtocolError(f"{what} must be a JSON object, but got {type(document).__name__}")
+    version = document.get("schema_version", SCHEMA_VERSION)
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
         wanted = " or ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
-        raise ValueError(f"expected schema_version {wanted}, got {value}")
-    return value
+        raise ProtocolError(f"{what}: expected schema_version {wanted}, got {short_repr(version)}")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        raise ProtocolError(f"invalid {what}: {_describe(err)}") from err
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_check_utc)]
-SchemaVersion = Annotated[int, AfterValidator(_check_schema_version)]
-Box = Annotated[
-    tuple[float, float, float, float], BeforeValidator(lambda v: _check_box(v, integers=False))
-]
-CropBox = Annotated[tuple[int, int, int, int], BeforeValidator(lambda v: _check_box(v, integers=True))]
-ConfigHash = Annotated[str, Field(pattern=_HASH)]
-AgentVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")]
-Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-AttributeValue = bool | Annotated[int, Field(ge=-(2**63), lt=2**63)] | float | Annotated[str, Field(max_length=256)]
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, rejecting repeated keys (which parsers resolve differently)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        keys = [key for key, _ in pairs]
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"duplicate key {short_repr(duplicate)}")
+    return document
 
 
-class _WireModel(BaseModel):
-    """Base of every wire model: strict types, unknown keys rejected, immutable."""
+def _no_constant(name: str) -> Any:
+    """Reject the non-standard JSON constants NaN, Infinity and -Infinity."""
+    raise ValueError(f"{name} is not valid JSON")
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, protected_namespaces=()
-    )
+
+def _describe(err: ValidationError) -> str:
+    """Render a ValidationError as 'field: problem (got value)' items, the first few only."""
+    items = []
+    for error in err.errors()[:_MAX_ERRORS]:
+        where = ".".join(str(part) for part in error["loc"])
+        problem = error["msg"].removeprefix("Value error, ")
+        if error["type"] not in {"value_error", "missing"}:
+            problem += f" (got {short_repr(error.get('input'))})"
+        items.append(f"{where}: {problem}" if where else problem)
+    hidden = err.error_count() - _MAX_ERRORS
+    return "; ".join(items) + (f"; and {hidden} more" if hidden > 0 else "")

@@ -53,6 +53,7 @@ class TopicParts:
         site: The site id (one topic segment).
         camera: The camera id (one topic segment).
         kind: What the topic carries.
+
     """
 
     site: str
@@ -77,6 +78,7 @@ def validate_segment(value: str, *, name: str) -> str:
 
     Raises:
         ProtocolError: If ``value`` is not a string matching :data:`SEGMENT_PATTERN`.
+
     """
     if not isinstance(value, str):
         raise ProtocolError(f"{name} must be a string of {_SEGMENT_RULE}, but got {value!r}")
@@ -101,6 +103,7 @@ def build_topic(kind: TopicKind | str, *, site: str, camera: str) -> str:
 
     Raises:
         ProtocolError: If ``kind`` is unknown or ``site``/``camera`` is not a valid segment.
+
     """
     topic_kind = _as_kind(kind)
     validate_segment(site, name="site")
@@ -139,6 +142,7 @@ def parse_topic(topic: str) -> TopicParts:
 
     Raises:
         ProtocolError: If the topic is not in the ``lensflow/v1/{site}/{camera}/{kind}`` layout.
+
     """
     expected = f"{TOPIC_PREFIX}/{{site}}/{{camera}}/" + "|".join(k.value for k in TopicKind)
     if not isinstance(topic, str):
@@ -178,6 +182,7 @@ def subscription_filter(
 
     Raises:
         ProtocolError: If ``kind`` is unknown or a given site/camera is not a valid segment.
+
     """
     topic_kind = _as_kind(kind)
     site_part = "+" if site is None else validate_segment(site, name="site")
@@ -196,6 +201,7 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 
     Returns:
         ``True`` if a subscription to ``topic_filter`` receives messages sent to ``topic``.
+
     """
     wanted, actual = topic_filter.split("/"), topic.split("/")
     for index, level in enumerate(wanted):

@@ -1,0 +1,110 @@
+"""Test classifiers: small plugins that behave (compute from the pixels), not recorders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field
+
+from shared.classifiers.base import BaseClassifier, Context, Image, Output
+from shared.classifiers.registry import PluginRegistry
+from shared.config.base import StrictModel
+
+PALETTE = {
+    "red": (0, 0, 200),
+    "green": (0, 160, 0),
+    "blue": (200, 0, 0),
+    "white": (235, 235, 235),
+    "black": (20, 20, 20),
+    "grey": (128, 128, 128),
+}
+
+
+class MeanColorShirt(BaseClassifier):
+    """Names the palette colour nearest to the mean of the crop's upper-middle region."""
+
+    key = "tshirt_color"
+    version = "test-1"
+    outputs = ("color", "score")
+
+    def process(self, image: Image, context: Context) -> Output:
+        h, w = image.shape[:2]
+        torso = image[h // 5 : h // 2, w // 4 : 3 * w // 4].reshape(-1, 3).astype(float)
+        mean = torso.mean(axis=0)
+        name, ref = min(PALETTE.items(), key=lambda kv: float(np.linalg.norm(mean - kv[1])))
+        distance = float(np.linalg.norm(mean - ref))
+        return {"color": name, "score": max(0.0, 1.0 - distance / 442.0)}
+
+
+class CarMakeParams(StrictModel):
+    makes: list[str] = Field(default_factory=lambda: ["audi", "bmw", "ford", "toyota"])
+
+
+class BrightnessCarMake(BaseClassifier):
+    """Picks a 'make' from the crop's brightness; counts batch calls to test batching."""
+
+    key = "car_make_vit"
+    version = "test-1"
+    outputs = ("label", "score")
+    Params = CarMakeParams
+    params: CarMakeParams
+
+    def __init__(self, params: CarMakeParams | None = None) -> None:
+        super().__init__(params)
+        self.batch_sizes: list[int] = []
+
+    def process(self, image: Image, context: Context) -> Output:
+        brightness = float(image.mean()) / 255.0
+        makes = self.params.makes
+        return {
+            "label": makes[min(int(brightness * len(makes)), len(makes) - 1)],
+            "score": round(brightness, 4),
+        }
+
+    def process_batch(self, images: Sequence[Image], contexts: Sequence[Context]) -> list[Output]:
+        self.batch_sizes.append(len(images))
+        return super().process_batch(images, contexts)
+
+
+class FailsOnDark(BaseClassifier):
+    """Raises on dark images (mean < 60), as a real plugin might on bad input."""
+
+    key = "fails_on_dark"
+    version = "test-1"
+    outputs = ("ok",)
+
+    def process(self, image: Image, context: Context) -> Output:
+        if float(image.mean()) < 60:
+            raise ValueError("image too dark to classify")
+        return {"ok": True}
+
+
+class Forgetful(BaseClassifier):
+    """Breaks the contract: does not return its declared output key."""
+
+    key = "forgetful"
+    version = "test-1"
+    outputs = ("label",)
+
+    def process(self, image: Image, context: Context) -> Output:
+        return {"something_else": 1}
+
+
+class Echo(BaseClassifier):
+    """Returns the names of the upstream outputs it saw (to test context passing)."""
+
+    key = "echo"
+    version = "test-1"
+    outputs = ("saw",)
+
+    def process(self, image: Image, context: Context) -> Output:
+        return {"saw": sorted(context)}
+
+
+def make_registry() -> PluginRegistry:
+    """The default registry plus the test plugins above."""
+    registry = PluginRegistry().discover()
+    for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo):
+        registry.register(plugin)
+    return registry
