@@ -34,11 +34,13 @@ def check(
         for issue in err.issues:
             where = str(issue.location) if issue.location else str(file)
             what = f"{issue.field}: " if issue.field else ""
-            err_console.print(f"{where}: {what}{issue.message}", markup=False, highlight=False)
+            err_console.print(
+                f"{where}: {what}{issue.message}", markup=False, highlight=False, soft_wrap=True
+            )
         err_console.print(f"[red]{len(err.issues)} error(s)[/red] in {file}")
         raise typer.Exit(1) from None
     except LensflowError as err:
-        err_console.print(f"{file}: {err}", markup=False, highlight=False)
+        err_console.print(f"{file}: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     print_pipeline(compiled, title=str(file))
 

@@ -86,11 +86,16 @@ def compile_pipeline(
     registry = registry or default_registry()
     issues = _Issues(doc)
     index = _check_names(config.pipeline, issues)
-    order = _topological_order(config.pipeline, index, issues)
-    upstream = _upstream_sets(config.pipeline, index, order)
+    deps = {  # valid dependency edges only; the invalid ones are already reported
+        n.name: [d for d in n.depends_on if d in index and d != n.name]
+        for n in config.pipeline
+        if n.name in index
+    }
+    order = _topological_order(deps, index, issues)
+    upstream = _upstream_sets(deps, order)
     compiled: dict[str, CompiledNode] = {}
     for i, node in enumerate(config.pipeline):
-        condition = _compile_when(node, i, upstream.get(node.name, frozenset()), issues)
+        condition = _compile_when(node, i, upstream.get(node.name), issues)
         plugin_params = _resolve_plugin(node, i, registry, issues)
         if condition is not None and plugin_params is not None:
             compiled[node.name] = CompiledNode(
@@ -133,10 +138,9 @@ def _check_names(nodes: list[NodeConfig], issues: _Issues) -> dict[str, int]:
 
 
 def _topological_order(
-    nodes: list[NodeConfig], index: dict[str, int], issues: _Issues
+    deps: dict[str, list[str]], index: dict[str, int], issues: _Issues
 ) -> list[str]:
-    """Kahn's algorithm, keeping file order among ready nodes; reports each cycle once."""
-    deps = {n.name: [d for d in n.depends_on if d in index] for n in nodes if n.name in index}
+    """Kahn's algorithm, keeping file order among ready nodes; reports a cycle."""
     remaining = dict(deps)
     order: list[str] = []
     while True:
@@ -162,25 +166,28 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
         path.append(nxt)
 
 
-def _upstream_sets(
-    nodes: list[NodeConfig], index: dict[str, int], order: list[str]
-) -> dict[str, frozenset[str]]:
-    by_name = {n.name: n for n in nodes if n.name in index}
+def _upstream_sets(deps: dict[str, list[str]], order: list[str]) -> dict[str, frozenset[str]]:
+    """Every node's transitive dependencies (nodes in a cycle get none)."""
     upstream: dict[str, frozenset[str]] = {}
     for name in order:
-        direct = by_name[name].depends_on
-        upstream[name] = frozenset(direct).union(*(upstream[d] for d in direct))
+        upstream[name] = frozenset(deps[name]).union(*(upstream[d] for d in deps[name]))
     return upstream
 
 
 def _compile_when(
-    node: NodeConfig, i: int, upstream: frozenset[str], issues: _Issues
+    node: NodeConfig, i: int, upstream: frozenset[str] | None, issues: _Issues
 ) -> Condition | None:
+    """Compile the node's condition and check it only reads upstream nodes.
+
+    ``upstream`` is None for a node caught in a cycle (already reported).
+    """
     try:
         condition = compile_condition(node.when)
     except ConditionError as err:
         issues.add(f"invalid condition: {err}", i, "when")
         return None
+    if upstream is None:
+        return condition
     for ref in sorted(condition.references() - upstream - {INPUT_KEY}):
         issues.add(
             f"condition refers to {ref!r}, which is not upstream of {node.name!r}; "

@@ -121,7 +121,7 @@ pipeline:
 """,
     )
     assert errors == [
-        "7: condition refers to 'other', which is not upstream of 'car'; "
+        "8: condition refers to 'other', which is not upstream of 'car'; "
         "add it to depends_on (upstream: det)"
     ]
 
