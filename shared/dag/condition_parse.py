@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,7 +76,6 @@ _ARITHMETIC: dict[type[ast.AST], str] = {
 _COMPARE_KEYS: dict[type[ast.cmpop], str] = {ast.Eq: "eq", ast.NotEq: "ne", ast.Lt: "lt"}
 _COMPARE_KEYS.update({ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge"})
 _FLIPPED = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
-_SCALARS = (str, int, float, type(None))  # bool is an int
 
 
 def parse_expression(text: str) -> Any:
@@ -100,7 +100,9 @@ def parse_expression(text: str) -> Any:
     if not source:
         raise ConditionError(f"condition text is empty; write an expression such as {_EXAMPLE}")
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence": not the user's concern
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, mode="eval")
     except SyntaxError as err:
         raise ConditionError(
             f"invalid condition syntax at column {err.offset or 1}: {err.msg}; a condition is "
@@ -114,7 +116,9 @@ def parse_expression(text: str) -> Any:
 
 def _error(node: ast.AST, message: str) -> ConditionError:
     """A ConditionError pointing at ``node``'s column (and line, past the first)."""
-    line, column = getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1
+    if not isinstance(node, ast.expr | ast.keyword):  # operators carry no position
+        return ConditionError(message)
+    line, column = node.lineno, node.col_offset + 1
     where = f"column {column}" if line == 1 else f"line {line}, column {column}"
     return ConditionError(f"{message} (at {where})")
 
@@ -163,8 +167,6 @@ def _misuse(node: ast.AST) -> str | None:
             return "len() takes exactly one context path, e.g. len(context['node']['detections'])"
     if isinstance(node, ast.Name) and node.id not in ("context", "len"):
         return f"name {node.id!r} is not allowed; the only name is context (and len)"
-    if isinstance(node, ast.Constant) and not isinstance(node.value, _SCALARS):
-        return f"constant of type {type(node.value).__name__} is not allowed; {ALLOWED_SUMMARY}"
     return None
 
 
@@ -401,7 +403,9 @@ class _Compiler:
         tests: list[Compare] = []
         for field, test in spec.items():
             path = self._path(field, at=_within(at, field))
-            for key, value in test.items() if isinstance(test, Mapping) else [("eq", test)]:
+            for key, value in (
+                test.items() if isinstance(test, Mapping) and test else [("eq", test)]
+            ):
                 here = _within(_within(at, field), key)
                 self._count_part(here, depth=0)
                 if key not in _OP_KEYS:
@@ -411,14 +415,14 @@ class _Compiler:
 
     def _path(self, spec: Any, *, at: str) -> Path:
         """A dotted PATH (``node.key.0``) or a list of keys (``[node, key, 0]``)."""
-        segments: tuple[Any, ...] = ()
+        segments: tuple[Any, ...] = tuple(spec) if isinstance(spec, list | tuple) else ()
+        problem = None
         if isinstance(spec, str):
             parts = spec.strip().split(".")
-            if all(_DOTTED_KEY.fullmatch(part) for part in parts):
-                segments = tuple(int(p) if _INTEGER.fullmatch(p) else p for p in parts)
-        elif isinstance(spec, list | tuple):
-            segments = tuple(spec)
-        if problem := _path_problem(segments):
+            segments = tuple(int(p) if _INTEGER.fullmatch(p) else p for p in parts)
+            if not all(_DOTTED_KEY.fullmatch(part) for part in parts):
+                problem = "dotted keys may not be empty or hold blanks, brackets or quotes"
+        if problem := problem or _path_problem(segments):
             raise _fail(
                 at,
                 f"{problem}; a PATH looks like object_detection.detections.0.score "

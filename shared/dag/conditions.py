@@ -297,7 +297,7 @@ class Always(Condition):
         return "true" if self.value else "false"
 
     def references(self) -> frozenset[str]:
-        """None."""
+        """No nodes: a constant reads nothing."""
         return frozenset()
 
 

@@ -108,6 +108,7 @@ def test_round_trip_keeps_header_and_jpeg() -> None:
     assert decoded.header == make_header()
     assert decoded.jpeg == real_jpeg()
     image = cv2.imdecode(np.frombuffer(decoded.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
     assert image.shape == (32, 48, 3)
 
 
@@ -164,7 +165,7 @@ def test_decode_rejects_a_topic_that_disagrees_with_the_header(topic: str) -> No
 
 # --- framing errors -----------------------------------------------------------------------
 
-FRAMING_CASES: list[tuple[Callable[[bytes], bytes], str]] = [
+FRAMING_CASES: list[tuple[Callable[[bytes], Any], str]] = [
     # wrong magic: not a lensflow crop message at all
     (lambda m: b"XYZ" + m[3:], "expected magic b'LFC' at bytes 0-2, got b'XYZ'"),
     # a framing version from the future
@@ -186,12 +187,12 @@ FRAMING_CASES: list[tuple[Callable[[bytes], bytes], str]] = [
     # one bit of the JPEG flipped
     (lambda m: m[:-1] + bytes([m[-1] ^ 1]), "JPEG payload sha256 mismatch"),
     # not bytes at all
-    (lambda m: m.decode("latin-1"), "crop message must be bytes, but got str"),  # type: ignore[return-value]
+    (lambda m: m.decode("latin-1"), "crop message must be bytes, but got str"),
 ]
 
 
 @pytest.mark.parametrize(("mutate", "expected"), FRAMING_CASES)
-def test_broken_framing_is_rejected(mutate: Callable[[bytes], bytes], expected: str) -> None:
+def test_broken_framing_is_rejected(mutate: Callable[[bytes], Any], expected: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         decode_crop(mutate(valid_message()))
     assert expected in str(caught.value)
@@ -350,7 +351,7 @@ def mutated(data: bytes, kind: str, at: int, arg: Any) -> bytes:
     if kind == "truncate":
         return data[:at]
     if kind == "splice":
-        return data[:at] + arg + data[at:]
+        return data[:at] + bytes(arg) + data[at:]
     return data[:at] + data[at + arg :]
 
 
