@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -71,6 +73,8 @@ def _registry(modules: list[str]) -> PluginRegistry:
     if not modules:
         return registry
     extended = PluginRegistry(dict(registry.plugins), dict(registry.unavailable))
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: modules of the working directory
     for name in modules:
         extended.scan_module(name)
     return extended
