@@ -69,3 +69,11 @@ class ProtocolError(LensflowError):
 
 class ImageError(LensflowError):
     """Bytes or a file that should hold an image cannot be decoded as one."""
+
+
+class ModelError(LensflowError):
+    """A model file is missing, corrupt, of the wrong kind, or fails its hash check."""
+
+
+class DetectorError(LensflowError):
+    """A detector runtime failed while running a model."""
