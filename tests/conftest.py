@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from models.export.fetch import fetch_model
+from models.export.manifest import load_manifest
 from shared.classifiers.base import Image
 from shared.classifiers.registry import PluginRegistry
 from shared.images import read_image, sample_image_paths
@@ -28,3 +30,38 @@ def sample_images() -> dict[str, Image]:
 @pytest.fixture
 def registry() -> PluginRegistry:
     return make_registry()
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """Where tests keep fetched model files: the project's git-ignored cache, reused across runs."""
+    return ROOT / "var" / "models"
+
+
+def fetch(name: str, cache: Path) -> Path:
+    manifest = ROOT / "configs" / "models.yaml"
+    return fetch_model(
+        load_manifest(manifest).entry(name), cache_dir=cache, manifest_dir=manifest.parent
+    )
+
+
+@pytest.fixture(scope="session")
+def yolov8s_person_pt(model_cache: Path) -> Path:
+    """The real YOLOv8s person weights, fetched by manifest (sha256-checked)."""
+    return fetch("yolov8s-person", model_cache)
+
+
+@pytest.fixture(scope="session")
+def ssdlite_person_pb(model_cache: Path) -> Path:
+    """The real SSDLite-MobileNetV2 person detector (TensorFlow frozen graph)."""
+    return fetch("ssdlite-person", model_cache)
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small calibration set: varied views of the real sample photos."""
+    from models.export.calibration import make_calibration_set
+
+    folder = tmp_path_factory.mktemp("calib")
+    make_calibration_set(sample_image_paths(), folder, count=16)
+    return folder

@@ -49,7 +49,7 @@ class ModelCard(BaseModel):
     artifact_sha256: str
     files: dict[str, str] = Field(description="Every file of the artifact and its sha256.")
     source: str
-    source_sha256: str
+    source_sha256: str | None = Field(description="None for a random-init model config.")
     calibration: dict[str, Any] | None = None
     quantization: dict[str, Any] | None = None
     accuracy: AccuracyCheck | None = None

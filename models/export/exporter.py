@@ -22,7 +22,7 @@ from models.export.quantize import quantize_onnx, quantize_openvino
 from models.export.reference import reference_detections
 from shared.classifiers.base import Image
 from shared.detectors.factory import load_detector
-from shared.detectors.preprocess import letterbox_batch
+from shared.detectors.preprocess import preprocess
 from shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def export_model(request: ExportRequest) -> ExportResult:
         artifact_sha256=files[artifact.name],
         files=files,
         source=str(weights),
-        source_sha256=sha256_file(weights),
+        source_sha256=sha256_file(weights) if weights.is_file() else None,
         calibration=_calibration_note(request),
         quantization=quantization,
         accuracy=AccuracyCheck(
@@ -132,11 +132,14 @@ def export_model(request: ExportRequest) -> ExportResult:
 
 
 def _check_weights(weights: Path) -> Path:
-    if not weights.is_file():
-        raise ModelError(f"weights file not found: {weights}")
+    """An existing .pt/.yaml file, or the bare name of one of ultralytics' model configs."""
     if weights.suffix not in {".pt", ".yaml", ".yml"}:
         raise ModelError(f"expected ultralytics weights (.pt) or a model .yaml, got {weights}")
-    return weights.resolve()
+    if weights.is_file():
+        return weights.resolve()
+    if weights.suffix != ".pt" and weights.parent == Path():
+        return weights  # e.g. yolo11n.yaml: ultralytics builds it (random init) offline
+    raise ModelError(f"weights file not found: {weights}")
 
 
 def _backend(fmt: Format) -> Literal["onnxruntime", "openvino"]:
@@ -201,7 +204,7 @@ def ultralytics_export(
 
 def _calibration_tensors(folder: Path, *, limit: int, imgsz: int) -> list[Any]:
     images: list[Image] = [image for _, image in load_images(folder, limit=limit)]
-    return [letterbox_batch([image], (imgsz, imgsz))[0] for image in images]
+    return [preprocess([image], input_size=(imgsz, imgsz)).tensor for image in images]
 
 
 def _move_into(exported: Path, request: ExportRequest) -> Path:

@@ -37,7 +37,14 @@ def reference_detections(
     results = []
     for image in images:
         (result,) = model.predict(
-            image, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, verbose=False, save=False
+            image,
+            imgsz=imgsz,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            verbose=False,
+            save=False,
+            rect=False,  # the square letterbox of the exported models, not a minimal one
         )
         names = result.names
         boxes = result.boxes

@@ -1,0 +1,119 @@
+"""Pick and load a detector backend for a model file.
+
+The runtime modules are imported only here, on demand: ``onnxruntime`` and ``openvino`` are
+optional extras, and a missing one becomes a :class:`~shared.errors.ModelError` naming the
+extra to install, not an ImportError at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from shared.detectors.base import DetectorBackend
+from shared.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "onnxruntime", "openvino"]
+Family = Literal["auto", "yolo", "ssd"]
+
+# (backend, family) -> (module, class) of the implementation.
+IMPLEMENTATIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("onnxruntime", "yolo"): ("shared.detectors.onnxruntime", "OnnxRuntimeDetector"),
+    ("openvino", "yolo"): ("shared.detectors.openvino", "OpenVinoDetector"),
+    ("openvino", "ssd"): ("shared.detectors.ssd_openvino", "SsdOpenVinoDetector"),
+}
+# The runtime package each backend imports -> the pip extra that installs it.
+EXTRAS = {"onnxruntime": "lensflow[cpu]", "openvino": "lensflow[edge]"}
+
+
+def load_detector(
+    path: str | Path,
+    *,
+    backend: Backend = "auto",
+    family: Family = "auto",
+    device: str = "CPU",
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    precision_hint: str | None = "f32",
+    threads: int | None = None,
+) -> DetectorBackend:
+    """Load a detection model in the runtime that fits it.
+
+    By suffix: ``.onnx`` → YOLO on ONNX Runtime (OpenVINO when asked); ``.xml`` or a folder
+    holding one → YOLO on OpenVINO; ``.pb`` → SSD on OpenVINO.
+
+    Args:
+        path: the model file or folder.
+        backend: the runtime; "auto" picks it from the suffix.
+        family: the model family; "auto" picks it from the suffix.
+        device: "CPU", "CUDA", "TensorRT" (onnxruntime) or an OpenVINO device name.
+        conf: minimum score kept.
+        iou: NMS IoU threshold (YOLO).
+        max_det: most detections per frame.
+        precision_hint: OpenVINO's ``INFERENCE_PRECISION_HINT`` (ignored by onnxruntime).
+        threads: inference threads; the runtime's default when None.
+
+    Returns:
+        The loaded detector.
+
+    Raises:
+        ModelError: missing / bad model, an impossible backend-family pair, or the runtime
+            is not installed.
+        DetectorError: the device is not available.
+    """
+    model = Path(path)
+    if not model.exists():
+        raise ModelError(f"{model}: model not found; expected a .onnx, .xml, .pb or a folder")
+    chosen_family = _family(model) if family == "auto" else family
+    chosen_backend = _backend(model, chosen_family) if backend == "auto" else backend
+    key = (chosen_backend, chosen_family)
+    if key not in IMPLEMENTATIONS:
+        raise ModelError(
+            f"{model}: no {chosen_family} detector for backend {chosen_backend!r}; "
+            f"expected one of {sorted(IMPLEMENTATIONS)}"
+        )
+    cls = _import(*IMPLEMENTATIONS[key], backend=chosen_backend)
+    options: dict[str, Any] = {
+        "device": device,
+        "conf": conf,
+        "max_det": max_det,
+        "threads": threads,
+    }
+    if chosen_family == "yolo":
+        options["iou"] = iou
+    if chosen_backend == "openvino":
+        options["precision_hint"] = precision_hint
+    logger.info("loading %s as %s on %s (%s)", model, chosen_family, chosen_backend, device)
+    detector: DetectorBackend = cls(model, **options)
+    return detector
+
+
+def _family(model: Path) -> str:
+    """The family for a suffix: ssd for a TensorFlow frozen graph, else yolo."""
+    return "ssd" if model.suffix == ".pb" else "yolo"
+
+
+def _backend(model: Path, family: str) -> str:
+    """The runtime for a family and suffix: onnxruntime for .onnx, else openvino."""
+    if family == "yolo" and model.suffix == ".onnx":
+        return "onnxruntime"
+    return "openvino"
+
+
+def _import(module: str, name: str, *, backend: str) -> Any:
+    """Import a backend class; a missing runtime becomes a ModelError naming the extra."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as err:
+        package = (err.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise
+        raise ModelError(
+            f"the {backend} backend needs the {package!r} package, which is not installed "
+            f"or broken ({err}): pip install '{EXTRAS[package]}'"
+        ) from err
