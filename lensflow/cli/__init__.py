@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from lensflow.cli import models_export
+from lensflow.cli.bench import app as bench_app
 from lensflow.cli.models import app as models_app
 from lensflow.cli.pipeline import app as pipeline_app
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(pipeline_app, name="pipeline")
 models_export.register(models_app)
 app.add_typer(models_app, name="models")
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

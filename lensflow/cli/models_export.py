@@ -27,18 +27,34 @@ def export(
     manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
 ) -> None:
     """Export W to ONNX/OpenVINO (INT8 with calibration), gate its accuracy, write its card."""
-    from models.export.exporter import AccuracyGateError, ExportRequest, export_model
+    from models.export.exporter import (
+        AccuracyGateError,
+        ExportRequest,
+        default_out_dir,
+        export_model,
+    )
 
     if fmt not in ("onnx", "openvino") or precision not in ("fp32", "fp16", "int8"):
-        err_console.print(f"expected --format onnx|openvino and --precision fp32|fp16|int8, "
-                          f"got {fmt} / {precision}", markup=False)
+        err_console.print(
+            f"expected --format onnx|openvino and --precision fp32|fp16|int8, "
+            f"got {fmt} / {precision}",
+            markup=False,
+        )
         raise typer.Exit(2)
     try:
         weights_path, name = _resolve_weights(weights, manifest)
-        target = out_dir or weights_path.parent / "export" / f"{fmt}-{precision}"
-        request = ExportRequest(weights=weights_path, format=fmt, precision=precision,  # type: ignore[arg-type]
-                                out_dir=target, calib_dir=calib, holdout_dir=holdout,
-                                imgsz=imgsz, min_f1=min_f1, name=name)
+        target = out_dir or default_out_dir(weights_path, fmt=fmt, precision=precision)  # type: ignore[arg-type]
+        request = ExportRequest(
+            weights=weights_path,
+            format=fmt,
+            precision=precision,  # type: ignore[arg-type]
+            out_dir=target,
+            calib_dir=calib,
+            holdout_dir=holdout,
+            imgsz=imgsz,
+            min_f1=min_f1,
+            name=name,
+        )
         with out.status(f"exporting {weights_path.name} to {fmt} {precision} ..."):
             result = export_model(request)
     except AccuracyGateError as err:
@@ -53,8 +69,14 @@ def export(
         table.add_column(column)
     acc = card.accuracy
     assert acc is not None
-    table.add_row(str(result.artifact), str(len(card.class_names)), f"{card.input_size}",
-                  f"{acc.f1:.3f} (>= {acc.threshold})", f"{acc.precision:.3f}", f"{acc.recall:.3f}")
+    table.add_row(
+        str(result.artifact),
+        str(len(card.class_names)),
+        f"{card.input_size}",
+        f"{acc.f1:.3f} (>= {acc.threshold})",
+        f"{acc.precision:.3f}",
+        f"{acc.recall:.3f}",
+    )
     out.print(table)
     out.print(f"model card: {result.card_path}")
 

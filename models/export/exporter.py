@@ -71,6 +71,14 @@ class ExportResult:
     card_path: Path
 
 
+def default_out_dir(weights: Path, *, fmt: Format, precision: Precision) -> Path:
+    """``<weights folder>/export/<fmt>-<precision>``; OpenVINO folders end in ``_openvino_model``
+    so that ultralytics (the parity reference) recognises them.
+    """
+    suffix = "_openvino_model" if fmt == "openvino" else ""
+    return weights.parent / "export" / f"{fmt}-{precision}{suffix}"
+
+
 def export_model(request: ExportRequest) -> ExportResult:
     """Export, quantize if asked, run the accuracy gate and write the model card.
 

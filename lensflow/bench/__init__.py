@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures and the ratio against its baseline, measured in one run."""

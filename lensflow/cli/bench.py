@@ -1,0 +1,96 @@
+"""``lensflow bench ...``: benchmarks that print their figures and ratios in one run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.errors import LensflowError
+
+app = typer.Typer(
+    help="Benchmarks (figures and ratios measured in the same run).", no_args_is_help=True
+)
+out = Console()
+
+
+@app.command("edge")
+def edge(
+    model: Annotated[str, typer.Option(help="Manifest name or artifact path.")] = "yolov8s-person",
+    backend: Annotated[str, typer.Option(help="openvino or onnxruntime.")] = "openvino",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "int8",
+    frames: Annotated[int, typer.Option(help="Frames per measurement.")] = 40,
+    repeats: Annotated[int, typer.Option(help="Timed calls per latency figure.")] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON.")] = None,
+    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+) -> None:
+    """Detector path vs raw engine, ultralytics predict and the engine's throughput limit."""
+    from lensflow.bench.artifacts import artifact_for
+    from lensflow.bench.edge import run_edge_bench
+    from shared.images import read_image, sample_image_paths
+
+    if backend not in ("openvino", "onnxruntime"):
+        out.print(f"expected --backend openvino|onnxruntime, got {backend}")
+        raise typer.Exit(2)
+    try:
+        artifact = artifact_for(
+            model,
+            backend=backend,
+            precision=precision,  # type: ignore[arg-type]
+            manifest=manifest,
+            log=out.print,
+        )
+        fp32 = None
+        if precision == "int8" and backend == "openvino" and not Path(model).exists():
+            fp32 = artifact_for(
+                model, backend=backend, precision="fp32", manifest=manifest, log=out.print
+            )
+        photos = [read_image(p) for p in sample_image_paths()]
+        clip = [photos[i % len(photos)] for i in range(frames)]
+        with out.status("measuring ..."):
+            result = run_edge_bench(
+                artifact, backend=backend, frames=clip, repeats=repeats, fp32_artifact=fp32
+            )
+    except LensflowError as err:
+        out.print(f"bench failed: {err}", markup=False)
+        raise typer.Exit(1) from None
+    _print_edge(result, title=f"{model} {backend} {precision}")
+    if json_out:
+        json_out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+
+
+def _print_edge(result: object, *, title: str) -> None:
+    from lensflow.bench.edge import EdgeBench
+
+    assert isinstance(result, EdgeBench)
+    table = Table(title=f"bench edge: {title} ({result.frames} frames)", title_justify="left")
+    table.add_column("measure")
+    table.add_column("ms / frame", justify="right")
+    table.add_column("fps", justify="right")
+    stages = result.stages_ms
+    rows = [
+        ("ours: pre-process", stages["pre"]),
+        ("ours: inference", stages["infer"]),
+        ("ours: post-process", stages["post"]),
+        ("ours: per frame (wall)", result.ours_ms),
+        ("raw engine call", result.raw_ms),
+        ("ultralytics predict loop", result.ultralytics_ms),
+        ("ours: sustained, pipelined", 1000 / result.sustained_fps),
+        ("engine throughput limit", 1000 / result.limit_fps),
+    ]
+    if result.fp32_raw_ms is not None:
+        rows.append(("raw engine call, FP32 artifact (f32)", result.fp32_raw_ms))
+    for label, ms in rows:
+        table.add_row(label, f"{ms:.1f}", f"{1000 / ms:.1f}" if ms else "-")
+    out.print(table)
+    for label, (value, target, ok) in result.ratios().items():
+        mark = "[green]ok[/green]" if ok else "[red]below target[/red]"
+        out.print(f"{label}: {value:.2f} (target {target}) {mark}")
+    out.print(f"pipelined detections equal sequential ones: F1 {result.same_detections_f1:.3f}")
+    for note in result.notes:
+        out.print(f"note: {note}")
