@@ -1,5 +1,7 @@
-"""``lensflow bench edge``: the detector path against the raw engine, ultralytics and the
-engine's own throughput limit, all on the same artifact and frames, in one run.
+"""``lensflow bench edge``: the detector path against its baselines, in one run.
+
+Baselines: the raw engine call, ultralytics' predict loop and the engine's own throughput
+limit, all on the same artifact and frames.
 """
 
 from __future__ import annotations

@@ -72,8 +72,9 @@ class ExportResult:
 
 
 def default_out_dir(weights: Path, *, fmt: Format, precision: Precision) -> Path:
-    """``<weights folder>/export/<fmt>-<precision>``; OpenVINO folders end in ``_openvino_model``
-    so that ultralytics (the parity reference) recognises them.
+    """``<weights folder>/export/<fmt>-<precision>``.
+
+    OpenVINO folders end in ``_openvino_model`` so ultralytics (the parity reference) loads them.
     """
     suffix = "_openvino_model" if fmt == "openvino" else ""
     return weights.parent / "export" / f"{fmt}-{precision}{suffix}"
