@@ -10,6 +10,7 @@ import typer
 
 from lensflow.cli import models_export
 from lensflow.cli.bench import app as bench_app
+from lensflow.cli.edge import edge
 from lensflow.cli.models import app as models_app
 from lensflow.cli.pipeline import app as pipeline_app
 
@@ -23,6 +24,7 @@ app.add_typer(pipeline_app, name="pipeline")
 models_export.register(models_app)
 app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
+app.command("edge")(edge)
 
 
 def main() -> None:

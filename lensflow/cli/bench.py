@@ -30,7 +30,7 @@ def edge(
     manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
 ) -> None:
     """Detector path vs raw engine, ultralytics predict and the engine's throughput limit."""
-    from lensflow.bench.artifacts import artifact_for
+    from lensflow.artifacts import artifact_for
     from lensflow.bench.edge import run_edge_bench
     from shared.images import read_image, sample_image_paths
 

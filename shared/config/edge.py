@@ -98,7 +98,13 @@ class DetectorConfig(StrictModel):
     """The detection model and runtime."""
 
     backend: Literal["openvino", "onnxruntime"] = Field("openvino", description="Runtime.")
-    model: str = Field(description="Model file (.xml for OpenVINO, .onnx) or manifest name.")
+    model: str = Field(
+        description="Artifact (.xml or its folder for OpenVINO, .onnx, .pb for SSD), or a "
+        "manifest name that `lensflow edge` resolves to its export of `precision`."
+    )
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "int8", description="Which export of a manifest model to run."
+    )
     device: str = Field("CPU", description="OpenVINO device or ORT provider hint (CPU, CUDA).")
     conf_threshold: float = Field(0.25, ge=0, le=1, description="Detector score threshold.")
     iou_threshold: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold.")

@@ -1,0 +1,255 @@
+"""The edge agent: cameras, the detector, the spool-backed publisher, heartbeats and configs.
+
+``EdgeAgent(config).run()`` runs until stopped (or, with ``until_sources_end``, until every
+camera's source is exhausted — folders and video files). Configs pushed on the agent's config
+topic are validated and applied atomically: changed cameras are restarted, unchanged ones are
+not disturbed, a new detector is loaded before it replaces the old one; a rejected config
+leaves the running one in force. Every outcome is acknowledged on ``config/ack``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from edge.camera import CameraWorker, ReadyCrop
+from edge.metrics import EdgeMetrics
+from edge.publisher import MqttPublisher
+from edge.remote_config import config_hash, parse_pushed_config
+from edge.spool import Spool
+from shared.config.edge import DetectorConfig, EdgeConfig
+from shared.detectors.base import DetectorBackend
+from shared.detectors.factory import load_detector
+from shared.errors import ConfigError, LensflowError
+from shared.protocol import (
+    ConfigAck,
+    Detection,
+    Provenance,
+    StatusMessage,
+    config_ack_topic,
+    config_topic,
+    crops_topic,
+    encode_config_ack,
+    encode_crop,
+    encode_status,
+    new_crop_header,
+    status_topic,
+)
+
+logger = logging.getLogger(__name__)
+
+DetectorLoader = Callable[[DetectorConfig], tuple[DetectorBackend, str]]  # backend, sha256
+
+
+def agent_version() -> str:
+    """The installed lensflow version."""
+    try:
+        return version("lensflow")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class EdgeAgent:
+    """Runs the cameras of one edge config and keeps the cloud informed."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        load: DetectorLoader,
+        realtime: bool = True,
+        metrics: EdgeMetrics | None = None,
+    ) -> None:
+        """Open the spool, connect the publisher and load the detector (no camera runs yet)."""
+        self.config = config
+        self.applied_hash = config_hash(config)
+        self.metrics = metrics or EdgeMetrics()
+        self._load = load
+        self._realtime = realtime
+        self._lock = threading.RLock()  # guards config, detector and cameras during an apply
+        self._stopped = threading.Event()
+        self.detector, self.model_sha256 = load(config.detector)
+        self.spool = Spool(config.spool.path, max_bytes=config.spool.max_bytes)
+        site, agent = config.site, config.agent_id
+        self.publisher = MqttPublisher(
+            config.mqtt,
+            client_id=config.mqtt.client_id or f"lensflow-edge-{site}-{agent}",
+            spool=self.spool,
+            inflight=config.spool.inflight,
+            will_topic=status_topic(site=site, camera=agent),
+            will_payload=self._status_payload(online=False),
+        )
+        self.cameras: dict[str, CameraWorker] = {}
+
+    def run(self, *, until_sources_end: bool = False) -> None:
+        """Start everything and block until :meth:`stop` (or until every source ended)."""
+        self.start()
+        try:
+            while not self._stopped.wait(self.config.heartbeat_s):
+                self.heartbeat()
+                if until_sources_end and self.sources_done():
+                    break
+        finally:
+            self.stop()
+
+    def start(self) -> None:
+        """Connect, subscribe to the config topic and start the cameras."""
+        self.publisher.start()
+        topic = config_topic(site=self.config.site, camera=self.config.agent_id)
+        self.publisher.subscribe(topic, self._on_config)
+        with self._lock:
+            for camera in self.config.cameras:
+                self._start_camera(camera)
+        self.heartbeat()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return (safe from a signal handler or another thread)."""
+        self._stopped.set()
+
+    def sources_done(self) -> bool:
+        """Whether every camera's source is exhausted."""
+        with self._lock:
+            return all(worker.finished.is_set() for worker in self.cameras.values())
+
+    def stop(self, *, drain_timeout_s: float = 30.0) -> None:
+        """Stop the cameras (flushing their tracks), drain the spool, say offline."""
+        self._stopped.set()
+        with self._lock:
+            for worker in self.cameras.values():
+                worker.stop()
+        self.publisher.stop(drain_timeout_s=drain_timeout_s)
+        self.detector.close()
+
+    def heartbeat(self) -> None:
+        """Publish the retained online status with counters and the applied config hash."""
+        self.publisher.publish_status(self._status_payload(online=True))
+
+    def counters(self) -> dict[str, int]:
+        """Counters carried by every heartbeat."""
+        stats = self.publisher.stats()
+        with self._lock:
+            frames = sum(worker.frames for worker in self.cameras.values())
+        return {"frames": frames, **{k: int(v) for k, v in stats.items()}}
+
+    def _status_payload(self, *, online: bool) -> bytes:
+        counters = self.counters() if online and hasattr(self, "cameras") else {}
+        return encode_status(
+            StatusMessage(
+                online=online,
+                agent_version=agent_version(),
+                applied_config_hash=self.applied_hash,
+                counters=counters,
+                sent_at=datetime.now(UTC),
+            )
+        )
+
+    def _start_camera(self, camera: object) -> None:
+        worker = CameraWorker(
+            camera,
+            crops=self.config.crops,  # type: ignore[arg-type]
+            detector=lambda: self.detector,
+            sink=self._publish_crop,
+            metrics=self.metrics,
+            realtime=self._realtime,
+        )
+        self.cameras[worker.config.name] = worker
+        worker.start()
+
+    def _publish_crop(self, crop: ReadyCrop) -> None:
+        det = crop.detection
+        header = new_crop_header(
+            jpeg=crop.jpeg,
+            site=self.config.site,
+            camera=crop.camera,
+            captured_at=crop.captured_at,
+            track_id=crop.track_id,
+            crop_box=crop.crop_box,
+            detection=Detection(
+                class_name=det.class_name,
+                class_id=det.class_id,
+                score=min(1.0, max(0.0, det.score)),
+                box=det.box,
+                frame_width=crop.frame_size[0],
+                frame_height=crop.frame_size[1],
+            ),
+            provenance=Provenance(
+                model_sha256=self.model_sha256,
+                config_hash=self.applied_hash,
+                agent_version=agent_version(),
+            ),
+            attributes={"reason": crop.reason, **({"zone": crop.zone} if crop.zone else {})},
+        )
+        self.publisher.enqueue(
+            crops_topic(site=self.config.site, camera=crop.camera),
+            encode_crop(header, crop.jpeg),
+            key=header.crop_id,
+        )
+
+    def _on_config(self, payload: bytes) -> None:
+        """Validate and apply a pushed config; acknowledge either way. Never raises."""
+        try:
+            new = parse_pushed_config(payload, running=self.config)
+            new_hash = config_hash(new)
+            if new_hash != self.applied_hash:
+                self._apply(new)
+            ack = ConfigAck(hash=new_hash, status="applied", error=None)
+        except (ConfigError, LensflowError) as err:
+            self.metrics.config_rejected.inc()
+            logger.warning("agent %s: pushed config rejected: %s", self.config.agent_id, err)
+            ack = ConfigAck(hash=_payload_hash(payload), status="rejected", error=str(err)[:2000])
+        except Exception as err:  # a bad config must never take the agent down
+            logger.exception("agent %s: applying a pushed config failed", self.config.agent_id)
+            ack = ConfigAck(hash=_payload_hash(payload), status="rejected", error=repr(err)[:2000])
+        topic = config_ack_topic(site=self.config.site, camera=self.config.agent_id)
+        self.publisher.publish_status(encode_config_ack(ack), topic=topic)
+        self.heartbeat()
+
+    def _apply(self, new: EdgeConfig) -> None:
+        """Swap in ``new``: detector first (may fail: nothing changed yet), then cameras."""
+        detector, sha = (self.detector, self.model_sha256)
+        if new.detector != self.config.detector:
+            detector, sha = self._load(new.detector)
+        with self._lock:
+            old_detector = self.detector
+            self.detector, self.model_sha256 = detector, sha
+            old = {c.name: c for c in self.config.cameras}
+            wanted = {c.name: c for c in new.cameras}
+            crops_changed = new.crops != self.config.crops
+            for name, worker in list(self.cameras.items()):
+                if name not in wanted or wanted[name] != old.get(name) or crops_changed:
+                    worker.stop()
+                    del self.cameras[name]
+            self.config = new
+            self.applied_hash = config_hash(new)
+            for name, camera in wanted.items():
+                if name not in self.cameras:
+                    self._start_camera(camera)
+        if old_detector is not detector:
+            old_detector.close()
+        logger.info("agent %s: applied config %s", new.agent_id, self.applied_hash)
+
+
+def _payload_hash(payload: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+def default_loader(config: DetectorConfig) -> tuple[DetectorBackend, str]:
+    """Load ``config.model`` (an artifact path) with its backend; return it with its sha256."""
+    import hashlib
+    from pathlib import Path
+
+    detector = load_detector(
+        config.model,
+        backend=config.backend,
+        device=config.device,
+        conf=config.conf_threshold,
+        iou=config.iou_threshold,
+    )
+    path = Path(detector.info.path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return detector, digest

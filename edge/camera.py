@@ -1,0 +1,173 @@
+"""One camera's loop: frames -> detections -> filters -> tracks -> best crops -> the sink.
+
+Each camera runs in a thread of its own; the detector is shared (its backend serialises
+calls). Nothing a frame can do — a corrupt image, a detector failure on one frame, a stream
+that drops — ends the loop: it is counted, logged and the next frame is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from edge.crops import ByteBudget, cut_crop, encode_jpeg, sharpness, usefulness
+from edge.filters import DetectionFilter
+from edge.metrics import EdgeMetrics
+from edge.sources import Frame, open_source
+from edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
+from shared.config.edge import CameraConfig, CropConfig
+from shared.detectors.base import Detection, DetectorBackend
+from shared.errors import LensflowError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadyCrop:
+    """A crop chosen, cut and encoded, ready for an envelope."""
+
+    camera: str
+    jpeg: bytes
+    detection: Detection
+    crop_box: tuple[int, int, int, int]
+    frame_size: tuple[int, int]  # width, height
+    captured_at: datetime
+    track_id: int | None
+    zone: str | None
+    reason: str
+
+
+CropSink = Callable[[ReadyCrop], None]
+DetectorRef = Callable[[], DetectorBackend]  # the agent may swap the detector at run time
+
+
+class CameraWorker:
+    """Runs one camera until stopped; replaced as a whole when its config changes."""
+
+    def __init__(
+        self,
+        config: CameraConfig,
+        *,
+        crops: CropConfig,
+        detector: DetectorRef,
+        sink: CropSink,
+        metrics: EdgeMetrics,
+        realtime: bool = True,
+    ) -> None:
+        """Prepare the camera (nothing runs until :meth:`start`)."""
+        self.config = config
+        self.crops = crops
+        self._detector = detector
+        self._sink = sink
+        self._metrics = metrics
+        self._realtime = realtime
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{config.name}", daemon=True)
+        self._filter = DetectionFilter(config.filters)
+        self._tracker = ObjectTracker(frame_rate=config.fps)
+        self._selector = BestCropSelector(crops, quality=self._quality)
+        self._budget: ByteBudget[ReadyCrop] = ByteBudget(
+            crops.budget_bytes_per_s, crops.budget_burst_bytes
+        )
+        self.frames = 0
+        self.finished = threading.Event()  # set when the source is exhausted or stopped
+
+    def start(self) -> None:
+        """Start the camera thread."""
+        self._thread.start()
+
+    def stop(self, *, timeout_s: float = 10.0) -> None:
+        """Stop reading frames, send what the tracker still holds, and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the camera thread is running."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        name = self.config.name
+        source = open_source(
+            self.config.source,
+            camera=name,
+            fps=self.config.fps,
+            stop=self._stop,
+            realtime=self._realtime,
+        )
+        started = time.monotonic()
+        try:
+            for frame in source:
+                if self._stop.is_set():
+                    break
+                self._frame(frame)
+                self.frames += 1
+                elapsed = time.monotonic() - started
+                if elapsed > 0:
+                    self._metrics.fps.labels(name).set(self.frames / elapsed)
+        except Exception:  # a camera must never take the agent down
+            logger.exception("camera %s: frame loop failed; camera stopped", name)
+        finally:
+            self._emit_all(self._selector.flush())
+            self._send(self._budget.poll())
+            source.close()
+            self.finished.set()
+            logger.info("camera %s: stopped after %d frames", name, self.frames)
+
+    def _frame(self, frame: Frame) -> None:
+        name = self.config.name
+        self._metrics.frames.labels(name).inc()
+        try:
+            batch = self._detector().detect([frame.image])
+        except LensflowError as err:
+            logger.warning("camera %s: detector failed on frame %d: %s", name, frame.index, err)
+            self._metrics.frames_skipped.labels(name).inc()
+            return
+        self._metrics.inference_ms.observe(batch.times.total_ms)
+        detections = batch.detections[0]
+        self._metrics.detections.labels(name).inc(len(detections))
+        kept = self._filter.apply(detections)
+        tracked = self._tracker.update(kept)
+        candidates = self._selector.update(frame.index, frame.captured_at, frame.image, tracked)
+        self._emit_all(candidates)
+        self._send(self._budget.poll())
+
+    def _emit_all(self, candidates: list[CropCandidate]) -> None:
+        for candidate in candidates:
+            crop = self._prepare(candidate)
+            self._send(self._budget.offer(crop, size=len(crop.jpeg), usefulness=candidate.quality))
+
+    def _prepare(self, candidate: CropCandidate) -> ReadyCrop:
+        image = candidate.image
+        det = candidate.detection
+        pixels, box = cut_crop(
+            image, det.box, padding=self.crops.padding, max_side=self.crops.max_side
+        )
+        return ReadyCrop(
+            camera=self.config.name,
+            jpeg=encode_jpeg(pixels, quality=self.crops.jpeg_quality),
+            detection=det,
+            crop_box=box,
+            frame_size=(image.shape[1], image.shape[0]),
+            captured_at=candidate.captured_at,
+            track_id=candidate.track_id,
+            zone=self._filter.zone_of(det),
+            reason=candidate.reason,
+        )
+
+    def _send(self, crops: list[ReadyCrop]) -> None:
+        for crop in crops:
+            self._sink(crop)
+            self._metrics.crops_sent.labels(self.config.name).inc()
+
+    @staticmethod
+    def _quality(image: object, box: tuple[float, float, float, float], score: float) -> float:
+        """How good a crop this detection makes: score, size and sharpness together."""
+        x1, y1, x2, y2 = (int(v) for v in box)
+        area = max(0, x2 - x1) * max(0, y2 - y1)
+        region = image[max(0, y1) : y2, max(0, x1) : x2]  # type: ignore[index]
+        return usefulness(score, area, sharpness(region) if region.size else 0.0)
