@@ -20,7 +20,7 @@ from edge.metrics import EdgeMetrics
 from edge.publisher import MqttPublisher
 from edge.remote_config import config_hash, parse_pushed_config
 from edge.spool import Spool
-from shared.config.edge import DetectorConfig, EdgeConfig
+from shared.config.edge import CameraConfig, DetectorConfig, EdgeConfig
 from shared.detectors.base import DetectorBackend
 from shared.detectors.factory import load_detector
 from shared.errors import ConfigError, LensflowError
@@ -120,7 +120,9 @@ class EdgeAgent:
         with self._lock:
             for worker in self.cameras.values():
                 worker.stop()
-        self.publisher.stop(drain_timeout_s=drain_timeout_s)
+        self.publisher.stop(
+            drain_timeout_s=drain_timeout_s, offline_status=self._status_payload(online=False)
+        )
         self.detector.close()
 
     def heartbeat(self) -> None:
@@ -138,18 +140,18 @@ class EdgeAgent:
         counters = self.counters() if online and hasattr(self, "cameras") else {}
         return encode_status(
             StatusMessage(
-                online=online,
+                state="online" if online else "offline",
                 agent_version=agent_version(),
                 applied_config_hash=self.applied_hash,
                 counters=counters,
-                sent_at=datetime.now(UTC),
+                timestamp=datetime.now(UTC),
             )
         )
 
-    def _start_camera(self, camera: object) -> None:
+    def _start_camera(self, camera: CameraConfig) -> None:
         worker = CameraWorker(
             camera,
-            crops=self.config.crops,  # type: ignore[arg-type]
+            crops=self.config.crops,
             detector=lambda: self.detector,
             sink=self._publish_crop,
             metrics=self.metrics,

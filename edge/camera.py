@@ -17,7 +17,7 @@ from datetime import datetime
 from edge.crops import ByteBudget, cut_crop, encode_jpeg, sharpness, usefulness
 from edge.filters import DetectionFilter
 from edge.metrics import EdgeMetrics
-from edge.sources import Frame, open_source
+from edge.sources import Frame, SourceStats, open_source
 from edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
 from shared.config.edge import CameraConfig, CropConfig
 from shared.detectors.base import Detection, DetectorBackend
@@ -68,12 +68,17 @@ class CameraWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{config.name}", daemon=True)
         self._filter = DetectionFilter(config.filters)
-        self._tracker = ObjectTracker(frame_rate=config.fps)
+        # A track must not outlive the selector's notion of it, or its id gets a second crop.
+        self._tracker = ObjectTracker(
+            frame_rate=config.fps, lost_track_s=min(1.0, crops.track_lost_after_s)
+        )
         self._selector = BestCropSelector(crops, quality=self._quality)
         self._budget: ByteBudget[ReadyCrop] = ByteBudget(
             crops.budget_bytes_per_s, crops.budget_burst_bytes
         )
         self.frames = 0
+        self.source_stats: SourceStats | None = None  # the live source's counters
+        self._synced = SourceStats()  # what has been added to the metrics so far
         self.finished = threading.Event()  # set when the source is exhausted or stopped
 
     def start(self) -> None:
@@ -99,6 +104,7 @@ class CameraWorker:
             stop=self._stop,
             realtime=self._realtime,
         )
+        self.source_stats = source.stats
         started = time.monotonic()
         try:
             for frame in source:
@@ -106,6 +112,7 @@ class CameraWorker:
                     break
                 self._frame(frame)
                 self.frames += 1
+                self._sync_source_metrics()
                 elapsed = time.monotonic() - started
                 if elapsed > 0:
                     self._metrics.fps.labels(name).set(self.frames / elapsed)
@@ -115,8 +122,23 @@ class CameraWorker:
             self._emit_all(self._selector.flush())
             self._send(self._budget.poll())
             source.close()
+            self._sync_source_metrics()
             self.finished.set()
             logger.info("camera %s: stopped after %d frames", name, self.frames)
+
+    def _sync_source_metrics(self) -> None:
+        """Add the source's new skips and reconnects to the Prometheus counters."""
+        stats, synced, name = self.source_stats, self._synced, self.config.name
+        if stats is None:
+            return
+        skipped = stats.frames_skipped_undecodable - synced.frames_skipped_undecodable
+        reconnects = stats.reconnects - synced.reconnects
+        if skipped:
+            self._metrics.frames_skipped.labels(name).inc(skipped)
+        if reconnects:
+            self._metrics.source_reconnects.labels(name).inc(reconnects)
+        synced.frames_skipped_undecodable += skipped
+        synced.reconnects += reconnects
 
     def _frame(self, frame: Frame) -> None:
         name = self.config.name
@@ -131,7 +153,10 @@ class CameraWorker:
         detections = batch.detections[0]
         self._metrics.detections.labels(name).inc(len(detections))
         kept = self._filter.apply(detections)
-        tracked = self._tracker.update(kept)
+        for reason, count in self._filter.last_dropped.items():
+            if count:
+                self._metrics.filtered.labels(name, reason).inc(count)
+        tracked = self._tracker.update(kept, captured_at=frame.captured_at)
         candidates = self._selector.update(frame.index, frame.captured_at, frame.image, tracked)
         self._emit_all(candidates)
         self._send(self._budget.poll())
@@ -170,4 +195,4 @@ class CameraWorker:
         x1, y1, x2, y2 = (int(v) for v in box)
         area = max(0, x2 - x1) * max(0, y2 - y1)
         region = image[max(0, y1) : y2, max(0, x1) : x2]  # type: ignore[index]
-        return usefulness(score, area, sharpness(region) if region.size else 0.0)
+        return float(usefulness(score, area, sharpness(region) if region.size else 0.0))

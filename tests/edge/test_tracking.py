@@ -1,0 +1,251 @@
+"""ObjectTracker (ByteTrack from ``trackers``) and BestCropSelector: stable ids, which crops go."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.tracking import (
+    BestCropSelector,
+    CropCandidate,
+    ObjectTracker,
+    TrackedDetection,
+    default_quality,
+)
+from shared.classifiers.base import Image
+from shared.config.edge import CropConfig
+from shared.detectors.base import Detection
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+FPS = 10.0
+FRAME = np.zeros((480, 960, 3), np.uint8)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def person(box: tuple[float, float, float, float], score: float = 0.9) -> Detection:
+    return Detection(class_id=0, class_name="person", score=score, box=box)
+
+
+def crossing_scene(frames: int = 30) -> list[list[tuple[str, Detection]]]:
+    """Per frame, (true object, detection): "a" walks right, "b" walks left across "a"'s
+    path (their boxes all but coincide at frame 15), "c" stands still and leaves after frame
+    9. Each object's score peaks in one frame: a at 12, b at 20, c at 5."""
+    scene = []
+    for f in range(frames):
+        objects = [
+            ("a", person((40 + 20 * f, 100, 100 + 20 * f, 220), 0.9 - 0.02 * abs(f - 12))),
+            ("b", person((640 - 20 * f, 120, 700 - 20 * f, 240), 0.9 - 0.02 * abs(f - 20))),
+        ]
+        if f <= 9:
+            objects.append(("c", person((800, 300, 880, 460), 0.9 - 0.02 * abs(f - 5))))
+        scene.append(objects)
+    return scene
+
+
+def track_ids_by_object(
+    tracker: ObjectTracker, scene: list[list[tuple[str, Detection]]]
+) -> dict[str, list[int]]:
+    """Run the tracker over a scene; the track id given to each object, frame by frame."""
+    ids: dict[str, list[int]] = defaultdict(list)
+    for objects in scene:
+        truth = {id(detection): name for name, detection in objects}
+        for tracked in tracker.update([detection for _, detection in objects]):
+            ids[truth[id(tracked.detection)]].append(tracked.track_id)
+    return ids
+
+
+def test_tracker_keeps_one_id_per_object_through_a_crossing() -> None:
+    # given two objects crossing paths and one leaving early
+    scene = crossing_scene()
+
+    # when ByteTrack follows them
+    ids = track_ids_by_object(ObjectTracker(frame_rate=FPS), scene)
+
+    # then each object keeps one id, from its second frame on (ids are confirmed on the 2nd)
+    assert {name: set(track) for name, track in ids.items()} == {"a": {0}, "b": {1}, "c": {2}}
+    assert {name: len(track) for name, track in ids.items()} == {"a": 29, "b": 29, "c": 9}
+
+
+def test_tracker_returns_nothing_for_empty_frames_and_rejects_a_bad_frame_rate() -> None:
+    assert ObjectTracker(frame_rate=FPS).update([]) == []
+    with pytest.raises(ValueError, match="frame_rate must be a positive number of FPS, but got 0"):
+        ObjectTracker(frame_rate=0)
+
+
+def run_scene(
+    selector: BestCropSelector, scene: list[list[tuple[str, Detection]]], *, tail_frames: int
+) -> list[tuple[int, CropCandidate]]:
+    """Track a scene at FPS, then feed empty frames; (frame index when sent, candidate)."""
+    tracker = ObjectTracker(frame_rate=FPS)
+    emitted = []
+    frames = [[d for _, d in objects] for objects in scene] + [[]] * tail_frames
+    for index, detections in enumerate(frames):
+        tracked = tracker.update(detections)
+        emitted += [(index, c) for c in selector.update(index, at(index / FPS), FRAME, tracked)]
+    return emitted
+
+
+def test_best_per_track_sends_one_crop_per_track_when_it_ends_choosing_its_best_frame() -> None:
+    # given best-per-track crops, tracks ending after 0.5 s unseen, no periodic resend in 4 s
+    selector = BestCropSelector(CropConfig(track_lost_after_s=0.5, resend_after_s=60))
+
+    # when the crossing scene is tracked, then 1 s of empty frames follows
+    emitted = run_scene(selector, crossing_scene(), tail_frames=10)
+
+    # then exactly one crop per track, each the frame of that object's highest score, sent
+    # when the track has been unseen for 0.5 s: c (last seen in frame 9) while a and b go on
+    got = [(sent_at, c.track_id, c.reason, c.frame_index, c.captured_at) for sent_at, c in emitted]
+    assert got == [
+        (14, 2, "track_end", 5, at(0.5)),
+        (34, 0, "track_end", 12, at(1.2)),
+        (34, 1, "track_end", 20, at(2.0)),
+    ]
+    assert [c.quality for _, c in emitted] == [pytest.approx(0.9 * (80 * 160) ** 0.5)] + [
+        pytest.approx(0.9 * (60 * 120) ** 0.5)
+    ] * 2
+    # and nothing is held once the tracks have ended
+    assert selector.live_tracks == 0
+    assert selector.flush() == []
+
+
+def tracked(track_id: int, score: float, x: float = 100) -> TrackedDetection:
+    return TrackedDetection(person((x, 100, x + 50, 200), score), track_id)
+
+
+def by_score(image: Image, box: tuple[float, float, float, float], score: float) -> float:
+    """A quality that is just the score, so the expected choice reads off the table."""
+    return score
+
+
+def test_a_long_track_is_resent_periodically_with_the_best_since_the_last_send() -> None:
+    # given a resend every 10 s and one track seen once a second for 25 s (t = 0 .. 24),
+    # scoring 0.5 except at t = 3 (0.9), 15 (0.8) and 22 (0.7)
+    selector = BestCropSelector(
+        CropConfig(resend_after_s=10, track_lost_after_s=2), quality=by_score
+    )
+    peaks = {3: 0.9, 15: 0.8, 22: 0.7}
+    emitted = []
+    for t in range(25):
+        detections = [tracked(7, peaks.get(t, 0.5))]
+        emitted += selector.update(t, at(t), FRAME, detections)
+    # when it then goes unseen for 2 s
+    emitted += selector.update(25, at(25), FRAME, [])
+    emitted += selector.update(26, at(26), FRAME, [])
+
+    # then a crop at t = 10 (best of 0..10), t = 20 (best of 11..20), and at the end
+    got = [(c.reason, c.frame_index, c.quality) for c in emitted]
+    assert got == [("periodic", 3, 0.9), ("periodic", 15, 0.8), ("track_end", 22, 0.7)]
+
+
+def test_every_detection_mode_sends_each_tracked_detection_at_once() -> None:
+    # given every-detection crops
+    selector = BestCropSelector(CropConfig(mode="every_detection"))
+
+    # when three frames bring two tracked detections each
+    per_frame = [
+        selector.update(f, at(f), FRAME, [tracked(1, 0.8), tracked(2, 0.6, x=300)])
+        for f in range(3)
+    ]
+
+    # then each frame's two are sent with that frame, and nothing is left to flush
+    assert [[(c.track_id, c.frame_index, c.reason) for c in out] for out in per_frame] == [
+        [(1, f, "every_detection"), (2, f, "every_detection")] for f in range(3)
+    ]
+    assert selector.live_tracks == 0
+    assert selector.flush() == []
+
+
+def test_flush_sends_the_best_pending_candidate_of_every_live_track_once() -> None:
+    # given two live tracks, seen for five frames, not yet ended
+    selector = BestCropSelector(CropConfig(), quality=by_score)
+    scores = {4: [0.3, 0.6, 0.9, 0.6, 0.3], 9: [0.7, 0.5, 0.4, 0.2, 0.1]}
+    for f in range(5):
+        sent = selector.update(f, at(f / FPS), FRAME, [tracked(t, s[f]) for t, s in scores.items()])
+        assert sent == []
+
+    # when the stream ends
+    flushed = selector.flush()
+
+    # then each track's best goes, once
+    assert [(c.track_id, c.frame_index, c.reason) for c in flushed] == [
+        (4, 2, "flush"),
+        (9, 0, "flush"),
+    ]
+    assert selector.live_tracks == 0
+    assert selector.flush() == []
+
+
+def test_a_clock_that_goes_back_does_not_hold_tracks_forever(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given a track last seen at 12:00:10
+    selector = BestCropSelector(CropConfig(track_lost_after_s=2))
+    selector.update(0, at(10), FRAME, [tracked(1, 0.9)])
+
+    # when the clock is reset to 12:00:00, then the track ends 2 s later on the new clock
+    with caplog.at_level(logging.WARNING, logger="edge.tracking"):
+        assert selector.update(1, at(0), FRAME, []) == []
+    assert "captured_at went back" in caplog.text
+    assert [c.reason for c in selector.update(2, at(2), FRAME, [])] == ["track_end"]
+
+
+# Approximate boxes of the bus and the four people in ultralytics' bus.jpg (810 x 1080).
+BUS_OBJECTS = [
+    (5, "bus", (22, 231, 805, 756)),
+    (0, "person", (48, 398, 245, 902)),
+    (0, "person", (221, 405, 344, 857)),
+    (0, "person", (669, 392, 809, 877)),
+    (0, "person", (0, 550, 63, 873)),
+]
+
+
+def sharp_quality(image: Image, box: tuple[float, float, float, float], score: float) -> float:
+    """Score x sqrt(area) x Laplacian variance of the box: a quality that reads pixels."""
+    x1, y1, x2, y2 = (max(0, int(v)) for v in box)
+    region = cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
+    return default_quality(image, box, score) * float(cv2.Laplacian(region, cv2.CV_64F).var())
+
+
+def test_real_frames_with_jittery_detections_keep_one_id_and_one_crop_per_object(
+    sample_images: dict[str, Image],
+) -> None:
+    # given 20 frames of bus.jpg panning 2 px a frame, detections jittering by ~2 px and 0.05
+    # in score, and the second person missed by the detector in frames 8 and 9
+    image = sample_images["bus"]
+    rng = np.random.default_rng(3)
+    tracker = ObjectTracker(frame_rate=FPS)
+    selector = BestCropSelector(CropConfig(), quality=sharp_quality)
+    ids: dict[int, set[int]] = defaultdict(set)
+    for f in range(20):
+        shift = np.float32([[1, 0, -2 * f], [0, 1, 0]])
+        frame = cv2.warpAffine(image, shift, (image.shape[1], image.shape[0]))
+        detections, truth = [], {}
+        for n, (class_id, name, (x1, y1, x2, y2)) in enumerate(BUS_OBJECTS):
+            if n == 2 and f in (8, 9):
+                continue
+            jx1, jy1, jx2, jy2 = rng.normal(0, 2, 4)
+            box = (max(0.0, x1 - 2 * f + jx1), y1 + jy1, x2 - 2 * f + jx2, y2 + jy2)
+            score = float(np.clip(0.85 + rng.normal(0, 0.05), 0.3, 1.0))
+            detections.append(Detection(class_id, name, score, box))
+            truth[id(detections[-1])] = n
+        tracks = tracker.update(detections)
+        for t in tracks:
+            ids[truth[id(t.detection)]].add(t.track_id)
+        assert selector.update(f, at(f / FPS), frame, tracks) == []  # no track ended yet
+
+    # then no id fragments (one per object, all different), and the flush sends one crop
+    # per object cut from a real frame, with a positive sharpness-based quality
+    assert sorted(ids) == list(range(len(BUS_OBJECTS)))
+    assert all(len(track_ids) == 1 for track_ids in ids.values())
+    assert len(set.union(*ids.values())) == len(BUS_OBJECTS)
+    crops = selector.flush()
+    assert sorted(c.track_id for c in crops) == sorted(set.union(*ids.values()))
+    assert all(c.image.shape == image.shape and c.quality > 0 for c in crops)
