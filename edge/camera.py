@@ -19,6 +19,7 @@ from edge.filters import DetectionFilter
 from edge.metrics import EdgeMetrics
 from edge.sources import Frame, SourceStats, open_source
 from edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
+from shared.classifiers.base import Image
 from shared.config.edge import CameraConfig, CropConfig
 from shared.detectors.base import Detection, DetectorBackend
 from shared.errors import LensflowError
@@ -157,18 +158,45 @@ class CameraWorker:
             if count:
                 self._metrics.filtered.labels(name, reason).inc(count)
         tracked = self._tracker.update(kept, captured_at=frame.captured_at)
-        candidates = self._selector.update(frame.index, frame.captured_at, frame.image, tracked)
-        self._emit_all(candidates)
+        if self.crops.mode == "every_detection":
+            # every kept detection goes, with its track id once the tracker confirmed one
+            ids = {id(t.detection): t.track_id for t in tracked}
+            for det in kept:
+                crop = self._prepare(
+                    frame.image,
+                    det,
+                    track_id=ids.get(id(det)),
+                    captured_at=frame.captured_at,
+                    reason="every_detection",
+                )
+                quality = self._quality(frame.image, det.box, det.score)
+                self._send(self._budget.offer(crop, size=len(crop.jpeg), usefulness=quality))
+        else:
+            self._emit_all(
+                self._selector.update(frame.index, frame.captured_at, frame.image, tracked)
+            )
         self._send(self._budget.poll())
 
     def _emit_all(self, candidates: list[CropCandidate]) -> None:
         for candidate in candidates:
-            crop = self._prepare(candidate)
+            crop = self._prepare(
+                candidate.image,
+                candidate.detection,
+                track_id=candidate.track_id,
+                captured_at=candidate.captured_at,
+                reason=candidate.reason,
+            )
             self._send(self._budget.offer(crop, size=len(crop.jpeg), usefulness=candidate.quality))
 
-    def _prepare(self, candidate: CropCandidate) -> ReadyCrop:
-        image = candidate.image
-        det = candidate.detection
+    def _prepare(
+        self,
+        image: Image,
+        det: Detection,
+        *,
+        track_id: int | None,
+        captured_at: datetime,
+        reason: str,
+    ) -> ReadyCrop:
         pixels, box = cut_crop(
             image, det.box, padding=self.crops.padding, max_side=self.crops.max_side
         )
@@ -178,10 +206,10 @@ class CameraWorker:
             detection=det,
             crop_box=box,
             frame_size=(image.shape[1], image.shape[0]),
-            captured_at=candidate.captured_at,
-            track_id=candidate.track_id,
+            captured_at=captured_at,
+            track_id=track_id,
             zone=self._filter.zone_of(det),
-            reason=candidate.reason,
+            reason=reason,
         )
 
     def _send(self, crops: list[ReadyCrop]) -> None:
