@@ -127,6 +127,11 @@ class EdgeAgent:
 
     def heartbeat(self) -> None:
         """Publish the retained online status with counters and the applied config hash."""
+        stats = self.publisher.stats()
+        self.metrics.spooled.set(stats["spool_depth"])
+        self.metrics.published.set(stats["acked"])
+        self.metrics.reconnects.set(stats["reconnects"])
+        self.metrics.spool_dropped.set(stats["spool_dropped"])
         self.publisher.publish_status(self._status_payload(online=True))
 
     def counters(self) -> dict[str, int]:

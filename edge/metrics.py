@@ -55,6 +55,11 @@ class EdgeMetrics:
         self.published = Gauge(
             "lensflow_edge_published_total", "Messages acknowledged by the broker.", registry=r
         )
+        self.spool_dropped = Gauge(
+            "lensflow_edge_spool_dropped_total",
+            "Oldest messages dropped because the spool was full.",
+            registry=r,
+        )
         self.reconnects = Gauge("lensflow_edge_reconnects_total", "Broker reconnects.", registry=r)
         self.source_reconnects = Counter(
             "lensflow_edge_source_reconnects_total", "Camera stream reconnects.", CAMERA, registry=r

@@ -36,8 +36,7 @@ def person_onnx(yolov8s_person_pt: Path, tmp_path_factory: pytest.TempPathFactor
     from models.export.exporter import ultralytics_export
 
     workdir = tmp_path_factory.mktemp("onnx")
-    return ultralytics_export(yolov8s_person_pt, fmt="onnx", imgsz=640, half=False,
-                              workdir=workdir)
+    return ultralytics_export(yolov8s_person_pt, fmt="onnx", imgsz=640, half=False, workdir=workdir)
 
 
 @pytest.fixture
@@ -52,23 +51,33 @@ def photo_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def agent_config(broker: MosquittoBroker, tmp_path: Path, model: Path, cameras: list[dict],
-                 **crops: object) -> EdgeConfig:
-    return EdgeConfig.model_validate({
-        "site": "site1", "agent_id": "edge-1",
-        "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.1,
-                 "reconnect_max_s": 0.5},
-        "detector": {"backend": "onnxruntime", "model": str(model), "conf_threshold": 0.3},
-        "cameras": cameras,
-        "crops": {"mode": "every_detection", **crops},
-        "spool": {"path": str(tmp_path / "spool.sqlite3")},
-        "heartbeat_s": 0.3, "metrics_port": None,
-    })
+def agent_config(
+    broker: MosquittoBroker, tmp_path: Path, model: Path, cameras: list[dict], **crops: object
+) -> EdgeConfig:
+    return EdgeConfig.model_validate(
+        {
+            "site": "site1",
+            "agent_id": "edge-1",
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "reconnect_min_s": 0.1,
+                "reconnect_max_s": 0.5,
+            },
+            "detector": {"backend": "onnxruntime", "model": str(model), "conf_threshold": 0.3},
+            "cameras": cameras,
+            "crops": {"mode": "every_detection", **crops},
+            "spool": {"path": str(tmp_path / "spool.sqlite3")},
+            "heartbeat_s": 0.3,
+            "metrics_port": None,
+        }
+    )
 
 
 def run_in_thread(agent: EdgeAgent, *, until_sources_end: bool) -> threading.Thread:
-    thread = threading.Thread(target=agent.run, kwargs={"until_sources_end": until_sources_end},
-                              daemon=True)
+    thread = threading.Thread(
+        target=agent.run, kwargs={"until_sources_end": until_sources_end}, daemon=True
+    )
     thread.start()
     return thread
 
@@ -76,8 +85,12 @@ def run_in_thread(agent: EdgeAgent, *, until_sources_end: bool) -> threading.Thr
 def test_folder_of_real_photos_publishes_decodable_crops(
     mosquitto: MosquittoBroker, tmp_path: Path, person_onnx: Path, photo_folder: Path
 ) -> None:
-    config = agent_config(mosquitto, tmp_path, person_onnx, [
-        {"name": "lobby", "source": {"type": "folder", "path": str(photo_folder)}, "fps": 5}])
+    config = agent_config(
+        mosquitto,
+        tmp_path,
+        person_onnx,
+        [{"name": "lobby", "source": {"type": "folder", "path": str(photo_folder)}, "fps": 5}],
+    )
     with Collector(mosquitto, ALL_CROPS, key_of=lambda p: decode_crop(p).header.crop_id) as sub:
         agent = EdgeAgent(config, load=default_loader, realtime=False)
         run_in_thread(agent, until_sources_end=True).join(120)
@@ -95,6 +108,14 @@ def test_folder_of_real_photos_publishes_decodable_crops(
     # the corrupt file was skipped and counted; the agent went on with the others
     assert agent.metrics.frames_skipped.labels("lobby")._value.get() == 1
     assert agent.counters()["frames"] == 4
+    # the Prometheus endpoint serves the counters
+    port = free_port()
+    agent.metrics.serve(port)
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'lensflow_edge_frames_total{camera="lobby"} 4.0' in body
+    assert "lensflow_edge_crops_sent_total" in body
 
 
 def test_video_made_from_real_photos_sends_one_best_crop_per_track(
@@ -103,9 +124,13 @@ def test_video_made_from_real_photos_sends_one_best_crop_per_track(
     from edge.sources import make_sample_video
 
     video = make_sample_video(tmp_path / "street.avi", frames=24)
-    config = agent_config(mosquitto, tmp_path, person_onnx, [
-        {"name": "street", "source": {"type": "video", "path": str(video)}, "fps": 10}],
-        mode="best_per_track")
+    config = agent_config(
+        mosquitto,
+        tmp_path,
+        person_onnx,
+        [{"name": "street", "source": {"type": "video", "path": str(video)}, "fps": 10}],
+        mode="best_per_track",
+    )
     with Collector(mosquitto, ALL_CROPS, key_of=lambda p: decode_crop(p).header.crop_id) as sub:
         agent = EdgeAgent(config, load=default_loader, realtime=False)
         run_in_thread(agent, until_sources_end=True).join(180)
@@ -121,13 +146,25 @@ def test_bad_inputs_leave_the_agent_running(
     mosquitto: MosquittoBroker, tmp_path: Path, person_onnx: Path, photo_folder: Path
 ) -> None:
     silent = f"rtsp://127.0.0.1:{free_port()}/never"
-    config = agent_config(mosquitto, tmp_path, person_onnx, [
-        {"name": "lobby", "source": {"type": "folder", "path": str(photo_folder), "loop": True},
-         "fps": 2},
-        {"name": "gate", "source": {"type": "stream", "url": silent, "open_timeout_s": 0.5}},
-    ])
-    acks = Collector(mosquitto, config_ack_topic(site="site1", camera="edge-1"),
-                     client_id="acks", key_of=lambda p: decode_config_ack(p).status).start()
+    config = agent_config(
+        mosquitto,
+        tmp_path,
+        person_onnx,
+        [
+            {
+                "name": "lobby",
+                "source": {"type": "folder", "path": str(photo_folder), "loop": True},
+                "fps": 2,
+            },
+            {"name": "gate", "source": {"type": "stream", "url": silent, "open_timeout_s": 0.5}},
+        ],
+    )
+    acks = Collector(
+        mosquitto,
+        config_ack_topic(site="site1", camera="edge-1"),
+        client_id="acks",
+        key_of=lambda p: decode_config_ack(p).status,
+    ).start()
     agent = EdgeAgent(config, load=default_loader, realtime=True)
     thread = run_in_thread(agent, until_sources_end=False)
     try:
@@ -158,7 +195,11 @@ def test_bad_inputs_leave_the_agent_running(
         agent.request_stop()
         thread.join(60)
         acks.stop()
-    status = Collector(mosquitto, status_topic(site="site1", camera="edge-1"), client_id="st",
-                       key_of=lambda p: decode_status(p).state).start()
+    status = Collector(
+        mosquitto,
+        status_topic(site="site1", camera="edge-1"),
+        client_id="st",
+        key_of=lambda p: decode_status(p).state,
+    ).start()
     assert wait_for(lambda: "offline" in status.keys(), timeout_s=5)  # retained final status
     status.stop()
