@@ -27,6 +27,9 @@ def edge(
     frames: Annotated[int, typer.Option(help="Frames per measurement.")] = 40,
     repeats: Annotated[int, typer.Option(help="Timed calls per latency figure.")] = 20,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON.")] = None,
+    end_to_end: Annotated[
+        bool, typer.Option("--end-to-end", help="Source to acknowledged crop on a real broker.")
+    ] = False,
     manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
 ) -> None:
     """Detector path vs raw engine, ultralytics predict and the engine's throughput limit."""
@@ -50,6 +53,9 @@ def edge(
             fp32 = artifact_for(
                 model, backend=backend, precision="fp32", manifest=manifest, log=out.print
             )
+        if end_to_end:
+            _end_to_end(artifact, backend=backend, frames=frames)
+            return
         photos = [read_image(p) for p in sample_image_paths()]
         clip = [photos[i % len(photos)] for i in range(frames)]
         with out.status("measuring ..."):
@@ -94,3 +100,25 @@ def _print_edge(result: object, *, title: str) -> None:
     out.print(f"pipelined detections equal sequential ones: F1 {result.same_detections_f1:.3f}")
     for note in result.notes:
         out.print(f"note: {note}")
+
+
+def _end_to_end(artifact: Path, *, backend: str, frames: int) -> None:
+    from lensflow.bench.edge_e2e import run_end_to_end
+
+    with out.status("running an edge agent on a sample video against a private broker ..."):
+        result = run_end_to_end(artifact, backend=backend, frames=frames)
+    table = Table(
+        title=f"bench edge --end-to-end: {artifact.name} on {backend}", title_justify="left"
+    )
+    for column in ("measure", "frames", "fps"):
+        table.add_column(column)
+    table.add_row(
+        "detector only (decoded frames)", str(result.frames), f"{result.detector_only_fps:.2f}"
+    )
+    table.add_row(
+        f"source -> acknowledged crop ({result.crops} crops)",
+        str(result.frames),
+        f"{result.fps:.2f}",
+    )
+    out.print(table)
+    out.print(f"end-to-end / detector-only: {result.ratio:.2f}")
