@@ -203,3 +203,67 @@ def test_bad_inputs_leave_the_agent_running(
     ).start()
     assert wait_for(lambda: "offline" in status.keys(), timeout_s=5)  # retained final status
     status.stop()
+
+
+def test_agent_killed_with_spooled_crops_loses_nothing(
+    tmp_path: Path, person_onnx: Path, photo_folder: Path
+) -> None:
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    import yaml
+
+    broker = MosquittoBroker(tmp_path / "broker")  # not started yet: the agent must spool
+    config = agent_config(
+        broker,
+        tmp_path,
+        person_onnx,
+        [
+            {
+                "name": "lobby",
+                "source": {"type": "folder", "path": str(photo_folder), "loop": True},
+                "fps": 5,
+            }
+        ],
+    )
+    config_file = tmp_path / "edge.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    spool_file = tmp_path / "spool.sqlite3"
+    command = [sys.executable, "-m", "lensflow", "edge", "--config", str(config_file)]
+
+    def spooled_keys() -> set[str]:
+        if not spool_file.exists():
+            return set()
+        with sqlite3.connect(f"file:{spool_file}?mode=ro", uri=True) as db:
+            try:
+                return {row[0] for row in db.execute("SELECT key FROM messages")}
+            except sqlite3.OperationalError:  # not created yet
+                return set()
+
+    agent = subprocess.Popen(
+        command, cwd=Path(__file__).parents[2], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert wait_for(lambda: len(spooled_keys()) >= 4, timeout_s=90)
+    finally:
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+    lost_if_not_spooled = spooled_keys()
+    broker.start()
+    try:
+        with Collector(broker, ALL_CROPS, key_of=lambda p: decode_crop(p).header.crop_id) as sub:
+            again = subprocess.Popen(
+                command,
+                cwd=Path(__file__).parents[2],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                assert wait_for(lambda: lost_if_not_spooled <= sub.keys(), timeout_s=90)
+            finally:
+                again.send_signal(signal.SIGTERM)
+                again.wait(60)
+    finally:
+        broker.stop()
