@@ -111,7 +111,7 @@ class Spool:
         self._lock = threading.Lock()
         try:
             self._db = self._open()
-        except sqlite3.OperationalError as err:  # cannot open (permissions, disk), not corrupt
+        except (sqlite3.OperationalError, OSError) as err:  # cannot open (permissions), not corrupt
             raise SpoolError(f"cannot open spool file {self.path}: {err}") from err
         except sqlite3.DatabaseError as err:
             if on_corrupt == "raise":

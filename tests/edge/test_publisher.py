@@ -193,9 +193,9 @@ def start_child(tmp_path: Path, *, mode: str, port: int, count: int = 0) -> subp
     """Run a publisher process; return once it spooled or published, as ``mode`` says."""
     marker, will = tmp_path / f"{mode}.ready", tmp_path / "will.bin"
     will.write_bytes(status("offline"))
+    args = [mode, str(port), str(tmp_path / "spool.db"), str(count), str(marker), str(will)]
     process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, mode, str(port), str(tmp_path / "spool.db"), str(count)]
-        + [str(marker), str(will)],
+        [sys.executable, "-c", CHILD, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -252,7 +252,9 @@ def test_sigkilled_publisher_leaves_retained_offline_status(
     assert decode_status(retained).state == "offline"
 
 
-def test_mqtt_311_publishes_too(mosquitto: MosquittoBroker, make_publisher: PublisherFactory) -> None:
+def test_mqtt_311_publishes_too(
+    mosquitto: MosquittoBroker, make_publisher: PublisherFactory
+) -> None:
     keys = [f"k{i}" for i in range(50)]
     with Collector(mosquitto, CROPS) as collector:
         publisher = make_publisher(mosquitto.port, protocol="v311")
