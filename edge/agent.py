@@ -128,6 +128,9 @@ class EdgeAgent:
     def heartbeat(self) -> None:
         """Publish the retained online status with counters and the applied config hash."""
         stats = self.publisher.stats()
+        with self._lock:
+            for worker in self.cameras.values():
+                worker.sync_metrics()  # a dead stream's reconnects show even without frames
         self.metrics.spooled.set(stats["spool_depth"])
         self.metrics.published.set(stats["acked"])
         self.metrics.reconnects.set(stats["reconnects"])

@@ -75,11 +75,13 @@ class CameraWorker:
         )
         self._selector = BestCropSelector(crops, quality=self._quality)
         self._budget: ByteBudget[ReadyCrop] = ByteBudget(
-            crops.budget_bytes_per_s, crops.budget_burst_bytes
+            crops.budget_bytes_per_s, crops.budget_burst_bytes, camera=config.name
         )
         self.frames = 0
         self.source_stats: SourceStats | None = None  # the live source's counters
         self._synced = SourceStats()  # what has been added to the metrics so far
+        self._synced_budget_drops = 0
+        self._sync_lock = threading.Lock()  # the camera thread and the heartbeat both sync
         self.finished = threading.Event()  # set when the source is exhausted or stopped
 
     def start(self) -> None:
@@ -113,7 +115,7 @@ class CameraWorker:
                     break
                 self._frame(frame)
                 self.frames += 1
-                self._sync_source_metrics()
+                self.sync_metrics()
                 elapsed = time.monotonic() - started
                 if elapsed > 0:
                     self._metrics.fps.labels(name).set(self.frames / elapsed)
@@ -123,12 +125,20 @@ class CameraWorker:
             self._emit_all(self._selector.flush())
             self._send(self._budget.poll())
             source.close()
-            self._sync_source_metrics()
+            self.sync_metrics()
             self.finished.set()
             logger.info("camera %s: stopped after %d frames", name, self.frames)
 
+    def sync_metrics(self) -> None:
+        """Add new source skips/reconnects and budget drops to the Prometheus counters."""
+        with self._sync_lock:
+            self._sync_source_metrics()
+            drops = self._budget.dropped - self._synced_budget_drops
+            if drops:
+                self._metrics.crops_dropped.labels(self.config.name, "budget").inc(drops)
+                self._synced_budget_drops += drops
+
     def _sync_source_metrics(self) -> None:
-        """Add the source's new skips and reconnects to the Prometheus counters."""
         stats, synced, name = self.source_stats, self._synced, self.config.name
         if stats is None:
             return

@@ -24,7 +24,7 @@ Box = tuple[int, int, int, int]
 SHARPNESS_SIDE = 256  # crops are resized to this longest side before measuring sharpness
 AREA_HALF = 96 * 96  # box area (px²) at which the size factor of usefulness is 0.5
 SHARPNESS_HALF = 100.0  # sharpness at which the sharpness factor of usefulness is 0.5
-_EPS = 1e-6  # float noise allowed before rounding a padded edge outwards
+_EPS = 1e-6  # float noise ignored: in pixels before rounding an edge outwards, in bytes of tokens
 
 
 def cut_crop(
@@ -265,7 +265,7 @@ class ByteBudget(Generic[T]):
         """The waiting items that the tokens refilled since the last call can pay for."""
         self._refill()
         released: list[T] = []
-        while self._waiting and self._tokens >= min(self._waiting[0].size, self.burst):
+        while self._waiting and self._tokens + _EPS >= min(self._waiting[0].size, self.burst):
             head = self._waiting.pop(0)
             self._tokens -= head.size
             self._count_sent(head.size)

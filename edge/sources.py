@@ -10,17 +10,14 @@ within ``POLL_S`` seconds, even while a connection attempt hangs.
 from __future__ import annotations
 
 import logging
-import queue
 import random
-import sys
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, assert_never
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -28,13 +25,12 @@ import numpy as np
 from shared.classifiers.base import Image
 from shared.config import edge as cfg
 from shared.errors import ImageError, LensflowError
-from shared.images import IMAGE_SUFFIXES, read_image, sample_image_paths
+from shared.images import IMAGE_SUFFIXES, read_image
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.1  # how often a waiting consumer checks the stop event
 JOIN_S = 0.5  # how long the consumer waits for a reader thread still inside OpenCV
-CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
 class SourceError(LensflowError):
@@ -297,155 +293,6 @@ class VideoSource(_FileSource):
         return None
 
 
-class _LiveSource(_BaseSource):
-    """A capture read by a daemon thread that reconnects with backoff until stopped."""
-
-    def __init__(
-        self, *, camera: str, fps: float, stop: threading.Event | None, backoff: Backoff | None
-    ) -> None:
-        super().__init__(camera=camera, fps=fps, stop=stop)
-        self.backoff = backoff or Backoff()
-        self.target = ""  # what is read, for logs (no secrets)
-
-    def _open_capture(self) -> cv2.VideoCapture:
-        raise NotImplementedError
-
-    def _generate(self) -> Generator[Frame, None, None]:
-        latest: queue.Queue[tuple[Image, float]] = queue.Queue(maxsize=1)
-        name = f"source-{self.camera}"
-        reader = threading.Thread(target=self._read, args=(latest,), name=name, daemon=True)
-        reader.start()
-        try:
-            while not self._stop.is_set():
-                try:
-                    yield self._emit(*latest.get(timeout=POLL_S))
-                except queue.Empty:
-                    continue
-        finally:
-            self._stop.set()
-            reader.join(JOIN_S)
-            if reader.is_alive():
-                logger.info("camera %s: reader still in OpenCV; ends at its timeout", self.camera)
-
-    def _read(self, latest: queue.Queue[tuple[Image, float]]) -> None:
-        while not self._stop.is_set():
-            capture: cv2.VideoCapture | None = None
-            try:
-                capture = self._open_capture()
-                if capture.isOpened():
-                    self._read_until_lost(capture, latest)
-                else:
-                    self.stats.errors += 1
-                    logger.warning("camera %s: cannot open %s", self.camera, self.target)
-            except Exception:  # the reader must outlive any failure, or the camera goes dark
-                self.stats.errors += 1
-                logger.exception("camera %s: reading %s failed", self.camera, self.target)
-            finally:
-                if capture is not None:
-                    capture.release()
-            if self._stop.is_set():
-                return
-            self.stats.reconnects += 1
-            delay = self.backoff.next_delay()
-            logger.info(
-                "camera %s: reconnect %d to %s in %.2f s",
-                *(self.camera, self.stats.reconnects, self.target, delay),
-            )
-            self._stop.wait(delay)
-
-    def _read_until_lost(
-        self, capture: cv2.VideoCapture, latest: queue.Queue[tuple[Image, float]]
-    ) -> None:
-        opened, sampler, frames = time.monotonic(), _Sampler(self.fps), 0
-        while not self._stop.is_set():
-            ok, image = capture.read()
-            if not ok or image is None:
-                self.stats.errors += 1
-                logger.warning(
-                    "camera %s: %s lost after %d frames", self.camera, self.target, frames
-                )
-                return
-            if frames == 0:
-                self.backoff.reset()
-                logger.info("camera %s: connected to %s", self.camera, self.target)
-            frames += 1
-            now = time.monotonic()
-            if not sampler.take(now):
-                self.stats.frames_dropped += 1
-                continue
-            try:  # a consumer slower than fps gets the freshest frame, not a backlog
-                latest.get_nowait()
-                self.stats.frames_dropped += 1
-            except queue.Empty:
-                pass  # nothing waiting: the consumer keeps up
-            latest.put_nowait((image.astype(np.uint8, copy=False), round((now - opened) * 1000, 3)))
-
-
-class StreamSource(_LiveSource):
-    """An RTSP/HTTP(S) stream through FFmpeg, with open and read timeouts.
-
-    Args:
-        url: rtsp://, rtsps://, http:// or https:// URL (its password is kept out of logs).
-        camera: Camera name, for frames and logs.
-        fps: Target frames per second (wall clock); faster streams drop frames.
-        open_timeout_s: One connection attempt gives up after this long.
-        read_timeout_s: A stream silent this long is lost (default: ``open_timeout_s``).
-        backoff: Delays between attempts (default: 0.5 s doubling to 30 s, with jitter).
-        stop: Ends iteration when set.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        camera: str,
-        fps: float,
-        open_timeout_s: float = 10.0,
-        read_timeout_s: float | None = None,
-        backoff: Backoff | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        super().__init__(camera=camera, fps=fps, stop=stop, backoff=backoff)
-        self.url, self.open_ms = url, round(open_timeout_s * 1000)
-        self.read_ms = round((read_timeout_s or open_timeout_s) * 1000)
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
-        self.target = parts._replace(netloc=host).geturl() if parts.password else url
-
-    def _open_capture(self) -> cv2.VideoCapture:
-        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.open_ms]
-        timeouts += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.read_ms]
-        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, timeouts)
-
-
-class UsbSource(_LiveSource):
-    """A local camera by device index (V4L2 on Linux), reconnected like a stream.
-
-    Args:
-        device: Index, as in /dev/videoN.
-        camera: Camera name, for frames and logs.
-        fps: Target frames per second (wall clock); faster cameras drop frames.
-        backoff: Delays between attempts (default: 0.5 s doubling to 30 s, with jitter).
-        stop: Ends iteration when set.
-    """
-
-    def __init__(
-        self,
-        device: int,
-        *,
-        camera: str,
-        fps: float,
-        backoff: Backoff | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        super().__init__(camera=camera, fps=fps, stop=stop, backoff=backoff)
-        self.device, self.target = device, f"/dev/video{device}"
-
-    def _open_capture(self) -> cv2.VideoCapture:
-        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        return cv2.VideoCapture(self.device, api)
-
-
 def open_source(
     config: cfg.Source, *, camera: str, fps: float, stop: threading.Event, realtime: bool
 ) -> FrameSource:
@@ -464,83 +311,11 @@ def open_source(
         return kind(
             config.path, camera=camera, fps=fps, loop=config.loop, realtime=realtime, stop=stop
         )
+    from edge.live_sources import StreamSource, UsbSource  # live sources need threads
+
     if isinstance(config, cfg.StreamSource):
         timeout = config.open_timeout_s
         return StreamSource(config.url, camera=camera, fps=fps, open_timeout_s=timeout, stop=stop)
     if isinstance(config, cfg.UsbSource):
         return UsbSource(config.device, camera=camera, fps=fps, stop=stop)
     assert_never(config)
-
-
-def write_video(frames: Sequence[Image], path: str | Path, *, fps: float) -> Path:
-    """Write BGR frames to ``.mp4`` (mp4v) or ``.avi`` (MJPG) and check every frame reads back.
-
-    Raises:
-        ValueError: No frames, frames of different shapes, fps <= 0 or another suffix.
-        SourceError: OpenCV cannot write the file, or it does not read back whole.
-    """
-    out = Path(path)
-    codec = CODECS.get(out.suffix.lower())
-    shapes = sorted({(f.shape, str(f.dtype)) for f in frames})
-    if codec is None or fps <= 0 or len(shapes) != 1 or shapes[0][0][2:] != (3,):
-        raise ValueError(
-            f"write_video: expected frames of one HxWx3 shape, fps > 0 and a path ending "
-            f"{sorted(CODECS)}, but got shapes {shapes}, fps={fps}, path {out.name}"
-        )
-    height, width = frames[0].shape[:2]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*codec), fps, (width, height))
-    if not writer.isOpened():
-        raise SourceError(f"{out}: OpenCV cannot write {codec} video of {width}x{height}")
-    try:
-        for frame in frames:
-            writer.write(frame)
-    finally:
-        writer.release()
-    capture, count = cv2.VideoCapture(str(out)), 0
-    try:
-        while capture.read()[0]:
-            count += 1
-    finally:
-        capture.release()
-    if count != len(frames):
-        raise SourceError(f"{out}: expected {len(frames)} frames to read back, got {count}")
-    return out
-
-
-def make_sample_video(
-    out_path: str | Path, *, frames: int = 60, size: tuple[int, int] = (640, 480), fps: float = 10
-) -> Path:
-    """A slow pan and zoom over the real sample photos (bus.jpg, then zidane.jpg).
-
-    Each photo gets an equal run of frames; the view zooms in by 30% while sliding from the
-    photo's left edge to its right, so people and the bus move smoothly across the picture.
-
-    Args:
-        out_path: The ``.mp4`` or ``.avi`` to write.
-        frames: Number of frames.
-        size: Width and height.
-        fps: Frame rate written in the file.
-
-    Returns:
-        The written path.
-    """
-    photos = [read_image(path) for path in sample_image_paths()]
-    runs = np.array_split(np.arange(frames), len(photos))
-    views = [
-        _pan_zoom(photo, i / max(1, len(run) - 1), size)
-        for photo, run in zip(photos, runs, strict=True)
-        for i in range(len(run))
-    ]
-    return write_video(views, out_path, fps=fps)
-
-
-def _pan_zoom(photo: Image, progress: float, size: tuple[int, int]) -> Image:
-    """The view at ``progress`` in [0, 1]: zoomed 1.0 -> 1.3, panned left to right."""
-    width, height = size
-    scale = min(photo.shape[1] / width, photo.shape[0] / height) / (1.0 + 0.3 * progress)
-    x = (photo.shape[1] - width * scale) * progress
-    y = (photo.shape[0] - height * scale) * 0.5
-    view_to_photo = np.array([[scale, 0.0, x], [0.0, scale, y]])
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    return cv2.warpAffine(photo, view_to_photo, size, flags=flags).astype(np.uint8)

@@ -11,9 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edge.agent import EdgeAgent, default_loader
-from edge.sources import make_sample_video
+from edge.sample_video import make_sample_video
+from lensflow.artifacts import Backend
 from lensflow.broker import MosquittoBroker
+from shared.classifiers.base import Image
 from shared.config.edge import EdgeConfig
 from shared.detectors.factory import load_detector
 
@@ -38,7 +42,7 @@ class EndToEnd:
         return self.fps / self.detector_only_fps
 
 
-def run_end_to_end(artifact: Path, *, backend: str, frames: int = 40) -> EndToEnd:
+def run_end_to_end(artifact: Path, *, backend: Backend, frames: int = 40) -> EndToEnd:
     """Run a real agent on a sample video against a private mosquitto; time it."""
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-") as scratch:
         folder = Path(scratch)
@@ -77,18 +81,18 @@ def run_end_to_end(artifact: Path, *, backend: str, frames: int = 40) -> EndToEn
             )
 
 
-def _detector_only(artifact: Path, backend: str, video: Path) -> float:
+def _detector_only(artifact: Path, backend: Backend, video: Path) -> float:
     import cv2
 
     capture = cv2.VideoCapture(str(video))
-    decoded = []
+    decoded: list[Image] = []
     while True:
         ok, frame = capture.read()
         if not ok:
             break
-        decoded.append(frame)
+        decoded.append(frame.astype(np.uint8, copy=False))  # BGR uint8 already: no copy
     capture.release()
-    with load_detector(artifact, backend=backend) as detector:  # type: ignore[arg-type]
+    with load_detector(artifact, backend=backend) as detector:
         detector.detect([decoded[0]])
         start = time.perf_counter()
         for frame in decoded:

@@ -121,7 +121,7 @@ def test_folder_of_real_photos_publishes_decodable_crops(
 def test_video_made_from_real_photos_sends_one_best_crop_per_track(
     mosquitto: MosquittoBroker, tmp_path: Path, person_onnx: Path
 ) -> None:
-    from edge.sources import make_sample_video
+    from edge.sample_video import make_sample_video
 
     video = make_sample_video(tmp_path / "street.avi", frames=24)
     config = agent_config(
@@ -177,6 +177,9 @@ def test_bad_inputs_leave_the_agent_running(
         pusher.publish(topic, b"cameras: [{name: 'bad name!', source: {type: usb}}]", qos=1)
         assert wait_for(lambda: "rejected" in acks.keys(), timeout_s=10)
         assert agent.metrics.config_rejected._value.get() == 1
+        # the stream that never answers is retried and counted, without a frame
+        gate = agent.metrics.source_reconnects.labels("gate")
+        assert wait_for(lambda: gate._value.get() >= 1, timeout_s=15)
         # a valid config that drops the dead stream: applied, the lobby camera not disturbed
         lobby = agent.cameras["lobby"]
         valid = config.model_dump(mode="json", exclude={"mqtt", "spool"})
