@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from models.export.fetch import default_cache_dir, fetch_model
 from models.export.manifest import load_manifest
 
+if TYPE_CHECKING:  # the exporter pulls in the quantizers: imported only when exporting
+    from models.export.exporter import Format, Precision
+
 Backend = Literal["openvino", "onnxruntime"]
-FORMAT = {"openvino": "openvino", "onnxruntime": "onnx"}
-SUFFIX = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
+FORMAT: dict[Backend, Format] = {"openvino": "openvino", "onnxruntime": "onnx"}
+SUFFIX: dict[Backend, str] = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
 
 
 def artifact_for(
-    model: str, *, backend: Backend, precision: str, manifest: Path, log: object = print
+    model: str,
+    *,
+    backend: Backend,
+    precision: Precision,
+    manifest: Path,
+    log: Callable[[str], object] = print,
 ) -> Path:
     """An artifact path as given, or a manifest model's export, exported when missing.
 
@@ -31,7 +40,7 @@ def artifact_for(
     )
     from models.export.exporter import default_out_dir
 
-    out_dir = default_out_dir(weights, fmt=FORMAT[backend], precision=precision)  # type: ignore[arg-type]
+    out_dir = default_out_dir(weights, fmt=FORMAT[backend], precision=precision)
     artifact = out_dir / SUFFIX[backend]
     if artifact.exists():
         return artifact
@@ -42,13 +51,13 @@ def artifact_for(
     calib = default_cache_dir() / "calibration" / "samples"
     if not calib.is_dir():
         make_calibration_set(sample_image_paths(), calib, count=32)
-    log(f"exporting {model} to {FORMAT[backend]} {precision} (first use) ...")  # type: ignore[operator]
+    log(f"exporting {model} to {FORMAT[backend]} {precision} (first use) ...")
     export_model(
         ExportRequest(
             weights=weights,
-            format=FORMAT[backend],  # type: ignore[arg-type]
+            format=FORMAT[backend],
             precision=precision,
-            out_dir=out_dir,  # type: ignore[arg-type]
+            out_dir=out_dir,
             calib_dir=calib,
             name=model,
         )

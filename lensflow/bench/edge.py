@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from lensflow.artifacts import Backend
 from models.export.accuracy import detection_f1
 from models.export.reference import reference_detections
 from shared.classifiers.base import Image
-from shared.detectors.base import Detection
+from shared.detectors.base import Detection, DetectorBackend
 from shared.detectors.factory import load_detector
 from shared.detectors.preprocess import preprocess
 
@@ -82,7 +83,7 @@ def median_ms(call: Callable[[], Any], *, repeats: int, warmup: int = 2) -> floa
 def run_edge_bench(
     artifact: Path,
     *,
-    backend: str,
+    backend: Backend,
     frames: Sequence[Image],
     repeats: int = 20,
     fp32_artifact: Path | None = None,
@@ -90,7 +91,7 @@ def run_edge_bench(
 ) -> EdgeBench:
     """Measure everything on ``artifact``; ``fp32_artifact`` adds the INT8-vs-FP32 ratio."""
     result = EdgeBench(artifact=str(artifact), backend=backend, frames=len(frames))
-    detector = load_detector(artifact, backend=backend)  # type: ignore[arg-type]
+    detector = load_detector(artifact, backend=backend)
     size = detector.info.input_size
     cycle = _cycler(frames)
     stages: list[tuple[float, float, float]] = []
@@ -155,7 +156,7 @@ def _raw_call(artifact: Path, backend: str, tensor: np.ndarray) -> Callable[[], 
 def _ultralytics_ms(artifact: Path, frames: Sequence[Image], *, size: int, repeats: int) -> float:
     cycle = _cycler(frames)
     reference_detections(artifact, [frames[0]], imgsz=size)  # load + warm up once
-    from ultralytics import YOLO
+    from ultralytics.models import YOLO
 
     model = YOLO(str(artifact.parent if artifact.suffix == ".xml" else artifact), task="detect")
     return median_ms(
@@ -168,14 +169,16 @@ def _sustained(
     artifact: Path, backend: str, frames: Sequence[Image]
 ) -> tuple[list[list[Detection]], float]:
     """Frames per second of the pipelined path (OpenVINO async requests, THROUGHPUT hint)."""
+    detector: DetectorBackend
     if backend == "openvino":
         from shared.detectors.openvino import OpenVinoDetector
 
-        detector = OpenVinoDetector(artifact, performance_hint="THROUGHPUT")
-        requests = int(detector._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        list(detector.detect_stream(frames[:4], requests=requests))  # warm up
+        pipelined = OpenVinoDetector(artifact, performance_hint="THROUGHPUT")
+        detector = pipelined
+        requests = int(pipelined._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        list(pipelined.detect_stream(frames[:4], requests=requests))  # warm up
         start = time.perf_counter()
-        streamed = list(detector.detect_stream(frames, requests=requests))
+        streamed = list(pipelined.detect_stream(frames, requests=requests))
     else:
         detector = load_detector(artifact, backend="onnxruntime")
         detector.detect([frames[0]])

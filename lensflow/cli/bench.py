@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lensflow.cli.choices import BackendChoice, PrecisionChoice
 from shared.errors import LensflowError
+
+if TYPE_CHECKING:
+    from lensflow.artifacts import Backend
+    from models.export.exporter import Precision
 
 app = typer.Typer(
     help="Benchmarks (figures and ratios measured in the same run).", no_args_is_help=True
@@ -22,8 +27,12 @@ out = Console()
 @app.command("edge")
 def edge(
     model: Annotated[str, typer.Option(help="Manifest name or artifact path.")] = "yolov8s-person",
-    backend: Annotated[str, typer.Option(help="openvino or onnxruntime.")] = "openvino",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "int8",
+    backend: Annotated[
+        BackendChoice, typer.Option(help="Runtime of the artifact.")
+    ] = BackendChoice.OPENVINO,
+    precision: Annotated[
+        PrecisionChoice, typer.Option(help="Precision of the artifact.")
+    ] = PrecisionChoice.INT8,
     frames: Annotated[int, typer.Option(help="Frames per measurement.")] = 40,
     repeats: Annotated[int, typer.Option(help="Timed calls per latency figure.")] = 20,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON.")] = None,
@@ -37,35 +46,30 @@ def edge(
     from lensflow.bench.edge import run_edge_bench
     from shared.images import read_image, sample_image_paths
 
-    if backend not in ("openvino", "onnxruntime"):
-        out.print(f"expected --backend openvino|onnxruntime, got {backend}")
-        raise typer.Exit(2)
+    runtime: Backend = backend.value
+    bits: Precision = precision.value
     try:
         artifact = artifact_for(
-            model,
-            backend=backend,
-            precision=precision,  # type: ignore[arg-type]
-            manifest=manifest,
-            log=out.print,
+            model, backend=runtime, precision=bits, manifest=manifest, log=out.print
         )
         fp32 = None
-        if precision == "int8" and backend == "openvino" and not Path(model).exists():
+        if bits == "int8" and runtime == "openvino" and not Path(model).exists():
             fp32 = artifact_for(
-                model, backend=backend, precision="fp32", manifest=manifest, log=out.print
+                model, backend=runtime, precision="fp32", manifest=manifest, log=out.print
             )
         if end_to_end:
-            _end_to_end(artifact, backend=backend, frames=frames)
+            _end_to_end(artifact, backend=runtime, frames=frames)
             return
         photos = [read_image(p) for p in sample_image_paths()]
         clip = [photos[i % len(photos)] for i in range(frames)]
         with out.status("measuring ..."):
             result = run_edge_bench(
-                artifact, backend=backend, frames=clip, repeats=repeats, fp32_artifact=fp32
+                artifact, backend=runtime, frames=clip, repeats=repeats, fp32_artifact=fp32
             )
     except LensflowError as err:
         out.print(f"bench failed: {err}", markup=False)
         raise typer.Exit(1) from None
-    _print_edge(result, title=f"{model} {backend} {precision}")
+    _print_edge(result, title=f"{model} {runtime} {bits}")
     if json_out:
         json_out.write_text(json.dumps(asdict(result), indent=2) + "\n")
 
@@ -102,7 +106,7 @@ def _print_edge(result: object, *, title: str) -> None:
         out.print(f"note: {note}")
 
 
-def _end_to_end(artifact: Path, *, backend: str, frames: int) -> None:
+def _end_to_end(artifact: Path, *, backend: Backend, frames: int) -> None:
     from lensflow.bench.edge_e2e import run_end_to_end
 
     with out.status("running an edge agent on a sample video against a private broker ..."):

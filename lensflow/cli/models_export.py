@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lensflow.cli.choices import FormatChoice, PrecisionChoice
 from shared.errors import LensflowError
+
+if TYPE_CHECKING:
+    from models.export.exporter import Format, Precision
 
 out = Console()
 err_console = Console(stderr=True)
@@ -17,8 +21,12 @@ err_console = Console(stderr=True)
 
 def export(
     weights: Annotated[str, typer.Option("--weights", "-w", help="A .pt file or a manifest name.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx or openvino.")] = "openvino",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
+    fmt: Annotated[
+        FormatChoice, typer.Option("--format", "-f", help="Artifact format.")
+    ] = FormatChoice.OPENVINO,
+    precision: Annotated[
+        PrecisionChoice, typer.Option(help="Artifact precision (int8 needs --calib).")
+    ] = PrecisionChoice.FP32,
     calib: Annotated[Path | None, typer.Option(help="Calibration images (int8, gate).")] = None,
     holdout: Annotated[Path | None, typer.Option(help="Hold-out images for the gate.")] = None,
     imgsz: Annotated[int, typer.Option(help="Input size (square).")] = 640,
@@ -34,20 +42,15 @@ def export(
         export_model,
     )
 
-    if fmt not in ("onnx", "openvino") or precision not in ("fp32", "fp16", "int8"):
-        err_console.print(
-            f"expected --format onnx|openvino and --precision fp32|fp16|int8, "
-            f"got {fmt} / {precision}",
-            markup=False,
-        )
-        raise typer.Exit(2)
+    kind: Format = fmt.value
+    bits: Precision = precision.value
     try:
         weights_path, name = _resolve_weights(weights, manifest)
-        target = out_dir or default_out_dir(weights_path, fmt=fmt, precision=precision)  # type: ignore[arg-type]
+        target = out_dir or default_out_dir(weights_path, fmt=kind, precision=bits)
         request = ExportRequest(
             weights=weights_path,
-            format=fmt,
-            precision=precision,  # type: ignore[arg-type]
+            format=kind,
+            precision=bits,
             out_dir=target,
             calib_dir=calib,
             holdout_dir=holdout,
@@ -55,7 +58,7 @@ def export(
             min_f1=min_f1,
             name=name,
         )
-        with out.status(f"exporting {weights_path.name} to {fmt} {precision} ..."):
+        with out.status(f"exporting {weights_path.name} to {kind} {bits} ..."):
             result = export_model(request)
     except AccuracyGateError as err:
         err_console.print(str(err), markup=False, soft_wrap=True)

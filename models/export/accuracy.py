@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from shared.detectors.base import Detection
 
@@ -54,7 +55,7 @@ class F1Report:
         }
 
 
-def iou_matrix(a: Sequence[Detection], b: Sequence[Detection]) -> np.ndarray:
+def iou_matrix(a: Sequence[Detection], b: Sequence[Detection]) -> npt.NDArray[np.float64]:
     """Pairwise IoU of two lists of boxes, shape (len(a), len(b))."""
     if not a or not b:
         return np.zeros((len(a), len(b)))
@@ -65,7 +66,8 @@ def iou_matrix(a: Sequence[Detection], b: Sequence[Detection]) -> np.ndarray:
     inter = np.clip(w, 0, None) * np.clip(h, 0, None)
     area_a = (boxes_a[..., 2] - boxes_a[..., 0]) * (boxes_a[..., 3] - boxes_a[..., 1])
     area_b = (boxes_b[..., 2] - boxes_b[..., 0]) * (boxes_b[..., 3] - boxes_b[..., 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+    ious: npt.NDArray[np.float64] = inter / np.maximum(area_a + area_b - inter, 1e-9)
+    return ious
 
 
 def match(

@@ -65,7 +65,9 @@ def make_calibration_set(
         view = frame[y : y + ch, x : x + cw]
         if rng.random() < 0.5:
             view = view[:, ::-1]
-        view = cv2.convertScaleAbs(view, alpha=float(rng.uniform(0.7, 1.3)), beta=0)
+        view = cv2.convertScaleAbs(view, alpha=float(rng.uniform(0.7, 1.3)), beta=0).astype(
+            np.uint8, copy=False
+        )  # CV_8U already: no copy, only the dtype made known to mypy
         path = out_dir / f"calib_{i:04d}.jpg"
         cv2.imwrite(str(path), view, [cv2.IMWRITE_JPEG_QUALITY, 92])
         written.append(path)

@@ -191,10 +191,13 @@ def ultralytics_export(
     from models.export.ultralytics_env import prepare_ultralytics
 
     prepare_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics.models import YOLO
+    from ultralytics.nn.tasks import BaseModel
 
     try:
         model = YOLO(str(weights), task="detect")
+        if not isinstance(model.model, BaseModel):
+            raise ModelError(f"expected a detection model in {weights}, got {type(model.model)}")
         model.model.pt_path = str(workdir / f"{MODEL_STEM}.pt")  # export writes beside this
         output = model.export(
             format=fmt,

@@ -27,7 +27,8 @@ def reference_detections(
     from models.export.ultralytics_env import prepare_ultralytics
 
     prepare_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics.engine.results import Results
+    from ultralytics.models import YOLO
 
     source = model_path.parent if model_path.suffix == ".xml" else model_path
     try:
@@ -46,6 +47,8 @@ def reference_detections(
             save=False,
             rect=False,  # the square letterbox of the exported models, not a minimal one
         )
+        if not isinstance(result, Results) or result.boxes is None:
+            raise ModelError(f"ultralytics returned no detection boxes for {source}")
         names = result.names
         boxes = result.boxes
         results.append(

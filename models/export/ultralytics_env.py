@@ -55,16 +55,23 @@ def install_torchvision_nms() -> bool:
         return False
     import torch
 
-    library = torch.library.Library("torchvision", "FRAGMENT")
-    library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    library.impl("nms", _nms_cpu, "CPU")
-    library.impl("qnms", lambda d, s, t: _nms_cpu(d.float(), s.float(), t), "CPU")
+    # torch.library's Library API is unannotated: the ignores below cover only that.
+    library = torch.library.Library("torchvision", "FRAGMENT")  # type: ignore[no-untyped-call]
+    library.define(  # type: ignore[no-untyped-call]
+        "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+    )
+    library.define(  # type: ignore[no-untyped-call]
+        "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+    )
+    library.impl("nms", _nms_cpu, "CPU")  # type: ignore[no-untyped-call]
+    library.impl(  # type: ignore[no-untyped-call]
+        "qnms", lambda d, s, t: _nms_cpu(d.float(), s.float(), t), "CPU"
+    )
     _LIBRARY = library
     # torchvision.ops.nms() still asserts its compiled ops loaded; relax that for box ops only.
     import torchvision.ops.boxes as boxes
 
-    boxes._assert_has_ops = lambda: None  # type: ignore[attr-defined]
+    boxes._assert_has_ops = lambda: None
     logger.info("torchvision compiled ops unavailable; using a pure-torch CPU nms")
     return True
 
@@ -86,7 +93,7 @@ def _torchvision_ops_load() -> bool:
     import torch
 
     try:
-        torch.ops.load_library(libraries[0])
+        torch.ops.load_library(libraries[0])  # type: ignore[no-untyped-call]
     except (OSError, ImportError, RuntimeError):
         return False
     return hasattr(torch.ops.torchvision, "nms")
