@@ -1,0 +1,34 @@
+"""Values the command line accepts for its closed-set options.
+
+Enums, so typer lists the choices in ``--help`` and rejects anything else with a usage error
+before a command runs. Each member's value is one of the strings of the matching ``Literal``
+type of the library (:data:`lensflow.artifacts.Backend`, :data:`models.export.exporter.Format`,
+:data:`models.export.exporter.Precision`), so ``choice.value`` type-checks where that
+``Literal`` is expected: a value outside it is a mypy error at the call site.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class BackendChoice(StrEnum):
+    """``--backend``: the runtime that runs the artifact."""
+
+    OPENVINO = "openvino"
+    ONNXRUNTIME = "onnxruntime"
+
+
+class FormatChoice(StrEnum):
+    """``--format``: the artifact format an export writes."""
+
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+
+
+class PrecisionChoice(StrEnum):
+    """``--precision``: the numeric precision of an artifact."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
