@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import typer
 
-from lensflow.cli import models_export
+from lensflow.cli import cloud_api, models_export
 from lensflow.cli.bench import app as bench_app
+from lensflow.cli.cloud import app as cloud_app
 from lensflow.cli.edge import edge
 from lensflow.cli.models import app as models_app
 from lensflow.cli.pipeline import app as pipeline_app
@@ -25,6 +26,8 @@ models_export.register(models_app)
 app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
 app.command("edge")(edge)
+cloud_api.register(cloud_app)
+app.add_typer(cloud_app, name="cloud")
 
 
 def main() -> None:

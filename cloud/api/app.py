@@ -1,0 +1,104 @@
+"""The FastAPI application of the cloud tier: :func:`create_app`.
+
+Everything lives under ``/v1`` except ``/healthz``, ``/readyz`` and ``/metrics``; the OpenAPI
+document is at ``/openapi.json`` and its interactive docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from cloud.api.deps import ApiState
+from cloud.api.errors import install_error_handlers
+from cloud.api.keys import KeyStore
+from cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
+from cloud.api.routes import health, labels, results
+from cloud.api.schemas import ErrorBody
+from cloud.storage import CropStore, create_engine_for, migrate, session_factory
+from shared.config.cloud import CloudConfig
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+_ERROR: dict[str, Any] = {"model": ErrorBody}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _ERROR | {"description": "Well-formed but unusable: an invalid cursor or range..."},
+    401: _ERROR | {"description": "No API key, or an unknown one."},
+    403: _ERROR | {"description": "The key's role is too low."},
+    404: _ERROR | {"description": "No such crop or batch."},
+    413: _ERROR | {"description": "Request body over the limit."},
+    422: _ERROR | {"description": "Parameters or body not as the schema says."},
+    429: _ERROR | {"description": "Over the key's rate limit; see `Retry-After`."},
+    503: _ERROR | {"description": "The results storage is unavailable."},
+}
+"""Error responses every ``/v1`` route may give, all with the same JSON body."""
+
+
+def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
+    """Build the API application.
+
+    The results database is migrated to the latest schema and the ``api_keys`` table is
+    created if missing (both idempotent).
+
+    Args:
+        config: The cloud config (database, crop store, ``api`` limits).
+        engine: The results database's engine; one is created from ``config.database.url``
+            (and disposed of at shutdown) when not given.
+
+    Returns:
+        The FastAPI application.
+
+    Raises:
+        StorageError: If the database cannot be migrated.
+        ApiKeyError: If the ``api_keys`` table cannot be created.
+
+    """
+    owns_engine = engine is None
+    if engine is None:
+        engine = create_engine_for(config.database.url.get_secret_value())
+    migrate(engine)
+    keys = KeyStore(engine)
+    keys.ensure_table()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            engine.dispose()
+
+    app = FastAPI(
+        title="lensflow cloud API",
+        version=API_VERSION,
+        summary="Results, crops, aggregates and relabelling of the lensflow cloud tier.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.api = ApiState(
+        config=config,
+        engine=engine,
+        sessions=session_factory(engine),
+        crops=CropStore(config.crop_store),
+        keys=keys,
+    )
+    app.state.keys = keys
+    app.state.metrics = health.ApiMetrics()
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(results.router, responses=ERROR_RESPONSES)
+    app.include_router(labels.router, responses=ERROR_RESPONSES)
+    # the last added is the outermost: metrics see every answer, 413 before the rate limit
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=make_limiter(config.api.rate_limit),
+        exempt=health.HEALTH_PATHS,
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.api.max_request_bytes)
+    app.add_middleware(health.MetricsMiddleware, metrics=app.state.metrics)
+    return app

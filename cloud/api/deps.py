@@ -1,0 +1,42 @@
+"""Dependencies shared by the routes: the app's state and database sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.api.keys import KeyStore
+from cloud.storage.crops import CropStore
+from shared.config.cloud import CloudConfig
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """What the routes need, built once by ``create_app`` and kept on ``app.state.api``."""
+
+    config: CloudConfig
+    engine: Engine
+    sessions: sessionmaker[Session]
+    crops: CropStore
+    keys: KeyStore
+
+
+def get_state(request: Request) -> ApiState:
+    """The app's :class:`ApiState`."""
+    state: ApiState = request.app.state.api
+    return state
+
+
+def get_session(state: Annotated[ApiState, Depends(get_state)]) -> Iterator[Session]:
+    """A database session for one request, closed after it."""
+    with state.sessions() as session:
+        yield session
+
+
+State = Annotated[ApiState, Depends(get_state)]
+DbSession = Annotated[Session, Depends(get_session)]

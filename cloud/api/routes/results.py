@@ -1,0 +1,279 @@
+"""Reading results: filtered keyset pages, one crop's detail, its JPEG, and aggregates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import Field
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from cloud.api.auth import Viewer
+from cloud.api.deps import DbSession, State
+from cloud.api.errors import ApiError
+from cloud.api.queries import (
+    Bucket,
+    GroupBy,
+    ResultFilter,
+    aggregate_query,
+    decode_cursor,
+    encode_cursor,
+    page_query,
+    parse_bucket,
+)
+from cloud.api.schemas import (
+    CROP_ID_PATTERN,
+    DETECTION_NODE,
+    MAX_PAGE,
+    AggregateRow,
+    Aggregates,
+    ClassifierOutput,
+    DetectionOut,
+    HumanLabelOut,
+    LabelEventOut,
+    Name,
+    NodeLabel,
+    Order,
+    ProvenanceOut,
+    ResultDetail,
+    ResultItem,
+    ResultPage,
+    Text,
+    UtcTime,
+)
+from cloud.storage.models import Crop, LabelEvent
+
+router = APIRouter(prefix="/v1", tags=["results"])
+
+CropIdPath = Annotated[str, Field(pattern=CROP_ID_PATTERN, description="The crop id.")]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+MAX_BUCKETS = 10_000
+"""Largest number of time buckets one aggregate request may span."""
+_BUCKET = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+_DEFAULT_SPAN = {"hour": timedelta(hours=48), "day": timedelta(days=30)}
+_IMMUTABLE = "private, max-age=31536000, immutable"  # a crop id's JPEG never changes
+
+
+def result_filter(
+    camera: Annotated[Name | None, Query(description="Camera name.")] = None,
+    class_name: Annotated[Text | None, Query(description="Edge detection class.")] = None,
+    label: Annotated[Text | None, Query(description="A human or classifier label.")] = None,
+    node: Annotated[
+        Name | None, Query(description="Restrict `label` to this node (`detection` or a node).")
+    ] = None,
+    min_score: Annotated[Score | None, Query(description="Least detection score.")] = None,
+    max_score: Annotated[Score | None, Query(description="Greatest detection score.")] = None,
+    captured_from: Annotated[UtcTime | None, Query(description="Inclusive, ISO.")] = None,
+    captured_to: Annotated[UtcTime | None, Query(description="Exclusive, ISO.")] = None,
+    reviewed: Annotated[bool | None, Query(description="Has a human label.")] = None,
+    disagreement: Annotated[
+        bool | None, Query(description="A human label differs from the edge or classifier.")
+    ] = None,
+) -> ResultFilter:
+    """The result filter of a request's query parameters."""
+    return ResultFilter(
+        camera=camera,
+        class_name=class_name,
+        label=label,
+        node=node,
+        min_score=min_score,
+        max_score=max_score,
+        captured_from=captured_from,
+        captured_to=captured_to,
+        reviewed=reviewed,
+        disagreement=disagreement,
+    )
+
+
+@router.get("/results", summary="List results (keyset pages)")
+def list_results(
+    _caller: Viewer,
+    session: DbSession,
+    spec: Annotated[ResultFilter, Depends(result_filter)],
+    order: Annotated[Order, Query(description="By capture time.")] = "desc",
+    cursor: Annotated[
+        str | None, Query(max_length=256, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> ResultPage:
+    """Crops matching the filters, newest first (or oldest), one page at a time.
+
+    Pages are keyset pages on ``(captured_at, id)``: crops stored while paging never cause
+    duplicates or gaps.
+    """
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except ValueError as err:
+        raise ApiError(400, "invalid_cursor", str(err)) from err
+    crops = session.scalars(page_query(spec, order=order, after=after, limit=limit)).all()
+    last = crops[-1] if len(crops) == limit else None
+    return ResultPage(
+        items=[to_item(crop) for crop in crops],
+        next_cursor=encode_cursor(last.captured_at, last.id) if last else None,
+    )
+
+
+@router.get("/results/{crop_id}", summary="One result in full")
+def get_result(crop_id: CropIdPath, _caller: Viewer, session: DbSession) -> ResultDetail:
+    """A crop with its edge detection, provenance, classifier outputs and human labels."""
+    crop = _load_crop(session, crop_id)
+    events = session.scalars(
+        select(LabelEvent).where(LabelEvent.crop_pk == crop.id).order_by(LabelEvent.id)
+    ).all()
+    item = to_item(crop)
+    return ResultDetail(
+        **item.model_dump(),
+        provenance=ProvenanceOut(
+            model_sha256=crop.model_sha256,
+            config_hash=crop.config_hash,
+            agent_version=crop.agent_version,
+            pipeline_name=crop.pipeline_name,
+            pipeline_version=crop.pipeline_version,
+        ),
+        sent_at=crop.sent_at,
+        jpeg_size=crop.jpeg_size,
+        attributes=crop.attributes,
+        outputs=[
+            ClassifierOutput(
+                node=r.node,
+                plugin=r.plugin,
+                plugin_version=r.plugin_version,
+                status=r.status,
+                label=r.label,
+                score=r.score,
+                output=r.payload,
+                reason=r.reason,
+                duration_ms=r.duration_ms,
+                batch_size=r.batch_size,
+            )
+            for r in crop.results
+        ],
+        labels=[
+            HumanLabelOut(node=h.node, label=h.label, actor=h.actor, labeled_at=h.created_at)
+            for h in crop.human_labels
+            if not h.undone
+        ],
+        history=[event_out(e, crop_id=crop.crop_id) for e in events],
+    )
+
+
+@router.get(
+    "/crops/{crop_id}.jpg",
+    summary="A crop's JPEG",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The JPEG."},
+        304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
+    },
+)
+def get_crop_jpeg(
+    crop_id: CropIdPath, request: Request, _caller: Viewer, session: DbSession, state: State
+) -> Response:
+    """The crop's JPEG bytes; ``ETag`` is their sha256, so ``If-None-Match`` gives 304."""
+    sha256 = session.scalars(select(Crop.jpeg_sha256).where(Crop.crop_id == crop_id)).first()
+    if sha256 is None:
+        raise ApiError(404, "unknown_crop", f"expected a stored crop {crop_id!r}, got none")
+    etag = f'"{sha256}"'
+    headers = {"ETag": etag, "Cache-Control": _IMMUTABLE}
+    if _etags(request.headers.get("if-none-match", "")) & {etag, "*"}:
+        return Response(status_code=304, headers=headers)
+    path = state.crops.path(sha256)
+    if not path.is_file():
+        raise ApiError(
+            404, "crop_missing", f"expected the JPEG of crop {crop_id!r} at {path}, got none"
+        )
+    return FileResponse(path, media_type="image/jpeg", headers=headers)
+
+
+@router.get("/aggregates", summary="Crop counts per time bucket")
+def get_aggregates(
+    _caller: Viewer,
+    session: DbSession,
+    by: Annotated[GroupBy, Query(description="Group by camera, edge class or label.")],
+    bucket: Annotated[Bucket, Query(description="Bucket width.")] = "day",
+    start: Annotated[
+        UtcTime | None, Query(alias="from", description="Inclusive; `to` - 48 h or 30 d.")
+    ] = None,
+    end: Annotated[UtcTime | None, Query(alias="to", description="Exclusive; now.")] = None,
+    node: Annotated[
+        Name, Query(description="With by=label: `detection` (human, else edge class) or a node.")
+    ] = DETECTION_NODE,
+) -> Aggregates:
+    """How many crops were captured per bucket and camera, class or label (UTC buckets)."""
+    end = end or datetime.now(UTC)
+    start = start or end - _DEFAULT_SPAN[bucket]
+    if start >= end:
+        raise ApiError(400, "invalid_range", f"expected from < to, got from={start} and to={end}")
+    if (end - start) / _BUCKET[bucket] > MAX_BUCKETS:
+        raise ApiError(
+            400,
+            "range_too_large",
+            f"expected at most {MAX_BUCKETS} {bucket} buckets, got {start} to {end}",
+        )
+    dialect = session.get_bind().dialect.name
+    query = aggregate_query(dialect, by=by, bucket=bucket, node=node, start=start, end=end)
+    rows = [
+        AggregateRow(bucket=parse_bucket(row.bucket), key=row.key, count=row.count)
+        for row in session.execute(query)
+    ]
+    return Aggregates(by=by, bucket=bucket, start=start, end=end, rows=rows)
+
+
+def _load_crop(session: DbSession, crop_id: str) -> Crop:
+    """The crop with its results and labels, or 404."""
+    crop = session.scalars(
+        select(Crop)
+        .where(Crop.crop_id == crop_id)
+        .options(selectinload(Crop.results), selectinload(Crop.human_labels))
+    ).one_or_none()
+    if crop is None:
+        raise ApiError(404, "unknown_crop", f"expected a stored crop {crop_id!r}, got none")
+    return crop
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an ``If-None-Match`` header (weak ones compared as strong)."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def to_item(crop: Crop) -> ResultItem:
+    """A crop as a result list item (its results and human labels must be loaded)."""
+    return ResultItem(
+        crop_id=crop.crop_id,
+        site=crop.site,
+        camera=crop.camera,
+        captured_at=crop.captured_at,
+        received_at=crop.received_at,
+        detection=DetectionOut(
+            class_name=crop.class_name,
+            class_id=crop.class_id,
+            score=crop.score,
+            box=[crop.box_x1, crop.box_y1, crop.box_x2, crop.box_y2],
+            frame_width=crop.frame_width,
+            frame_height=crop.frame_height,
+            track_id=crop.track_id,
+            crop_box=crop.crop_box,
+        ),
+        classifiers={
+            r.node: NodeLabel(status=r.status, label=r.label, score=r.score) for r in crop.results
+        },
+        human_labels={h.node: h.label for h in crop.human_labels if not h.undone},
+        jpeg_sha256=crop.jpeg_sha256,
+        crop_url=f"/v1/crops/{crop.crop_id}.jpg",
+    )
+
+
+def event_out(event: LabelEvent, *, crop_id: str) -> LabelEventOut:
+    """A label event as returned by the API."""
+    return LabelEventOut(
+        crop_id=crop_id,
+        node=event.node,
+        old_label=event.old_label,
+        new_label=event.new_label,
+        actor=event.actor,
+        at=event.at,
+        batch_id=event.batch_id,
+    )

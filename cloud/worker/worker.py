@@ -1,0 +1,363 @@
+"""The cloud worker: intake → dynamic batcher → DAG → crop store + results DB → ack.
+
+A delivery is acknowledged only once its results (or its dead letter) are committed, so the
+intake delivers at least once; the results database ignores a second save of a ``crop_id``,
+which makes the stored outcome exactly once. A message that cannot be decoded, is too large,
+or whose JPEG does not decode becomes a dead letter with the reason, and is acknowledged: it
+never stops the worker. When the database or the crop folder is unreachable the worker
+retries with backoff and holds the acks, so the broker keeps the crops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import exc as sa_exc
+
+from cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
+from cloud.worker.batcher import Batcher
+from cloud.worker.intake import Delivery, Intake
+from cloud.worker.metrics import WorkerMetrics
+from shared.classifiers.base import Image
+from shared.classifiers.registry import PluginRegistry
+from shared.config.cloud import CloudConfig
+from shared.config.cloud import Intake as IntakeConfig
+from shared.dag.compiler import CompiledPipeline, load_pipeline
+from shared.dag.engine import ImageResult, Pipeline
+from shared.errors import ImageError, ProtocolError
+from shared.images import decode_image
+from shared.protocol import CropMessage, decode_crop
+
+logger = logging.getLogger(__name__)
+
+DeadLetterKind = Literal["protocol", "oversized", "image", "pipeline", "storage"]
+Outcome = Literal["stored", "duplicate"]  # what a save of a decoded crop did
+
+_Written = TypeVar("_Written")
+
+_RETRY_FIRST_S = 0.2
+_RETRY_MAX_S = 10.0
+_TRANSIENT_CAUSES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A delivery whose envelope and JPEG decoded."""
+
+    delivery: Delivery
+    message: CropMessage
+    image: Image
+
+
+def build_intake(config: IntakeConfig, *, metrics: WorkerMetrics | None = None) -> Intake:
+    """Create the intake a config's ``intake`` section describes (imported lazily).
+
+    Args:
+        config: ``intake`` of the cloud config (``type: mqtt`` or ``type: amqp``).
+        metrics: Where the intake counts connections and broker drops.
+
+    Returns:
+        The intake, not started.
+
+    """
+    if config.type == "mqtt":
+        from cloud.worker.intake_mqtt import MqttIntake
+
+        return MqttIntake(config, metrics=metrics)
+    from cloud.worker.intake_amqp import AmqpIntake
+
+    return AmqpIntake(config, metrics=metrics)
+
+
+def batch_window(compiled: CompiledPipeline) -> tuple[int, float]:
+    """The worker's batch size and wait: the largest ``batch`` of any enabled node.
+
+    Each node runs once per worker batch, so the batch must be as large as the largest node
+    batch; the wait is the longest a node accepts for its batch to fill.
+
+    Returns:
+        ``(max_batch, max_wait_ms)``.
+
+    """
+    batches = [node.config.batch for node in compiled.nodes if node.config.enabled]
+    if not batches:
+        return 1, 0.0
+    return max(b.max_size for b in batches), max(b.max_wait_ms for b in batches)
+
+
+def is_transient(err: StorageError) -> bool:
+    """Whether a storage failure may pass by itself (database down or locked, disk full)."""
+    return isinstance(err.__cause__, _TRANSIENT_CAUSES)
+
+
+class Worker:
+    """Consumes crop messages, runs the pipeline DAG on them in batches and stores the results.
+
+    Construction migrates the database and loads the pipeline (plugins, models). :meth:`run`
+    blocks until :meth:`stop` is called (from another thread or a signal handler).
+
+    Args:
+        config: The cloud config.
+        registry: Where the pipeline's plugin classes are resolved; the default when None.
+        intake: Where crops come from; built from ``config.intake`` when None.
+        metrics: Where to count; a fresh registry when None.
+        max_batch: Batch size; from the pipeline's node ``batch`` settings when None.
+        max_wait_ms: Batch wait; from the pipeline's node ``batch`` settings when None.
+
+    Raises:
+        StorageError: If the database cannot be migrated.
+        ConfigError: If the pipeline file is invalid.
+
+    """
+
+    def __init__(
+        self,
+        config: CloudConfig,
+        *,
+        registry: PluginRegistry | None = None,
+        intake: Intake | None = None,
+        metrics: WorkerMetrics | None = None,
+        max_batch: int | None = None,
+        max_wait_ms: float | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or WorkerMetrics()
+        self.engine = create_engine_for(config.database.url.get_secret_value())
+        migrate(self.engine)
+        self.results = ResultStore(self.engine)
+        self.crops = CropStore(config.crop_store)
+        compiled = load_pipeline(config.pipeline, registry=registry)
+        self.pipeline = Pipeline(compiled)
+        self.pipeline_version = hashlib.sha256(Path(config.pipeline).read_bytes()).hexdigest()
+        self.intake = intake or build_intake(config.intake, metrics=self.metrics)
+        self.batcher = self._batcher(compiled, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        self._stopping = threading.Event()
+
+    def _batcher(
+        self, compiled: CompiledPipeline, *, max_batch: int | None, max_wait_ms: float | None
+    ) -> Batcher[Delivery]:
+        """A batcher sized by the pipeline (or the overrides), within the intake's window."""
+        size, wait = batch_window(compiled)
+        size, wait = max_batch or size, wait if max_wait_ms is None else max_wait_ms
+        if size > self.intake.window:
+            logger.warning(
+                "batch of %d cannot fill through an in-flight window of %d: batching %d",
+                size,
+                self.intake.window,
+                self.intake.window,
+            )
+            size = self.intake.window
+        capacity = 2 * max(self.intake.window, size)  # old + new window across a reconnect
+        return Batcher(max_batch=size, max_wait_ms=wait, capacity=capacity)
+
+    @property
+    def name(self) -> str:
+        """The worker's id in log lines: its intake's client id or consumer tag."""
+        return self.intake.name
+
+    def run(self) -> None:
+        """Warm the plugins up, start the intake and process batches until :meth:`stop`."""
+        try:
+            self.pipeline.warmup()
+        except Exception:  # a plugin that fails here fails per crop later, isolated by the DAG
+            logger.exception("pipeline warmup failed; running anyway")
+        self.intake.start(self.batcher.put)
+        logger.info(
+            "worker %s running pipeline=%s batch=%d wait_ms=%g",
+            self.name,
+            self.pipeline.name,
+            self.batcher.max_batch,
+            self.batcher.max_wait_s * 1000,
+        )
+        try:
+            while not self._stopping.is_set():
+                batch = self.batcher.next_batch()
+                if batch:
+                    self._process_safely(batch)
+        finally:
+            self.batcher.close()
+            self.intake.stop()
+            self.engine.dispose()
+            logger.info("worker %s stopped", self.name)
+
+    def _process_safely(self, batch: list[Delivery]) -> None:
+        """Process a batch; a bug in doing so is logged, not allowed to end the worker."""
+        try:
+            self.process_batch(batch)
+        except Exception:  # its deliveries stay unacked: the broker re-sends them
+            topics = sorted({delivery.topic for delivery in batch})
+            logger.exception("batch of %d failed topics=%s", len(batch), topics)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in progress (safe from a signal handler)."""
+        self._stopping.set()
+
+    def process_batch(self, batch: list[Delivery]) -> None:
+        """Decode, run the DAG on, store and acknowledge one batch of deliveries.
+
+        A stop request lets the batch finish, but ends the retries of a failing store: what
+        is not committed then is not acknowledged, and the broker delivers it again.
+
+        Args:
+            batch: Deliveries from this worker's intake.
+
+        """
+        start = time.perf_counter()
+        decoded = [item for delivery in batch if (item := self._decode(delivery)) is not None]
+        if decoded:
+            for item, result in zip(decoded, self._run_dag(decoded), strict=True):
+                if result is None:
+                    reason = "the pipeline raised on this crop (see the worker log)"
+                    self._dead_letter(item.delivery, reason, kind="pipeline")
+                else:
+                    self._store_and_ack(item, result)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_seconds.observe(time.perf_counter() - start)
+
+    def _decode(self, delivery: Delivery) -> _Decoded | None:
+        """Decode a delivery's envelope and JPEG; dead-letter (and ack) it if either is bad."""
+        if delivery.redelivered:
+            self.metrics.redelivered.inc()
+        size, limit = len(delivery.payload), self.config.max_message_bytes
+        if size > limit:
+            reason = f"message must be at most max_message_bytes={limit} bytes, but is {size}"
+            self._dead_letter(delivery, reason, kind="oversized")
+            return None
+        try:
+            message = decode_crop(delivery.payload, max_bytes=limit, topic=delivery.topic)
+        except ProtocolError as err:
+            self._dead_letter(delivery, f"invalid crop message: {err}", kind="protocol")
+            return None
+        try:
+            image = decode_image(message.jpeg, what=f"crop {message.header.crop_id} JPEG")
+        except ImageError as err:
+            self._dead_letter(delivery, str(err), kind="image")
+            return None
+        return _Decoded(delivery, message, image)
+
+    def _run_dag(self, items: list[_Decoded]) -> list[ImageResult | None]:
+        """Run the DAG on the batch; if the engine itself raises, on each crop alone."""
+        images = [item.image for item in items]
+        inputs = [_metadata(item.message) for item in items]
+        try:
+            return list(self.pipeline.run_batch(images, inputs=inputs))
+        except Exception:  # the engine isolates node failures; this is a bug, not bad input
+            logger.exception("pipeline failed on a batch of %d; running one by one", len(items))
+        results: list[ImageResult | None] = []
+        for image, meta in zip(images, inputs, strict=True):
+            try:
+                results.append(self.pipeline.run(image, inputs=meta))
+            except Exception:
+                logger.exception("pipeline failed on crop_id=%s", meta["crop_id"])
+                results.append(None)
+        return results
+
+    def _store_and_ack(self, item: _Decoded, result: ImageResult) -> None:
+        """Store the JPEG and the results (retrying transient failures), then ack."""
+        header, delivery = item.message.header, item.delivery
+        outcome = self._retrying(
+            f"crop_id={header.crop_id}", lambda: self._write(item.message, result, delivery)
+        )
+        if outcome is None:
+            return  # stopping while storage fails: no ack, the broker sends it again
+        if isinstance(outcome, StorageError):  # the database refuses this very crop
+            self._dead_letter(delivery, f"could not store the crop: {outcome}", kind="storage")
+            return
+        self.intake.ack(delivery)
+        self.metrics.messages.labels(outcome=outcome).inc()
+        self.metrics.latency_seconds.observe(
+            max(0.0, (datetime.now(UTC) - header.sent_at).total_seconds())
+        )
+        logger.info(
+            "crop %s crop_id=%s topic=%s worker=%s redelivered=%s",
+            outcome,
+            header.crop_id,
+            delivery.topic,
+            self.name,
+            delivery.redelivered,
+        )
+
+    def _write(self, message: CropMessage, result: ImageResult, delivery: Delivery) -> Outcome:
+        """Put the JPEG in the crop store, then the crop and its results in the database."""
+        header = message.header
+        self.crops.put(message.jpeg, expected_sha256=header.jpeg_sha256)
+        stored = self.results.save_crop_results(
+            header,
+            jpeg_size=len(message.jpeg),
+            results=result.nodes,
+            pipeline=self.pipeline.name,
+            pipeline_version=self.pipeline_version,
+            received_at=delivery.received_at,
+        )
+        return "stored" if stored else "duplicate"
+
+    def _dead_letter(self, delivery: Delivery, reason: str, *, kind: DeadLetterKind) -> None:
+        """Record a dead letter (retrying while the database is down), then ack."""
+
+        def write() -> int:
+            return self.results.save_dead_letter(
+                source=self.intake.source,
+                topic=delivery.topic,
+                reason=reason,
+                payload=delivery.payload,
+                received_at=delivery.received_at,
+            )
+
+        letter = self._retrying(f"dead letter from topic={delivery.topic}", write)
+        if letter is None:
+            return
+        self.intake.ack(delivery)
+        if isinstance(letter, StorageError):  # not even the dead letter could be kept
+            self.metrics.messages.labels(outcome="dropped").inc()
+            logger.error(
+                "message dropped topic=%s worker=%s: %s", delivery.topic, self.name, letter
+            )
+            return
+        self.metrics.messages.labels(outcome="dead_letter").inc()
+        self.metrics.dead_letters.labels(reason=kind).inc()
+        # the store already logged the dead letter with its reason; this adds who and why
+        logger.debug(
+            "dead letter id=%s topic=%s worker=%s kind=%s", letter, delivery.topic, self.name, kind
+        )
+
+    def _retrying(self, what: str, write: Callable[[], _Written]) -> _Written | StorageError | None:
+        """Call ``write`` until it succeeds; retry transient storage failures with backoff.
+
+        Returns:
+            What ``write`` returned; the StorageError if the failure is not transient (the
+            data is refused, not the database down); None if stopping while it still fails.
+
+        """
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                return write()
+            except StorageError as err:
+                if not is_transient(err):
+                    return err
+                self.metrics.storage_retries.inc()
+                logger.warning("storage failed for %s (retry in %.1f s): %s", what, delay, err)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, _RETRY_MAX_S)
+
+
+def _metadata(message: CropMessage) -> dict[str, Any]:
+    """What the DAG sees as ``context['input']``: the crop's detection and its ids."""
+    header = message.header
+    return {
+        "detection": header.detection.model_dump(),
+        "site": header.site,
+        "camera": header.camera,
+        "crop_id": header.crop_id,
+        "track_id": header.track_id,
+        "attributes": dict(header.attributes),
+    }

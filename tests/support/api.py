@@ -1,0 +1,151 @@
+"""The cloud API under test: an app on a real database, keys of every role, seeded crops."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from cloud.api import KeyStore, create_app
+from cloud.storage import CropStore, ResultStore, create_engine_for
+from shared.config.cloud import ApiConfig, CloudConfig, DatabaseConfig
+from shared.dag.engine import NodeResult
+from shared.protocol import Detection, Provenance, new_crop_header
+from tests.support.protocol_samples import real_jpeg
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass
+class ApiHarness:
+    """An app, a client on it, its stores, and a key per role (plus a second operator)."""
+
+    app: FastAPI
+    client: TestClient
+    engine: Engine
+    results: ResultStore
+    crops: CropStore
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def headers(self, who: str = "admin") -> dict[str, str]:
+        """Bearer headers of the key ``who`` (a role, or ``operator2``)."""
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def get(self, url: str, *, who: str = "admin", **kwargs: Any) -> Any:
+        return self.client.get(url, headers=self.headers(who) | kwargs.pop("headers", {}), **kwargs)
+
+    def post(self, url: str, *, who: str = "admin", **kwargs: Any) -> Any:
+        return self.client.post(url, headers=self.headers(who), **kwargs)
+
+
+def make_config(db_url: str, tmp_path: Path, **api: Any) -> CloudConfig:
+    """A cloud config on ``db_url`` with its crop store in ``tmp_path``."""
+    return CloudConfig(
+        database=DatabaseConfig(url=db_url),
+        crop_store=str(tmp_path / "crops"),
+        api=ApiConfig(**api),
+    )
+
+
+def issue_keys(engine: Engine) -> dict[str, str]:
+    """A key per role, plus ``operator2``; by role (or name) -> token."""
+    store = KeyStore(engine)
+    store.ensure_table()
+    tokens = {role: store.create(name=f"{role}-key", role=role).token for role in ROLES}  # type: ignore[arg-type]
+    tokens["operator2"] = store.create(name="operator2-key", role="operator").token
+    return tokens
+
+
+@contextlib.contextmanager
+def running_api(db_url: str, tmp_path: Path, **api: Any) -> Iterator[ApiHarness]:
+    """An app on a fresh (migrated) database, with keys, served through a TestClient."""
+    engine = create_engine_for(db_url)
+    try:
+        app = create_app(make_config(db_url, tmp_path, **api), engine=engine)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield ApiHarness(
+                app=app,
+                client=client,
+                engine=engine,
+                results=ResultStore(engine),
+                crops=CropStore(tmp_path / "crops"),
+                tokens=issue_keys(engine),
+            )
+    finally:
+        engine.dispose()
+
+
+def seed(
+    api: ApiHarness,
+    crop_id: str,
+    *,
+    camera: str = "cam01",
+    at: datetime = T0,
+    class_name: str = "car",
+    score: float = 0.9,
+    outputs: Mapping[str, Mapping[str, Any] | None] | None = None,
+    jpeg: bytes | None = None,
+) -> None:
+    """Store a crop (its JPEG in the crop store) with classifier results.
+
+    ``outputs`` maps node -> output dict (``ok``) or None (``skipped``).
+    """
+    data = jpeg or real_jpeg()
+    api.crops.put(data)
+    header = new_crop_header(
+        jpeg=data,
+        site="plant-a",
+        camera=camera,
+        captured_at=at,
+        detection=Detection(
+            class_name=class_name,
+            class_id=1,
+            score=score,
+            box=(10, 20, 110, 220),
+            frame_width=640,
+            frame_height=480,
+        ),
+        provenance=Provenance(model_sha256="ab" * 32, config_hash="c1", agent_version="0.1"),
+        crop_id=crop_id,
+        sent_at=at + timedelta(seconds=1),
+        track_id=7,
+    )
+    results = {
+        node: NodeResult(
+            node=node,
+            status="ok" if output is not None else "skipped",
+            output=dict(output or {}),
+            reason="" if output is not None else "condition false",
+            plugin=f"tests.support.plugins:{node.title()}",
+            version="1.0",
+        )
+        for node, output in (outputs or {}).items()
+    }
+    assert api.results.save_crop_results(
+        header, jpeg_size=len(data), results=results, pipeline="default", pipeline_version="v1"
+    )
+
+
+@contextlib.contextmanager
+def database_for(dialect: str, request: Any, folder: Path) -> Iterator[str]:
+    """A fresh empty database URL: a SQLite file in ``folder``, or one on the session cluster.
+
+    For module-scoped fixtures, which cannot use the function-scoped ``db_url``.
+    """
+    if dialect == "sqlite":
+        yield f"sqlite:///{folder / 'lensflow.sqlite3'}"
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url: str = cluster.create_database()
+    try:
+        yield url
+    finally:
+        cluster.drop_database(url.rsplit("/", 1)[1])
