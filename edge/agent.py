@@ -18,9 +18,9 @@ from importlib.metadata import PackageNotFoundError, version
 from edge.camera import CameraWorker, ReadyCrop
 from edge.metrics import EdgeMetrics
 from edge.publisher import MqttPublisher
-from edge.remote_config import config_hash, parse_pushed_config
+from edge.remote_config import parse_pushed_config
 from edge.spool import Spool
-from shared.config.edge import CameraConfig, DetectorConfig, EdgeConfig
+from shared.config.edge import CameraConfig, DetectorConfig, EdgeConfig, config_hash
 from shared.detectors.base import DetectorBackend
 from shared.detectors.factory import load_detector
 from shared.errors import ConfigError, LensflowError

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge.crops import ByteBudget, cut_crop, encode_jpeg, sharpness, usefulness
+from edge.crops import ByteBudget, sharpness, usefulness
 from edge.filters import DetectionFilter
 from edge.metrics import EdgeMetrics
 from edge.sources import Frame, SourceStats, open_source
 from edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
 from shared.classifiers.base import Image
 from shared.config.edge import CameraConfig, CropConfig
+from shared.crops import cut_crop, encode_jpeg
 from shared.detectors.base import Detection, DetectorBackend
 from shared.errors import LensflowError
 

@@ -1,4 +1,7 @@
-"""Crops: cut them out of frames, encode them, judge them, and keep their upload in budget."""
+"""Crops: judge them (sharpness, usefulness) and keep their upload in budget.
+
+Cutting and encoding live in :mod:`shared.crops` (the cloud's HTTP ingest cuts the same way).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -14,110 +17,15 @@ import cv2
 import numpy as np
 
 from shared.classifiers.base import Image
-from shared.errors import ImageError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Box = tuple[int, int, int, int]
 
 SHARPNESS_SIDE = 256  # crops are resized to this longest side before measuring sharpness
 AREA_HALF = 96 * 96  # box area (px²) at which the size factor of usefulness is 0.5
 SHARPNESS_HALF = 100.0  # sharpness at which the sharpness factor of usefulness is 0.5
-_EPS = 1e-6  # float noise ignored: in pixels before rounding an edge outwards, in bytes of tokens
-
-
-def cut_crop(
-    image: Image, box: Sequence[float], *, padding: float, max_side: int
-) -> tuple[Image, Box]:
-    """Cut a padded box out of a frame, clipped to the frame and capped in size.
-
-    Args:
-        image: The frame, HxW or HxWxC.
-        box: x1, y1, x2, y2 in frame pixels (floats allowed), x1 < x2 and y1 < y2.
-        padding: Added on each side, as a fraction of the box's width (left, right) and
-            height (top, bottom); 0.1 grows a 100 px wide box to 120 px.
-        max_side: The crop is shrunk (INTER_AREA, aspect kept) so that its longest side is
-            at most this; smaller crops are not enlarged.
-
-    Returns:
-        The crop (a copy, never a view of the frame) and its integer box in frame pixels
-        (x1, y1, x2, y2; x2 and y2 exclusive), which contains the padded box where the frame
-        allows.
-
-    Raises:
-        ValueError: A malformed box, padding < 0, max_side < 1, or a box outside the frame.
-    """
-    x1, y1, x2, y2 = _check_box(box)
-    if padding < 0 or max_side < 1:
-        raise ValueError(
-            f"expected padding >= 0 and max_side >= 1, but got padding={padding}, "
-            f"max_side={max_side}"
-        )
-    height, width = image.shape[:2]
-    pad_x, pad_y = (x2 - x1) * padding, (y2 - y1) * padding
-    left, top = max(0, _floor(x1 - pad_x)), max(0, _floor(y1 - pad_y))
-    right, bottom = min(width, _ceil(x2 + pad_x)), min(height, _ceil(y2 + pad_y))
-    if right <= left or bottom <= top:
-        raise ValueError(
-            f"expected a box overlapping the {width}x{height} frame, but got {list(box)}"
-        )
-    crop = image[top:bottom, left:right]
-    longest = max(bottom - top, right - left)
-    if longest <= max_side:
-        return crop.copy(), (left, top, right, bottom)
-    scale = max_side / longest
-    size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
-    resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-    return resized.astype(np.uint8, copy=False), (left, top, right, bottom)
-
-
-def _check_box(box: Sequence[float]) -> tuple[float, float, float, float]:
-    """The box as 4 floats, or a ValueError saying what was expected."""
-    values = [float(v) for v in box]
-    if len(values) != 4 or not all(map(math.isfinite, values)):
-        raise ValueError(f"box must be 4 finite numbers x1, y1, x2, y2, but got {list(box)}")
-    x1, y1, x2, y2 = values
-    if not (x1 < x2 and y1 < y2):
-        raise ValueError(f"box must have x1 < x2 and y1 < y2, but got {list(box)}")
-    return x1, y1, x2, y2
-
-
-def _floor(value: float) -> int:
-    return math.floor(value + _EPS)
-
-
-def _ceil(value: float) -> int:
-    return math.ceil(value - _EPS)
-
-
-def encode_jpeg(image: Image, *, quality: int) -> bytes:
-    """Encode BGR (or grey) pixels as JPEG.
-
-    Args:
-        image: HxW or HxWx3 uint8 pixels.
-        quality: JPEG quality, 1-100.
-
-    Returns:
-        The JPEG bytes.
-
-    Raises:
-        ValueError: ``quality`` outside 1-100.
-        ImageError: The pixels cannot be encoded (empty, wrong shape or type).
-    """
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be 1-100, but got {quality}")
-    expected = "a non-empty HxW or HxWx3 uint8 image"
-    got = f"shape {image.shape} {image.dtype}"
-    if image.size == 0 or image.dtype != np.uint8:
-        raise ImageError(f"JPEG: expected {expected}, got {got}")
-    try:
-        ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    except cv2.error as err:
-        raise ImageError(f"JPEG: expected {expected}, got {got}: {err}") from err
-    if not ok:
-        raise ImageError(f"JPEG: OpenCV could not encode {got}")
-    return buffer.tobytes()
+_EPS = 1e-6  # float noise ignored, in bytes of tokens
 
 
 def sharpness(image: Image) -> float:

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge.spool import Spool, SpooledMessage, SpoolError
 from shared.config.common import MqttConfig
+from shared.mqtt import make_client
 
 logger = logging.getLogger(__name__)
 
@@ -87,25 +88,9 @@ class MqttPublisher:
 
     def _build_client(self) -> mqtt.Client:
         """Create the paho client: protocol, credentials, TLS, will, backoff, callbacks."""
-        cfg = self._config
-        v5 = cfg.protocol == "v5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else True,
-        )
-        if cfg.username is not None:
-            password = None if cfg.password is None else cfg.password.get_secret_value()
-            client.username_pw_set(cfg.username, password)
-        if (tls := cfg.tls) is not None:
-            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
-            client.tls_insecure_set(tls.insecure)
+        client = make_client(self._config, client_id=self.client_id, persistent=False)
         client.will_set(self._will_topic, self._will_payload, qos=1, retain=True)
-        # paho annotates int, but its backoff only multiplies and sleeps: floats are fine
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
         client.max_inflight_messages_set(self._window + _STATUS_SLOTS)
-        client.suppress_exceptions = True
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish

@@ -11,25 +11,15 @@ ack, in every heartbeat and in every crop's provenance.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from shared.config.edge import EdgeConfig
+from shared.config.edge import LOCAL_ONLY, EdgeConfig
 from shared.errors import ConfigError, ConfigIssue
 
-LOCAL_ONLY = ("site", "agent_id", "mqtt", "spool", "metrics_port")
 MAX_CONFIG_BYTES = 256 * 1024
-
-
-def config_hash(config: EdgeConfig) -> str:
-    """``sha256:<hex>`` of the config's canonical JSON, without the local-only sections."""
-    data = config.model_dump(mode="json", exclude=set(LOCAL_ONLY))
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_pushed_config(payload: bytes, *, running: EdgeConfig) -> EdgeConfig:

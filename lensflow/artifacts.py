@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from models.export.fetch import default_cache_dir, fetch_model
 from models.export.manifest import load_manifest
+from shared.errors import ModelError
 
 if TYPE_CHECKING:  # the exporter pulls in the quantizers: imported only when exporting
     from models.export.exporter import Format, Precision
@@ -63,3 +64,35 @@ def artifact_for(
         )
     )
     return artifact
+
+
+def classifier_artifact_for(
+    model: str, *, manifest: Path, log: Callable[[str], object] = print
+) -> Path:
+    """An ONNX classifier path as given, or a manifest classifier's export, made when missing.
+
+    The manifest entry must be of kind ``timm-state-dict``; its export (batch axis dynamic)
+    is kept at ``<cache>/<name>/export/onnx-fp32/model.onnx``.
+
+    Raises:
+        ModelError: If the model is unknown, not a timm classifier, or cannot be fetched or
+            exported.
+
+    """
+    path = Path(model)
+    if path.exists():
+        return path
+    from models.export.classifier import TIMM_KIND, export_timm_classifier, timm_arch
+
+    entry = load_manifest(manifest).entry(model)
+    if entry.kind != TIMM_KIND:
+        raise ModelError(f"expected a classifier of kind {TIMM_KIND}, got {model!r} ({entry.kind})")
+    weights = fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent)
+    from models.export.exporter import default_out_dir
+
+    out_dir = default_out_dir(weights, fmt="onnx", precision="fp32")
+    artifact = out_dir / "model.onnx"
+    if artifact.exists():
+        return artifact
+    log(f"exporting {model} to onnx fp32 with a dynamic batch (first use) ...")
+    return export_timm_classifier(weights, arch=timm_arch(entry.name), out_dir=out_dir)

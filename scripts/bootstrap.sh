@@ -12,6 +12,7 @@ SYSTEM_PACKAGES=(
   mosquitto                 # MQTT broker: tests and the demo start their own on a free port
   postgresql                # PostgreSQL server binaries (initdb, pg_ctl) for integration tests
   rabbitmq-server           # the scale-out broker (MQTT plugin + quorum queues); tests start a private node
+  redis-server              # shared embedding cache of image search; tests start their own on a free port
   libgl1 libegl1 libxkbcommon0 libglib2.0-0 libfontconfig1 libdbus-1-3  # Qt + OpenCV runtime
 )
 

@@ -52,6 +52,15 @@ def yolov8s_person_pt(model_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def person_onnx(yolov8s_person_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real person detector as ONNX (FP32, 640), exported once per session."""
+    from models.export.exporter import ultralytics_export
+
+    workdir = tmp_path_factory.mktemp("onnx")
+    return ultralytics_export(yolov8s_person_pt, fmt="onnx", imgsz=640, half=False, workdir=workdir)
+
+
+@pytest.fixture(scope="session")
 def ssdlite_person_pb(model_cache: Path) -> Path:
     """The real SSDLite-MobileNetV2 person detector (TensorFlow frozen graph)."""
     return fetch("ssdlite-person", model_cache)

@@ -18,9 +18,10 @@ from cloud.api.deps import ApiState
 from cloud.api.errors import install_error_handlers
 from cloud.api.keys import KeyStore
 from cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
-from cloud.api.routes import health, labels, results
+from cloud.api.routes import control, health, ingest, labels, results
 from cloud.api.schemas import ErrorBody
-from cloud.storage import CropStore, create_engine_for, migrate, session_factory
+from cloud.control import ConfigService, Reconciler
+from cloud.storage import CropStore, ResultStore, create_engine_for, migrate, session_factory
 from shared.config.cloud import CloudConfig
 
 logger = logging.getLogger(__name__)
@@ -66,9 +67,18 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
     keys = KeyStore(engine)
     keys.ensure_table()
 
+    configs = ConfigService(engine)
+    reconciler = None
+    if config.control is not None:
+        reconciler = Reconciler(config.control, configs=configs, results=ResultStore(engine))
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if reconciler is not None:
+            reconciler.start()
         yield
+        if reconciler is not None:
+            reconciler.stop()
         if owns_engine:
             engine.dispose()
 
@@ -88,11 +98,19 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         keys=keys,
     )
     app.state.keys = keys
+    app.state.control = control.ControlState(
+        configs=configs,
+        reconciler=reconciler,
+        offline_after_s=config.control.offline_after_s if config.control else 60.0,
+    )
     app.state.metrics = health.ApiMetrics()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(results.router, responses=ERROR_RESPONSES)
     app.include_router(labels.router, responses=ERROR_RESPONSES)
+    app.include_router(ingest.router, responses=ERROR_RESPONSES)
+    app.include_router(control.configs_router, responses=ERROR_RESPONSES)
+    app.include_router(control.edges_router, responses=ERROR_RESPONSES)
     # the last added is the outermost: metrics see every answer, 413 before the rate limit
     app.add_middleware(
         RateLimitMiddleware,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, String, and_, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, exists, func, not_, or_, select, tuple_
 from sqlalchemy.orm import aliased, selectinload
 
 from cloud.api.schemas import DETECTION_NODE, Order
@@ -148,14 +148,9 @@ def page_query(
     query = select(Crop).where(*filter_clauses(spec))
     if after is not None:
         at, pk = after
-        if order == "desc":
-            query = query.where(
-                or_(Crop.captured_at < at, and_(Crop.captured_at == at, Crop.id < pk))
-            )
-        else:
-            query = query.where(
-                or_(Crop.captured_at > at, and_(Crop.captured_at == at, Crop.id > pk))
-            )
+        # a row comparison: PostgreSQL seeks a (…, captured_at, id) index to the cursor
+        key, cursor = tuple_(Crop.captured_at, Crop.id), tuple_(at, pk)
+        query = query.where(key < cursor if order == "desc" else key > cursor)
     keys = (
         (Crop.captured_at.desc(), Crop.id.desc())
         if order == "desc"

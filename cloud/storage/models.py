@@ -133,6 +133,10 @@ class Crop(Base):
     __tablename__ = "crops"
     __table_args__ = (
         Index("ix_crops_captured_at_id", "captured_at", "id"),  # keyset pagination
+        # the review screen's query: one camera and class, newest first, page by page
+        Index(
+            "ix_crops_camera_class_name_captured_at_id", "camera", "class_name", "captured_at", "id"
+        ),
         Index("ix_crops_camera", "camera"),
         Index("ix_crops_site", "site"),
         Index("ix_crops_class_name", "class_name"),
@@ -261,16 +265,21 @@ class PipelineVersion(Base):
 
 
 class EdgeConfigVersion(Base):
-    """An edge config pushed (or to be pushed) to one agent."""
+    """A version of the edge config, assignable to any number of agents.
+
+    ``config_hash`` is the agents' canonical hash (it leaves out their local-only sections),
+    so one version fits many edges; ``site``/``agent_id`` only say whom it was written for.
+    """
 
     __tablename__ = "edge_config_versions"
     __table_args__ = (Index("ix_edge_config_versions_agent", "site", "agent_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    site: Mapped[str] = mapped_column(String(64))
-    agent_id: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(64))
     config_text: Mapped[str] = mapped_column(Text)
     config_hash: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(128))
 
@@ -293,7 +302,11 @@ class EdgeConfigAssignment(Base):
     ack_status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     assigned_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    assigned_by: Mapped[str | None] = mapped_column(String(128))
     acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    payload_hash: Mapped[str | None] = mapped_column(String(128))  # of the bytes last sent
+    last_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    sent_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     config_version: Mapped[EdgeConfigVersion] = relationship()
 

@@ -31,13 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.worker.intake import Delivery, DeliveryHandler, Generation, IntakeSource
 from cloud.worker.metrics import WorkerMetrics
 from shared.config.cloud import MqttIntake as MqttIntakeConfig
+from shared.mqtt import make_client
 
 logger = logging.getLogger(__name__)
 
@@ -87,23 +88,9 @@ class MqttIntake:
 
     def _build_client(self) -> mqtt.Client:
         """Create the paho client: protocol, session, manual acks, credentials, TLS, backoff."""
-        cfg = self.config.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if self.v5 else False,
-            manual_ack=True,
+        client = make_client(
+            self.config.mqtt, client_id=self.config.client_id, persistent=True, manual_ack=True
         )
-        if cfg.username is not None:
-            password = None if cfg.password is None else cfg.password.get_secret_value()
-            client.username_pw_set(cfg.username, password)
-        if (tls := cfg.tls) is not None:
-            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
-            client.tls_insecure_set(tls.insecure)
-        # paho annotates int, but its backoff only multiplies and sleeps: floats are fine
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
-        client.suppress_exceptions = True
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_message, client.on_subscribe = self._on_crop, self._on_subscribe

@@ -10,36 +10,32 @@ retries with backoff and holds the acks, so the broker keeps the crops.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
+from cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
 from cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
 from cloud.worker.batcher import Batcher
 from cloud.worker.intake import Delivery, Intake
 from cloud.worker.metrics import WorkerMetrics
-from shared.classifiers.base import Image
 from shared.classifiers.registry import PluginRegistry
 from shared.config.cloud import CloudConfig
 from shared.config.cloud import Intake as IntakeConfig
-from shared.dag.compiler import CompiledPipeline, load_pipeline
-from shared.dag.engine import ImageResult, Pipeline
+from shared.dag.compiler import CompiledPipeline
+from shared.dag.engine import ImageResult
 from shared.errors import ImageError, ProtocolError
-from shared.images import decode_image
-from shared.protocol import CropMessage, decode_crop
+from shared.protocol import decode_crop
 
 logger = logging.getLogger(__name__)
 
 DeadLetterKind = Literal["protocol", "oversized", "image", "pipeline", "storage"]
-Outcome = Literal["stored", "duplicate"]  # what a save of a decoded crop did
 
 _Written = TypeVar("_Written")
 
@@ -53,8 +49,7 @@ class _Decoded:
     """A delivery whose envelope and JPEG decoded."""
 
     delivery: Delivery
-    message: CropMessage
-    image: Image
+    crop: DecodedCrop
 
 
 def build_intake(config: IntakeConfig, *, metrics: WorkerMetrics | None = None) -> Intake:
@@ -134,11 +129,13 @@ class Worker:
         migrate(self.engine)
         self.results = ResultStore(self.engine)
         self.crops = CropStore(config.crop_store)
-        compiled = load_pipeline(config.pipeline, registry=registry)
-        self.pipeline = Pipeline(compiled)
-        self.pipeline_version = hashlib.sha256(Path(config.pipeline).read_bytes()).hexdigest()
+        self.processor = CropProcessor.load(
+            config.pipeline, registry=registry, results=self.results, crops=self.crops
+        )
         self.intake = intake or build_intake(config.intake, metrics=self.metrics)
-        self.batcher = self._batcher(compiled, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        self.batcher = self._batcher(
+            self.processor.pipeline.compiled, max_batch=max_batch, max_wait_ms=max_wait_ms
+        )
         self._stopping = threading.Event()
 
     def _batcher(
@@ -166,14 +163,14 @@ class Worker:
     def run(self) -> None:
         """Warm the plugins up, start the intake and process batches until :meth:`stop`."""
         try:
-            self.pipeline.warmup()
+            self.processor.pipeline.warmup()
         except Exception:  # a plugin that fails here fails per crop later, isolated by the DAG
             logger.exception("pipeline warmup failed; running anyway")
         self.intake.start(self.batcher.put)
         logger.info(
             "worker %s running pipeline=%s batch=%d wait_ms=%g",
             self.name,
-            self.pipeline.name,
+            self.processor.name,
             self.batcher.max_batch,
             self.batcher.max_wait_s * 1000,
         )
@@ -213,7 +210,8 @@ class Worker:
         start = time.perf_counter()
         decoded = [item for delivery in batch if (item := self._decode(delivery)) is not None]
         if decoded:
-            for item, result in zip(decoded, self._run_dag(decoded), strict=True):
+            results = self.processor.run([item.crop for item in decoded])
+            for item, result in zip(decoded, results, strict=True):
                 if result is None:
                     reason = "the pipeline raised on this crop (see the worker log)"
                     self._dead_letter(item.delivery, reason, kind="pipeline")
@@ -237,34 +235,18 @@ class Worker:
             self._dead_letter(delivery, f"invalid crop message: {err}", kind="protocol")
             return None
         try:
-            image = decode_image(message.jpeg, what=f"crop {message.header.crop_id} JPEG")
+            crop = decode_crop_image(message.header, message.jpeg)
         except ImageError as err:
             self._dead_letter(delivery, str(err), kind="image")
             return None
-        return _Decoded(delivery, message, image)
-
-    def _run_dag(self, items: list[_Decoded]) -> list[ImageResult | None]:
-        """Run the DAG on the batch; if the engine itself raises, on each crop alone."""
-        images = [item.image for item in items]
-        inputs = [_metadata(item.message) for item in items]
-        try:
-            return list(self.pipeline.run_batch(images, inputs=inputs))
-        except Exception:  # the engine isolates node failures; this is a bug, not bad input
-            logger.exception("pipeline failed on a batch of %d; running one by one", len(items))
-        results: list[ImageResult | None] = []
-        for image, meta in zip(images, inputs, strict=True):
-            try:
-                results.append(self.pipeline.run(image, inputs=meta))
-            except Exception:
-                logger.exception("pipeline failed on crop_id=%s", meta["crop_id"])
-                results.append(None)
-        return results
+        return _Decoded(delivery, crop)
 
     def _store_and_ack(self, item: _Decoded, result: ImageResult) -> None:
         """Store the JPEG and the results (retrying transient failures), then ack."""
-        header, delivery = item.message.header, item.delivery
+        header, delivery = item.crop.header, item.delivery
         outcome = self._retrying(
-            f"crop_id={header.crop_id}", lambda: self._write(item.message, result, delivery)
+            f"crop_id={header.crop_id}",
+            lambda: self.processor.store(item.crop, result, received_at=delivery.received_at),
         )
         if outcome is None:
             return  # stopping while storage fails: no ack, the broker sends it again
@@ -284,20 +266,6 @@ class Worker:
             self.name,
             delivery.redelivered,
         )
-
-    def _write(self, message: CropMessage, result: ImageResult, delivery: Delivery) -> Outcome:
-        """Put the JPEG in the crop store, then the crop and its results in the database."""
-        header = message.header
-        self.crops.put(message.jpeg, expected_sha256=header.jpeg_sha256)
-        stored = self.results.save_crop_results(
-            header,
-            jpeg_size=len(message.jpeg),
-            results=result.nodes,
-            pipeline=self.pipeline.name,
-            pipeline_version=self.pipeline_version,
-            received_at=delivery.received_at,
-        )
-        return "stored" if stored else "duplicate"
 
     def _dead_letter(self, delivery: Delivery, reason: str, *, kind: DeadLetterKind) -> None:
         """Record a dead letter (retrying while the database is down), then ack."""
@@ -348,16 +316,3 @@ class Worker:
             if self._stopping.wait(delay):
                 return None
             delay = min(delay * 2, _RETRY_MAX_S)
-
-
-def _metadata(message: CropMessage) -> dict[str, Any]:
-    """What the DAG sees as ``context['input']``: the crop's detection and its ids."""
-    header = message.header
-    return {
-        "detection": header.detection.model_dump(),
-        "site": header.site,
-        "camera": header.camera,
-        "crop_id": header.crop_id,
-        "track_id": header.track_id,
-        "attributes": dict(header.attributes),
-    }

@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lensflow.cli.choices import BackendChoice, PrecisionChoice
+from lensflow.cli.choices import BackendChoice, IngestDatabaseChoice, PrecisionChoice
 from shared.errors import LensflowError
 
 if TYPE_CHECKING:
     from lensflow.artifacts import Backend
+    from lensflow.bench.cloud import CloudBench
     from models.export.exporter import Precision
 
 app = typer.Typer(
@@ -126,3 +127,129 @@ def _end_to_end(artifact: Path, *, backend: Backend, frames: int) -> None:
     )
     out.print(table)
     out.print(f"end-to-end / detector-only: {result.ratio:.2f}")
+
+
+@app.command("cloud")
+def cloud(
+    crops: Annotated[
+        int, typer.Option(min=10, help="Crop messages per ingest measurement.")
+    ] = 2000,
+    rows: Annotated[
+        int, typer.Option(min=100, help="Crops loaded into PostgreSQL for the API figure.")
+    ] = 1_000_000,
+    skip_postgres: Annotated[
+        bool, typer.Option("--skip-postgres", help="Leave out the API (PostgreSQL) part.")
+    ] = False,
+    ingest_db: Annotated[
+        IngestDatabaseChoice, typer.Option(help="Where the ingest worker writes.")
+    ] = IngestDatabaseChoice.SQLITE,
+    classifier: Annotated[
+        str, typer.Option(help="Classifier: manifest name (timm-state-dict) or .onnx path.")
+    ] = "efficientnet-lite0",
+    batch: Annotated[int, typer.Option(min=2, help="Batch size compared with 1.")] = 16,
+    images: Annotated[int, typer.Option(min=2, help="Crops per classifier measurement.")] = 64,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON.")] = None,
+    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+) -> None:
+    """Worker ingest vs bare broker, batched vs unbatched classifier, API p95 on 1 M rows."""
+    from lensflow.artifacts import classifier_artifact_for
+    from lensflow.bench.cloud import run_cloud_bench
+
+    try:
+        model = classifier_artifact_for(classifier, manifest=manifest, log=out.print)
+        result = run_cloud_bench(
+            crops=crops,
+            rows=rows,
+            classifier=model,
+            batch=batch,
+            images=images,
+            ingest_database=ingest_db.value,
+            skip_postgres=skip_postgres,
+            progress=out.print,
+        )
+    except (LensflowError, ValueError) as err:
+        out.print(f"bench failed: {err}", markup=False)
+        raise typer.Exit(1) from None
+    _print_cloud(result, classifier=classifier)
+    if json_out:
+        json_out.write_text(json.dumps(result.as_json(), indent=2, default=str) + "\n")
+
+
+def _print_cloud(result: CloudBench, *, classifier: str) -> None:
+    """The table of figures and ratios, then the query plans and notes."""
+    table = Table(title="bench cloud: figures and baselines of one run", title_justify="left")
+    for column in ("measure", "figure", "baseline", "ratio", "target", ""):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    ratios = list(result.ratios().values())
+    if (ingest := result.ingest) is not None:
+        value, target, ok = ratios.pop(0)
+        table.add_row(
+            f"ingest MQTT -> {ingest.database}, crops/s",
+            f"{ingest.worker_per_s:,.0f}",
+            f"broker {ingest.broker_per_s:,.0f}",
+            f"{value:.2f}",
+            target,
+            _verdict(ok),
+        )
+    if (batching := result.batching) is not None:
+        value, target, ok = ratios.pop(0)
+        table.add_row(
+            f"classifier {classifier}, images/s",
+            f"b{batching.batch} {batching.batched_per_s:.1f}",
+            f"b1 {batching.single_per_s:.1f}",
+            f"{value:.2f}",
+            target,
+            _verdict(ok),
+        )
+    if (api := result.api) is not None and api.schema is not None:
+        value, target, ok = ratios.pop(0)
+        latency = api.schema
+        table.add_row(
+            f"API /v1/results p95, {api.rows:,} rows",
+            f"{latency.p95_ms:.1f} ms",
+            f"{api.target_ms:g} ms",
+            f"{value:.2f}",
+            target,
+            _verdict(ok),
+        )
+        table.add_row("  p50", f"{latency.p50_ms:.1f} ms", "", "", "", "")
+        table.add_row("  p95, first pages", f"{latency.first_page_p95_ms:.1f} ms", "", "", "", "")
+        if latency.next_pages_p95_ms:
+            table.add_row(
+                "  p95, next pages (cursor)", f"{latency.next_pages_p95_ms:.1f} ms", "", "", "", ""
+            )
+    out.print(table)
+    _print_cloud_details(result)
+
+
+def _print_cloud_details(result: CloudBench) -> None:
+    """Ingest and batching checks, the load times and the query plans."""
+    if (ingest := result.ingest) is not None:
+        rounds = ", ".join(
+            f"{w:,.0f}/{b:,.0f}"
+            for w, b in zip(ingest.worker_rounds, ingest.broker_rounds, strict=True)
+        )
+        out.print(
+            f"ingest: {ingest.crops} crops of {ingest.message_bytes:,} B, QoS 1, MQTT 5; "
+            f"worker/broker crops/s per round: {rounds}; the last round stored {ingest.stored}",
+            markup=False,
+        )
+    if (batching := result.batching) is not None:
+        out.print(
+            f"classifier: same top-1 label at batch 1 and {batching.batch}: "
+            f"{batching.same_labels:.0%} of {batching.images} crops",
+            markup=False,
+        )
+    if (api := result.api) is not None:
+        load = " + ".join(f"{step} {seconds:.0f} s" for step, seconds in api.load_s.items())
+        out.print(f"PostgreSQL load of {api.rows:,} rows: {load}", markup=False)
+        out.print(f"plan, first page: {api.plan_first_page}", markup=False)
+        out.print(f"plan, next page: {api.plan_next_page}", markup=False)
+        if not api.index_used:
+            out.print("note: the first page's plan scans no index of crops", markup=False)
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
+
+
+def _verdict(ok: bool) -> str:
+    return "[green]ok[/green]" if ok else "[red]below target[/red]"

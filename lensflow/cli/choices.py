@@ -3,8 +3,9 @@
 Enums, so typer lists the choices in ``--help`` and rejects anything else with a usage error
 before a command runs. Each member's value is one of the strings of the matching ``Literal``
 type of the library (:data:`lensflow.artifacts.Backend`, :data:`models.export.exporter.Format`,
-:data:`models.export.exporter.Precision`), so ``choice.value`` type-checks where that
-``Literal`` is expected: a value outside it is a mypy error at the call site.
+:data:`models.export.exporter.Precision`, :data:`lensflow.bench.cloud.IngestDatabase`), so
+``choice.value`` type-checks where that ``Literal`` is expected: a value outside it is a mypy
+error at the call site.
 """
 
 from __future__ import annotations
@@ -32,3 +33,10 @@ class PrecisionChoice(StrEnum):
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
+
+
+class IngestDatabaseChoice(StrEnum):
+    """``--ingest-db``: where ``bench cloud``'s worker writes its results."""
+
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"

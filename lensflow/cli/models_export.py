@@ -1,4 +1,4 @@
-"""``lensflow models export`` and ``lensflow models calib-set``."""
+"""``lensflow models export``, ``lensflow models export-hf`` and ``lensflow models calib-set``."""
 
 from __future__ import annotations
 
@@ -101,6 +101,56 @@ def calib_set(
     out.print(f"wrote {len(paths)} images to {out_dir}")
 
 
+def export_hf(
+    source: Annotated[
+        Path, typer.Argument(help="Hugging Face checkpoint folder (save_pretrained).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Artifact folder.")],
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write model.int8.onnx (dynamic INT8).")
+    ] = False,
+    images: Annotated[
+        Path | None, typer.Option(help="Check images (default: views of the sample photos).")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    atol: Annotated[float, typer.Option(help="Check: largest logit difference (FP32).")] = 1e-3,
+    min_int8_agreement: Annotated[
+        float, typer.Option(help="Check: least top-1 agreement of INT8 with transformers.")
+    ] = 0.9,
+) -> None:
+    """Export SOURCE to ONNX (+ INT8), check it against transformers, write labels beside it."""
+    from models.export.calibration import load_images
+    from models.export.hf import export_hf_classifier
+
+    try:
+        check = [image for _, image in load_images(images)] if images is not None else None
+        with out.status(f"exporting {source} to ONNX ..."):
+            report = export_hf_classifier(
+                source,
+                out_dir=out_dir,
+                int8=int8,
+                images=check,
+                opset=opset,
+                atol=atol,
+                min_int8_agreement=min_int8_agreement,
+            )
+    except LensflowError as err:
+        err_console.print(f"export-hf failed: {err}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    table = Table(title=f"{source.name}: ONNX opset {report.opset}", title_justify="left")
+    for column in ("artifact", "classes", "input", "check"):
+        table.add_column(column)
+    size = f"{report.input_size[0]}x{report.input_size[1]}"
+    check_fp32 = f"max logit diff {report.max_abs_logit_diff:.2e} (<= {report.atol:g})"
+    table.add_row(str(out_dir / "model.onnx"), str(len(report.labels)), size, check_fp32)
+    if report.int8_top1_agreement is not None:
+        agreement = f"top-1 agreement {report.int8_top1_agreement:.0%}"
+        check_int8 = f"{agreement} (>= {report.min_int8_agreement:.0%})"
+        table.add_row(str(out_dir / "model.int8.onnx"), "", "", check_int8)
+    out.print(table)
+    out.print(f"checked on {report.check_images} images; report: {out_dir / 'export.json'}")
+
+
 def _resolve_weights(weights: str, manifest: Path) -> tuple[Path, str | None]:
     """A path as it is; otherwise a manifest name, fetched into the cache."""
     path = Path(weights)
@@ -117,3 +167,4 @@ def register(app: typer.Typer) -> None:
     """Add these commands to the ``models`` sub-app."""
     app.command("export")(export)
     app.command("calib-set")(calib_set)
+    app.command("export-hf")(export_hf)

@@ -25,7 +25,10 @@ def check(
     file: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
     plugins: Annotated[
         list[str] | None,
-        typer.Option("--plugins", help="Extra module(s) whose classifier plugins to register."),
+        typer.Option(
+            "--plugins",
+            help="Extra module(s) whose classifier plugins to register (over built-in keys).",
+        ),
     ] = None,
 ) -> None:
     """Compile FILE and print the DAG; print FILE:LINE: message for every error (exit 1)."""
@@ -76,5 +79,5 @@ def _registry(modules: list[str]) -> PluginRegistry:
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: modules of the working directory
     for name in modules:
-        extended.scan_module(name)
+        extended.scan_module(name, replace=True)  # named modules override built-ins
     return extended

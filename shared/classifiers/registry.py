@@ -33,11 +33,20 @@ class PluginRegistry:
     plugins: dict[str, type[BaseClassifier]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
 
-    def register(self, plugin: type[BaseClassifier], *, key: str | None = None) -> None:
+    def register(
+        self, plugin: type[BaseClassifier], *, key: str | None = None, replace: bool = False
+    ) -> None:
         """Register ``plugin`` under ``key`` (default: its ``key`` attribute).
 
+        Args:
+            plugin: the plugin class.
+            key: the key to register it under; its ``key`` attribute when None.
+            replace: take the key over from a plugin already registered under it (extra
+                plugin modules named on the command line, and test fakes, override built-ins).
+
         Raises:
-            PluginError: the class is not a plugin, has no key, or the key is taken.
+            PluginError: the class is not a plugin, has no key, or the key is taken (and
+                ``replace`` is false).
 
         """
         if not (inspect.isclass(plugin) and issubclass(plugin, BaseClassifier)):
@@ -47,9 +56,10 @@ class PluginRegistry:
             raise PluginError(f"plugin {plugin.__qualname__} has no key")
         existing = self.plugins.get(name)
         if existing is not None and existing is not plugin:
-            raise PluginError(
-                f"plugin key {name!r} is taken by {existing.__module__}.{existing.__qualname__}"
-            )
+            taken_by = f"{existing.__module__}.{existing.__qualname__}"
+            if not replace:
+                raise PluginError(f"plugin key {name!r} is taken by {taken_by}")
+            logger.info("classifier plugin %s: %s replaces %s", name, plugin.__qualname__, taken_by)
         self.plugins[name] = plugin
         self.unavailable.pop(name, None)
 
@@ -90,13 +100,16 @@ class PluginRegistry:
                 logger.warning("classifier plugin %s unavailable: %s", entry.name, err)
         return self
 
-    def scan_module(self, dotted: str, *, fallback_key: str | None = None) -> None:
+    def scan_module(
+        self, dotted: str, *, fallback_key: str | None = None, replace: bool = False
+    ) -> None:
         """Register every plugin class defined in module ``dotted``.
 
         Args:
             dotted: the module's import path.
             fallback_key: when given, an import failure marks this key unavailable (with the
                 reason) instead of raising.
+            replace: its plugins take over keys already registered (see :meth:`register`).
 
         Raises:
             PluginError: the module cannot be imported and no fallback key was given.
@@ -115,7 +128,7 @@ class PluginRegistry:
             if issubclass(obj, BaseClassifier) and defined_here and obj.key:
                 if inspect.isabstract(obj):
                     continue
-                self.register(obj)
+                self.register(obj, replace=replace)
 
 
 def _import_dotted(spec: str) -> type[BaseClassifier]:

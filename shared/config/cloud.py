@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from shared.config.base import StrictModel
 from shared.config.common import LoggingConfig, MqttConfig, TlsConfig
+from shared.config.edge import DetectorConfig
 
 
 class MqttIntake(StrictModel):
@@ -56,6 +57,48 @@ class ApiConfig(StrictModel):
     tls: TlsConfig | None = Field(None, description="Serve HTTPS with this certificate.")
 
 
+class ControlConfig(StrictModel):
+    """The edge control plane: edge statuses and acks in, desired configs out (over MQTT).
+
+    It runs inside ``lensflow cloud api``. The database holds each edge's desired config;
+    the control plane publishes it (retained) on the edge's config topic when it is assigned,
+    and again whenever the edge's heartbeat reports another applied hash, at most once per
+    ``resend_after_s`` (a config the edge rejected is not re-sent until a new one is assigned).
+    """
+
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    client_id: str = Field("lensflow-control", description="Stable MQTT client id.")
+    resend_after_s: float = Field(30.0, gt=0, description="Least time between two re-sends.")
+    sweep_interval_s: float = Field(10.0, gt=0, description="How often assignments are checked.")
+    offline_after_s: float = Field(
+        60.0, gt=0, description="An edge silent this long is shown offline (no will seen)."
+    )
+
+
+class IngestConfig(StrictModel):
+    """HTTP ingest (``POST /v1/ingest``): whole images detected in the cloud, then cropped.
+
+    The detector and the pipeline load on the first upload. Without this section the route
+    answers 503. An upload is also bounded by ``api.max_request_bytes``.
+    """
+
+    detector: DetectorConfig = Field(
+        description="The server's detector; ``model`` is an artifact path (.onnx, .xml or "
+        "its folder, .pb), not a manifest name."
+    )
+    max_image_bytes: int = Field(10_000_000, ge=1024, description="Larger images: 413.")
+    classes: list[str] = Field(
+        default_factory=list, description="Classes cropped (allow-list); empty: every class."
+    )
+    max_crops: int = Field(50, ge=1, le=1000, description="Most crops per image, best first.")
+    padding: float = Field(0.1, ge=0, le=1, description="Padding around the box, box fraction.")
+    max_side: int = Field(512, ge=32, le=4096, description="Resize crops to this longest side.")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality of the crops.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Images processed at once; > 1 needs thread-safe plugins."
+    )
+
+
 class CloudConfig(StrictModel):
     """The whole cloud tier config."""
 
@@ -65,4 +108,10 @@ class CloudConfig(StrictModel):
     intake: Intake = Field(default_factory=MqttIntake, description="Where crops come from.")
     max_message_bytes: int = Field(5_000_000, ge=1024, description="Larger messages: dead letter.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API.")
+    ingest: IngestConfig | None = Field(
+        None, description="Detect and crop uploaded images (POST /v1/ingest); off when absent."
+    )
+    control: ControlConfig | None = Field(
+        None, description="Edge statuses and config pushes over MQTT; off when absent."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")

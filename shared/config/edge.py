@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -157,3 +159,18 @@ class EdgeConfig(StrictModel):
         if duplicates:
             raise ValueError(f"camera names must be unique, but got duplicates {duplicates}")
         return cameras
+
+
+LOCAL_ONLY = ("site", "agent_id", "mqtt", "spool", "metrics_port")
+"""Sections that stay in each agent's local file: a pushed config may not change them."""
+
+
+def config_hash(config: EdgeConfig) -> str:
+    """``sha256:<hex>`` of the config's canonical JSON, without the local-only sections.
+
+    The same hash names a config in the cloud's assignments, the agent's ack and heartbeats,
+    and every crop's provenance; one config version therefore fits many agents.
+    """
+    data = config.model_dump(mode="json", exclude=set(LOCAL_ONLY))
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -122,6 +122,19 @@ class Pipeline:
         metas: Sequence[Mapping[str, Any]],
         results: list[dict[str, NodeResult]],
     ) -> None:
+        """Run a node on the images it applies to, in chunks of at most its ``batch.max_size``."""
+        size = node.config.batch.max_size
+        for first in range(0, len(runnable), size):
+            self._run_chunk(node, runnable[first : first + size], images, metas, results)
+
+    def _run_chunk(
+        self,
+        node: CompiledNode,
+        runnable: list[int],
+        images: Sequence[Image],
+        metas: Sequence[Mapping[str, Any]],
+        results: list[dict[str, NodeResult]],
+    ) -> None:
         plugin = self.plugins[node.name]
         contexts = [self._context(results[i], metas[i]) for i in runnable]
         batch = [images[i] for i in runnable]

@@ -38,8 +38,9 @@ def api(
 @pytest.fixture(scope="module")
 def api_schema(api: ApiHarness) -> Any:
     # 400: a request the schema allows but the API cannot use (an opaque cursor not made by
-    # the API, a range of too many buckets); 422 stays a failure: schema and validation differ
-    accepted = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
+    # the API, a range of too many buckets); 415: an upload whose bytes are no image (a schema
+    # cannot say "a JPEG"); 422 stays a failure: schema and validation differ
+    accepted = ["2xx", "3xx", "400", "401", "403", "404", "409", "415", "429"]
     config = SchemathesisConfig.from_dict(
         {"checks": {"positive_data_acceptance": {"expected-statuses": accepted}}}
     )
@@ -50,6 +51,10 @@ OPERATIONS = [
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
     ("GET", "/v1/results"), ("GET", "/v1/results/{crop_id}"), ("GET", "/v1/crops/{crop_id}.jpg"),
     ("GET", "/v1/aggregates"), ("POST", "/v1/labels"), ("POST", "/v1/labels/undo"),
+    ("POST", "/v1/ingest"),
+    ("POST", "/v1/configs/validate"), ("POST", "/v1/configs"), ("GET", "/v1/configs"),
+    ("GET", "/v1/configs/{version_id}"), ("POST", "/v1/configs/{version_id}/assign"),
+    ("GET", "/v1/edges"), ("GET", "/v1/edges/{site}/{agent_id}"),
 ]  # fmt: skip
 UNPARAMETRISED = {"/healthz", "/readyz", "/metrics"}  # no schema-invalid request to make
 CASES = [
@@ -86,5 +91,8 @@ def test_the_schema_names_every_route(api: ApiHarness) -> None:
     assert paths == {
         "/healthz", "/readyz", "/metrics", "/v1/results", "/v1/results/{crop_id}",
         "/v1/crops/{crop_id}.jpg", "/v1/aggregates", "/v1/labels", "/v1/labels/undo",
+        "/v1/ingest",
+        "/v1/configs/validate", "/v1/configs", "/v1/configs/{version_id}",
+        "/v1/configs/{version_id}/assign", "/v1/edges", "/v1/edges/{site}/{agent_id}",
     }  # fmt: skip
     assert api.client.get("/docs").status_code == 200

@@ -30,15 +30,6 @@ from tests.support.brokers import Collector, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def person_onnx(yolov8s_person_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real person detector as ONNX (FP32, 640)."""
-    from models.export.exporter import ultralytics_export
-
-    workdir = tmp_path_factory.mktemp("onnx")
-    return ultralytics_export(yolov8s_person_pt, fmt="onnx", imgsz=640, half=False, workdir=workdir)
-
-
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
     """The two real photos, a flipped copy of each, and one corrupt file among them."""

@@ -12,12 +12,11 @@ from edge.crops import (
     AREA_HALF,
     SHARPNESS_HALF,
     ByteBudget,
-    cut_crop,
-    encode_jpeg,
     sharpness,
     usefulness,
 )
 from shared.classifiers.base import Image
+from shared.crops import cut_crop, encode_jpeg
 from shared.errors import ImageError
 from shared.images import decode_image
 

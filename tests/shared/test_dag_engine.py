@@ -125,3 +125,20 @@ def test_disabled_node_and_its_dependants_are_skipped(
     result = Pipeline(load_pipeline(path, registry=registry)).run(BRIGHT)
     assert (result.nodes["a"].status, result.nodes["a"].reason) == ("skipped", "node is disabled")
     assert result.nodes["b"].status == "skipped"
+
+
+def test_a_node_never_gets_more_than_its_max_batch(
+    tmp_path: Path, registry: PluginRegistry
+) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(
+        PIPELINE.replace("class: car_make_vit", "class: car_make_vit\n    batch: {max_size: 2}")
+    )
+    pipeline = Pipeline(load_pipeline(path, registry=registry))
+    images = [BRIGHT] * 5
+
+    results = pipeline.run_batch(images, inputs=[detection("car")] * 5)
+
+    assert pipeline.plugins["car_make"].batch_sizes == [2, 2, 1]  # type: ignore[attr-defined]
+    assert [r.nodes["car_make"].batch_size for r in results] == [2, 2, 2, 2, 1]
+    assert all(r.nodes["car_make"].status == "ok" for r in results)

@@ -28,6 +28,19 @@ def test_a_key_cannot_be_taken_twice() -> None:
         registry.register(OtherEcho)
 
 
+def test_replace_takes_a_key_over() -> None:
+    # given a registered plugin, when another registers its key with replace=True
+    registry = PluginRegistry()
+    registry.register(Echo)
+
+    class OtherEcho(Echo):
+        pass
+
+    registry.register(OtherEcho, replace=True)
+    # then the key resolves to the newcomer (how test fakes stand in for real plugins)
+    assert registry.resolve("echo") is OtherEcho
+
+
 def test_plugin_with_missing_dependency_is_unavailable_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from cloud.api import KeyStore, create_app
 from cloud.storage import CropStore, ResultStore, create_engine_for
-from shared.config.cloud import ApiConfig, CloudConfig, DatabaseConfig
+from shared.config.cloud import ApiConfig, CloudConfig, ControlConfig, DatabaseConfig
 from shared.dag.engine import NodeResult
 from shared.protocol import Detection, Provenance, new_crop_header
 from tests.support.protocol_samples import real_jpeg
@@ -46,12 +46,15 @@ class ApiHarness:
         return self.client.post(url, headers=self.headers(who), **kwargs)
 
 
-def make_config(db_url: str, tmp_path: Path, **api: Any) -> CloudConfig:
+def make_config(
+    db_url: str, tmp_path: Path, *, control: ControlConfig | None = None, **api: Any
+) -> CloudConfig:
     """A cloud config on ``db_url`` with its crop store in ``tmp_path``."""
     return CloudConfig(
         database=DatabaseConfig(url=db_url),
         crop_store=str(tmp_path / "crops"),
         api=ApiConfig(**api),
+        control=control,
     )
 
 
@@ -65,11 +68,13 @@ def issue_keys(engine: Engine) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_api(db_url: str, tmp_path: Path, **api: Any) -> Iterator[ApiHarness]:
+def running_api(
+    db_url: str, tmp_path: Path, *, control: ControlConfig | None = None, **api: Any
+) -> Iterator[ApiHarness]:
     """An app on a fresh (migrated) database, with keys, served through a TestClient."""
     engine = create_engine_for(db_url)
     try:
-        app = create_app(make_config(db_url, tmp_path, **api), engine=engine)
+        app = create_app(make_config(db_url, tmp_path, control=control, **api), engine=engine)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield ApiHarness(
                 app=app,

@@ -103,8 +103,14 @@ class Echo(BaseClassifier):
 
 
 def make_registry() -> PluginRegistry:
-    """The default registry plus the test plugins above."""
+    """The default registry plus the test plugins above, which replace built-ins of their key.
+
+    ``car_make_vit`` is a real plugin (a ViT checkpoint); here it is the brightness fake, so
+    pipeline tests need no model. The real one stays reachable by its dotted path,
+    ``shared.classifiers.car_make_vit.CarMakeViT``. Likewise ``tshirt_color`` is the
+    mean-colour fake here and ``shared.classifiers.shirt_color.ShirtColor`` by default.
+    """
     registry = PluginRegistry().discover()
     for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo):
-        registry.register(plugin)
+        registry.register(plugin, replace=True)
     return registry

@@ -1,0 +1,387 @@
+"""HTTP ingest, the gateway path: whole images detected, cropped and processed in the cloud.
+
+Each kept detection of an uploaded image becomes a crop that goes the way of the crops the
+edge sends: the pipeline DAG, the crop store and the results database (:mod:`cloud.processing`).
+
+:class:`IngestService` loads the server's detector and the pipeline on first use, once, under
+a lock. :meth:`IngestService.ingest` blocks (detection, DAG, storage): the API calls it from a
+worker thread. Every refusal is an :class:`IngestError`, which the API translates once into
+its HTTP status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
+from cloud.storage import CropStore, ResultStore
+from shared.classifiers.base import Image
+from shared.classifiers.registry import PluginRegistry
+from shared.config.cloud import CloudConfig, IngestConfig
+from shared.config.edge import DetectorConfig
+from shared.crops import cut_crop, encode_jpeg
+from shared.detectors.base import Detection, DetectorBackend
+from shared.detectors.factory import load_detector
+from shared.errors import ImageError, LensflowError
+from shared.images import decode_image, describe_content, sniff_image_type
+from shared.protocol import Detection as CropDetection
+from shared.protocol import Provenance, new_crop_header
+
+logger = logging.getLogger(__name__)
+
+ROUTE = "/v1/ingest"
+"""Where uploads arrive; dead letters name it, with the site and camera, as their topic."""
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
+"""What an upload may be, by its magic bytes (its declared Content-Type is not trusted)."""
+
+DetectorLoader = Callable[[DetectorConfig], tuple[DetectorBackend, str]]
+"""Loads a detector; returns it with the sha256 of its model file."""
+
+
+class IngestError(LensflowError):
+    """Base of the errors of HTTP ingest."""
+
+
+class IngestNotConfiguredError(IngestError):
+    """The cloud config has no ``ingest`` section."""
+
+
+class IngestUnavailableError(IngestError):
+    """The detector or the pipeline could not be loaded (retried on the next upload)."""
+
+
+class UnsupportedImageError(IngestError):
+    """The upload is not a JPEG, PNG or WebP image by its magic bytes."""
+
+
+class ImageTooLargeError(IngestError):
+    """The upload is larger than ``ingest.max_image_bytes``."""
+
+
+class UndecodableImageError(IngestError):
+    """The upload looks like an image but does not decode; it is kept as a dead letter."""
+
+    def __init__(self, message: str, *, dead_letter_id: int) -> None:
+        """Say why, and which dead letter keeps the upload.
+
+        Args:
+            message: Why the image does not decode.
+            dead_letter_id: The dead letter that holds it.
+
+        """
+        super().__init__(message)
+        self.dead_letter_id = dead_letter_id
+
+
+def check_image_type(head: bytes, *, declared: str | None) -> str:
+    """The media type of an upload by its leading bytes.
+
+    Args:
+        head: The upload's first bytes (16 are enough).
+        declared: The Content-Type the client declared, only to report it.
+
+    Returns:
+        One of :data:`ACCEPTED_TYPES`.
+
+    Raises:
+        UnsupportedImageError: If the bytes are not those of a JPEG, PNG or WebP image.
+
+    """
+    media_type = sniff_image_type(head)
+    if media_type is None:
+        raise UnsupportedImageError(
+            f"expected a JPEG, PNG or WebP image (judged by its content, not its name or "
+            f"declared type), got {describe_content(head)} declared as {declared or 'nothing'}"
+        )
+    return media_type
+
+
+def check_image_size(size: int, *, limit: int) -> None:
+    """Refuse an upload of more than ``limit`` bytes.
+
+    Raises:
+        ImageTooLargeError: If ``size`` is over the limit.
+
+    """
+    if size > limit:
+        raise ImageTooLargeError(
+            f"expected an image of at most ingest.max_image_bytes={limit} bytes, got {size} bytes"
+        )
+
+
+def load_server_detector(config: DetectorConfig) -> tuple[DetectorBackend, str]:
+    """Load the detector a config names (an artifact path) with the sha256 of its model file.
+
+    Raises:
+        ModelError: If the model is missing, corrupt or its runtime is not installed.
+        DetectorError: If the device is not available.
+
+    """
+    detector = load_detector(
+        config.model,
+        backend=config.backend,
+        device=config.device,
+        conf=config.conf_threshold,
+        iou=config.iou_threshold,
+    )
+    digest = hashlib.sha256()
+    with Path(detector.info.path).open("rb") as model:
+        for chunk in iter(lambda: model.read(1 << 20), b""):
+            digest.update(chunk)
+    return detector, digest.hexdigest()
+
+
+def lensflow_version() -> str:
+    """The installed lensflow version (the ``agent_version`` of ingested crops)."""
+    try:
+        return version("lensflow")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def ingest_config_hash(config: IngestConfig) -> str:
+    """``http:<sha256>`` of the ingest config's canonical JSON: the crops' ``config_hash``."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "http:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image upload that passed the type and size checks."""
+
+    data: bytes
+    media_type: str
+    site: str
+    camera: str
+    captured_at: datetime
+    received_at: datetime
+    uploaded_by: str
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What an upload produced."""
+
+    crop_ids: list[str]  # stored crops, best detection first
+    detections: int  # what the detector found, before the class filter and the cap
+    failed: int  # crops the pipeline raised on (dead letters)
+    frame_width: int
+    frame_height: int
+    provenance: Provenance
+    pipeline_name: str
+    pipeline_version: str
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """The detector and the pipeline, once loaded."""
+
+    detector: DetectorBackend
+    provenance: Provenance
+    processor: CropProcessor
+
+
+class IngestService:
+    """Detects, crops, classifies and stores uploaded images.
+
+    Args:
+        config: The cloud config; its ``ingest`` section may be absent (then every upload is
+            refused with :class:`IngestNotConfiguredError`).
+        results: The results database.
+        crops: The crop JPEG store.
+        registry: Where the pipeline's plugin classes are resolved; the default when None.
+        load: Loads the detector; :func:`load_server_detector` by default.
+
+    """
+
+    def __init__(
+        self,
+        config: CloudConfig,
+        *,
+        results: ResultStore,
+        crops: CropStore,
+        registry: PluginRegistry | None = None,
+        load: DetectorLoader = load_server_detector,
+    ) -> None:
+        self._cloud = config
+        self._results = results
+        self._crops = crops
+        self._registry = registry
+        self._load = load
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+
+    @property
+    def config(self) -> IngestConfig:
+        """The ``ingest`` section.
+
+        Raises:
+            IngestNotConfiguredError: If the cloud config has none.
+
+        """
+        if self._cloud.ingest is None:
+            raise IngestNotConfiguredError(
+                "ingest is not configured: expected an 'ingest' section (with a detector) in "
+                "the cloud config, got none"
+            )
+        return self._cloud.ingest
+
+    @property
+    def workers(self) -> int:
+        """How many images may be processed at once (1 when not configured)."""
+        return self._cloud.ingest.workers if self._cloud.ingest is not None else 1
+
+    def ingest(self, upload: Upload) -> Ingested:
+        """Detect objects in the image, crop each kept one, run the DAG and store the crops.
+
+        Args:
+            upload: The checked upload.
+
+        Returns:
+            The crops stored and how they were made.
+
+        Raises:
+            IngestNotConfiguredError: If there is no ``ingest`` section.
+            IngestUnavailableError: If the detector or the pipeline cannot be loaded.
+            UndecodableImageError: If the image does not decode (it becomes a dead letter).
+            StorageError: If the database or the crop store fails.
+            DetectorError: If the detector's runtime fails on the image.
+
+        """
+        start = time.perf_counter()
+        loaded = self._ready()
+        image = self._decode(upload)
+        found = loaded.detector.detect([image]).detections[0]
+        crops = [self._crop(image, det, upload, loaded) for det in self._kept(found)]
+        stored: list[str] = []
+        for crop, result in zip(crops, loaded.processor.run(crops), strict=True):
+            if result is None:
+                reason = f"the pipeline raised on crop {crop.header.crop_id} (see the API log)"
+                self._dead_letter(upload, reason=reason, payload=crop.jpeg)
+                continue
+            loaded.processor.store(crop, result, received_at=upload.received_at)
+            stored.append(crop.header.crop_id)
+        logger.info(
+            "ingested site=%s camera=%s by=%s detections=%d crops=%d failed=%d ms=%.0f",
+            *(upload.site, upload.camera, upload.uploaded_by, len(found), len(stored)),
+            *(len(crops) - len(stored), (time.perf_counter() - start) * 1000),
+        )
+        return Ingested(
+            crop_ids=stored,
+            detections=len(found),
+            failed=len(crops) - len(stored),
+            frame_width=image.shape[1],
+            frame_height=image.shape[0],
+            provenance=loaded.provenance,
+            pipeline_name=loaded.processor.name,
+            pipeline_version=loaded.processor.version,
+        )
+
+    def close(self) -> None:
+        """Release the detector, if it was loaded (a later upload loads it again)."""
+        with self._lock:
+            if self._loaded is not None:
+                self._loaded.detector.close()
+                self._loaded = None
+
+    def _ready(self) -> _Loaded:
+        """The detector and pipeline, loaded by the first caller while the others wait."""
+        config = self.config
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load_all(config)
+            return self._loaded
+
+    def _load_all(self, config: IngestConfig) -> _Loaded:
+        """Load the detector, then the pipeline; a failure is an IngestUnavailableError."""
+        try:
+            detector, model_sha256 = self._load(config.detector)
+        except LensflowError as err:
+            raise IngestUnavailableError(f"ingest cannot load its detector: {err}") from err
+        try:
+            processor = CropProcessor.load(
+                self._cloud.pipeline,
+                registry=self._registry,
+                results=self._results,
+                crops=self._crops,
+            )
+        except (LensflowError, OSError) as err:  # an invalid file, a plugin that cannot load
+            detector.close()
+            raise IngestUnavailableError(f"ingest cannot load its pipeline: {err}") from err
+        provenance = Provenance(
+            model_sha256=model_sha256,
+            config_hash=ingest_config_hash(config),
+            agent_version=lensflow_version(),
+        )
+        logger.info(
+            "ingest ready: model %s (sha256 %s), pipeline %s",
+            *(detector.info.path, model_sha256[:12], processor.name),
+        )
+        return _Loaded(detector, provenance, processor)
+
+    def _decode(self, upload: Upload) -> Image:
+        """The upload's pixels; one that does not decode becomes a dead letter."""
+        try:
+            return decode_image(upload.data, what=f"uploaded {upload.media_type} image")
+        except ImageError as err:
+            letter = self._dead_letter(upload, reason=str(err), payload=upload.data)
+            raise UndecodableImageError(str(err), dead_letter_id=letter) from err
+
+    def _kept(self, found: Sequence[Detection]) -> list[Detection]:
+        """Detections of allowed classes with a non-empty box, best first, at most max_crops."""
+        allowed = set(self.config.classes)
+        kept = [
+            det
+            for det in found
+            if (not allowed or det.class_name in allowed)
+            and det.box[0] < det.box[2]
+            and det.box[1] < det.box[3]
+        ]
+        kept.sort(key=lambda det: det.score, reverse=True)
+        return kept[: self.config.max_crops]
+
+    def _crop(self, image: Image, det: Detection, upload: Upload, loaded: _Loaded) -> DecodedCrop:
+        """Cut, encode and describe one detection's crop, as the edge would have sent it."""
+        config = self.config
+        pixels, crop_box = cut_crop(
+            image, det.box, padding=config.padding, max_side=config.max_side
+        )
+        x1, y1, x2, y2 = (float(v) for v in det.box)
+        jpeg = encode_jpeg(pixels, quality=config.jpeg_quality)
+        header = new_crop_header(
+            jpeg=jpeg,
+            site=upload.site,
+            camera=upload.camera,
+            captured_at=upload.captured_at,
+            crop_box=crop_box,
+            detection=CropDetection(
+                class_name=det.class_name,
+                class_id=det.class_id,
+                score=min(1.0, max(0.0, float(det.score))),
+                box=(x1, y1, x2, y2),
+                frame_width=image.shape[1],
+                frame_height=image.shape[0],
+            ),
+            provenance=loaded.provenance,
+            attributes={"source": "http", "uploaded_by": upload.uploaded_by},
+        )
+        return decode_crop_image(header, jpeg)  # the DAG sees what is stored, as for the edge
+
+    def _dead_letter(self, upload: Upload, *, reason: str, payload: bytes) -> int:
+        """Keep an upload (or a crop of it) that could not be processed, with the reason."""
+        return self._results.save_dead_letter(
+            source="http",
+            topic=f"{ROUTE}/{upload.site}/{upload.camera}",
+            reason=reason,
+            payload=payload,
+            received_at=upload.received_at,
+        )

@@ -1,0 +1,178 @@
+"""Decode crops, run the pipeline DAG on them and store them: what every cloud path shares.
+
+A crop is a header and its JPEG, whether it came from an edge agent (the worker's intake) or
+was cut from an image uploaded over HTTP (``POST /v1/ingest``). :func:`decode_crop_image`
+turns the JPEG into the pixels the DAG sees, :meth:`CropProcessor.run` runs the DAG on a
+batch, and :meth:`CropProcessor.store` puts the JPEG in the crop store and the crop with its
+node results in the results database, once per ``crop_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cloud.storage import CropStore, ResultStore
+from shared.classifiers.base import Image
+from shared.classifiers.registry import PluginRegistry
+from shared.dag.compiler import load_pipeline
+from shared.dag.engine import ImageResult, Pipeline
+from shared.images import decode_image
+from shared.protocol import CropHeader
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["stored", "duplicate"]
+"""What a save of a crop did: stored it, or found its ``crop_id`` already stored."""
+
+
+@dataclass(frozen=True)
+class DecodedCrop:
+    """A crop whose JPEG decoded: its header, its JPEG and the pixels the DAG runs on."""
+
+    header: CropHeader
+    jpeg: bytes
+    image: Image
+
+
+def decode_crop_image(header: CropHeader, jpeg: bytes) -> DecodedCrop:
+    """Decode a crop's JPEG.
+
+    Args:
+        header: The crop's validated header.
+        jpeg: Its JPEG bytes.
+
+    Returns:
+        The crop with its BGR pixels.
+
+    Raises:
+        ImageError: If the JPEG does not decode.
+
+    """
+    return DecodedCrop(header, jpeg, decode_image(jpeg, what=f"crop {header.crop_id} JPEG"))
+
+
+def dag_inputs(header: CropHeader) -> dict[str, Any]:
+    """What the DAG sees as ``context['input']``: the crop's detection and its ids."""
+    return {
+        "detection": header.detection.model_dump(),
+        "site": header.site,
+        "camera": header.camera,
+        "crop_id": header.crop_id,
+        "track_id": header.track_id,
+        "attributes": dict(header.attributes),
+    }
+
+
+class CropProcessor:
+    """A loaded pipeline DAG and the stores its results go to.
+
+    Args:
+        pipeline: The DAG, its plugins instantiated.
+        version: The pipeline's version, recorded with each crop (its YAML's sha256).
+        results: The results database.
+        crops: The crop JPEG store.
+
+    """
+
+    def __init__(
+        self, pipeline: Pipeline, *, version: str, results: ResultStore, crops: CropStore
+    ) -> None:
+        self.pipeline = pipeline
+        self.version = version
+        self.results = results
+        self.crops = crops
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        registry: PluginRegistry | None,
+        results: ResultStore,
+        crops: CropStore,
+    ) -> CropProcessor:
+        """Load the pipeline file (plugins, models); its sha256 is the pipeline version.
+
+        Args:
+            path: The pipeline YAML.
+            registry: Where its plugin classes are resolved; the default when None.
+            results: The results database.
+            crops: The crop JPEG store.
+
+        Returns:
+            The processor.
+
+        Raises:
+            ConfigError: If the pipeline file is invalid.
+            OSError: If it cannot be read.
+
+        """
+        compiled = load_pipeline(path, registry=registry)
+        version = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return cls(Pipeline(compiled), version=version, results=results, crops=crops)
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name, recorded with each crop."""
+        return self.pipeline.name
+
+    def run(self, crops: Sequence[DecodedCrop]) -> list[ImageResult | None]:
+        """Run the DAG on a batch; if the engine itself raises, on each crop alone.
+
+        The engine isolates a failing node (its result says ``error``); an exception out of
+        the engine is a bug, not bad input, so the batch is retried crop by crop.
+
+        Args:
+            crops: Decoded crops.
+
+        Returns:
+            Each crop's result, in order; None for a crop the engine raised on (logged).
+
+        """
+        images = [crop.image for crop in crops]
+        inputs = [dag_inputs(crop.header) for crop in crops]
+        try:
+            return list(self.pipeline.run_batch(images, inputs=inputs))
+        except Exception:  # see above: logged, then each crop alone
+            logger.exception("pipeline failed on a batch of %d; running one by one", len(crops))
+        results: list[ImageResult | None] = []
+        for image, meta in zip(images, inputs, strict=True):
+            try:
+                results.append(self.pipeline.run(image, inputs=meta))
+            except Exception:
+                logger.exception("pipeline failed on crop_id=%s", meta["crop_id"])
+                results.append(None)
+        return results
+
+    def store(self, crop: DecodedCrop, result: ImageResult, *, received_at: datetime) -> Outcome:
+        """Put the JPEG in the crop store, then the crop and its results in the database.
+
+        Args:
+            crop: The crop.
+            result: The DAG's result for it.
+            received_at: When it arrived (aware).
+
+        Returns:
+            ``stored``, or ``duplicate`` when its ``crop_id`` was stored before.
+
+        Raises:
+            StorageError: If the JPEG or the results cannot be written.
+
+        """
+        header = crop.header
+        self.crops.put(crop.jpeg, expected_sha256=header.jpeg_sha256)
+        stored = self.results.save_crop_results(
+            header,
+            jpeg_size=len(crop.jpeg),
+            results=result.nodes,
+            pipeline=self.name,
+            pipeline_version=self.version,
+            received_at=received_at,
+        )
+        return "stored" if stored else "duplicate"

@@ -1,0 +1,130 @@
+"""Turn a timm image classifier's state dict into an ONNX model with a dynamic batch axis.
+
+For manifest entries of kind ``timm-state-dict`` (e.g. ``efficientnet-lite0``): the state
+dict's tensors are mapped, in order, onto the timm architecture of the same name (``-``
+becomes ``_``), exported with ``torch.onnx.export`` (batch axis dynamic, so the
+``onnx_classifier`` plugin runs a whole batch in one call), and checked: ONNX Runtime's logits
+on a batch of two must match torch's before the file is moved into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+TIMM_KIND = "timm-state-dict"
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+_TOLERANCE = 1e-3  # largest logit difference between torch and ONNX Runtime
+
+
+def timm_arch(model_name: str) -> str:
+    """The timm architecture of a manifest model name (``efficientnet-lite0`` → ``..._lite0``)."""
+    return model_name.replace("-", "_")
+
+
+def export_timm_classifier(
+    weights: Path, *, arch: str, out_dir: Path, input_size: int = 224, opset: int = 17
+) -> Path:
+    """Export a timm classifier's weights to ``out_dir/model.onnx`` (batch axis dynamic).
+
+    Args:
+        weights: A state dict saved with ``torch.save`` whose tensors, in order, have the
+            shapes of the architecture's parameters and buffers.
+        arch: The timm architecture, e.g. ``efficientnet_lite0``.
+        out_dir: Folder of the artifact; created if missing.
+        input_size: Height and width of the (square) input.
+        opset: ONNX opset of the export.
+
+    Returns:
+        The path of the ONNX file.
+
+    Raises:
+        ModelError: If the architecture is unknown, the weights do not fit it, the export
+            fails, or the exported model's logits differ from torch's.
+
+    """
+    model = _load_timm(weights, arch=arch)
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "model.onnx"
+    example = torch.rand(2, 3, input_size, input_size)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as scratch:
+        exported = Path(scratch) / "model.onnx"
+        try:
+            with warnings.catch_warnings():
+                # the TorchScript exporter is deprecated, but needs no onnxscript (not installed)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(exported),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    opset_version=opset,
+                    dynamo=False,
+                )
+        except Exception as err:  # torch raises many kinds; translate once, here
+            raise ModelError(f"torch could not export {arch} from {weights}: {err}") from err
+        with torch.no_grad():
+            expected = model(example).numpy()
+        _check_logits(exported, example.numpy(), expected)
+        os.replace(exported, target)
+    logger.info("exported %s (%s) to %s", weights, arch, target)
+    return target
+
+
+def _load_timm(weights: Path, *, arch: str) -> Any:
+    """The timm model ``arch`` in eval mode, with ``weights`` mapped onto it in order."""
+    from models.export.ultralytics_env import install_torchvision_nms
+
+    install_torchvision_nms()  # timm imports torchvision, whose ops may not load on CPU torch
+    import timm
+    import torch
+
+    if not timm.is_model(arch):
+        raise ModelError(f"expected a timm architecture name, got {arch!r}")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt or non-tensor pickle
+        raise ModelError(f"cannot read a state dict from {weights}: {err}") from err
+    model = timm.create_model(arch, pretrained=False)
+    own = model.state_dict()
+    if len(state) != len(own):
+        raise ModelError(f"{weights}: expected {len(own)} tensors for {arch}, got {len(state)}")
+    mapped = {}
+    for (theirs, value), (ours, slot) in zip(state.items(), own.items(), strict=True):
+        if value.shape != slot.shape:
+            raise ModelError(
+                f"{weights}: tensor {theirs} has shape {tuple(value.shape)}, but {arch}'s "
+                f"{ours} at the same position has {tuple(slot.shape)}"
+            )
+        mapped[ours] = value
+    model.load_state_dict(mapped)
+    return model.eval()
+
+
+def _check_logits(path: Path, example: np.ndarray, expected: np.ndarray) -> None:
+    """ONNX Runtime's logits on ``example`` must match torch's ``expected``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {INPUT_NAME: example})[0]
+    worst = float(np.abs(got - expected).max())
+    if got.shape != expected.shape or worst > _TOLERANCE:
+        raise ModelError(
+            f"exported {path.name} gives logits of shape {got.shape} differing by up to "
+            f"{worst:.2e} from torch's {expected.shape}; expected at most {_TOLERANCE}"
+        )
