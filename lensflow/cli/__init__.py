@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from lensflow.cli import cloud_api, models_export
+from lensflow.cli import bench_search, cloud_api, models_export
 from lensflow.cli.bench import app as bench_app
 from lensflow.cli.cloud import app as cloud_app
 from lensflow.cli.edge import edge
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(pipeline_app, name="pipeline")
 models_export.register(models_app)
 app.add_typer(models_app, name="models")
+bench_search.register(bench_app)
 app.add_typer(bench_app, name="bench")
 app.command("edge")(edge)
 cloud_api.register(cloud_app)

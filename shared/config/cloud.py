@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from shared.config.base import StrictModel
 from shared.config.common import LoggingConfig, MqttConfig, TlsConfig
 from shared.config.edge import DetectorConfig
+from shared.config.search import SearchConfig
 
 
 class MqttIntake(StrictModel):
@@ -110,6 +111,9 @@ class CloudConfig(StrictModel):
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API.")
     ingest: IngestConfig | None = Field(
         None, description="Detect and crop uploaded images (POST /v1/ingest); off when absent."
+    )
+    search: SearchConfig | None = Field(
+        None, description="Image search: vector index, embedding cache, product lookup."
     )
     control: ControlConfig | None = Field(
         None, description="Edge statuses and config pushes over MQTT; off when absent."
