@@ -109,7 +109,7 @@ def test_two_workers_share_the_queue_and_a_killed_ones_crops_go_to_the_other(
         # then the other one stores the rest: every crop exactly once
         assert wait_for(lambda: crop_counts(db_url)[0] >= CROPS, timeout_s=STARTUP_S)
         workers[1].send_signal(signal.SIGTERM)
-        assert workers[1].wait(timeout=15) == 0
+        assert workers[1].wait(timeout=45) == 0
         assert crop_counts(db_url) == (CROPS, CROPS)
         by_b = log_lines(logs[1], "crop stored") + log_lines(logs[1], "crop duplicate")
         assert by_a + len(by_b) >= CROPS
