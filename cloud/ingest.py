@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
 from cloud.storage import CropStore, ResultStore
@@ -30,7 +29,7 @@ from shared.config.cloud import CloudConfig, IngestConfig
 from shared.config.edge import DetectorConfig
 from shared.crops import cut_crop, encode_jpeg
 from shared.detectors.base import Detection, DetectorBackend
-from shared.detectors.factory import load_detector
+from shared.detectors.factory import load_configured_detector
 from shared.errors import ImageError, LensflowError
 from shared.images import decode_image, describe_content, sniff_image_type
 from shared.protocol import Detection as CropDetection
@@ -118,26 +117,8 @@ def check_image_size(size: int, *, limit: int) -> None:
         )
 
 
-def load_server_detector(config: DetectorConfig) -> tuple[DetectorBackend, str]:
-    """Load the detector a config names (an artifact path) with the sha256 of its model file.
-
-    Raises:
-        ModelError: If the model is missing, corrupt or its runtime is not installed.
-        DetectorError: If the device is not available.
-
-    """
-    detector = load_detector(
-        config.model,
-        backend=config.backend,
-        device=config.device,
-        conf=config.conf_threshold,
-        iou=config.iou_threshold,
-    )
-    digest = hashlib.sha256()
-    with Path(detector.info.path).open("rb") as model:
-        for chunk in iter(lambda: model.read(1 << 20), b""):
-            digest.update(chunk)
-    return detector, digest.hexdigest()
+load_server_detector = load_configured_detector
+"""Loads the ingest detector (an artifact path) with the sha256 of its model file."""
 
 
 def lensflow_version() -> str:

@@ -20,9 +20,9 @@ from edge.metrics import EdgeMetrics
 from edge.publisher import MqttPublisher
 from edge.remote_config import parse_pushed_config
 from edge.spool import Spool
-from shared.config.edge import CameraConfig, DetectorConfig, EdgeConfig, config_hash
+from shared.config.edge import CameraConfig, DetectorConfig, EdgeConfig, config_hash, payload_hash
 from shared.detectors.base import DetectorBackend
-from shared.detectors.factory import load_detector
+from shared.detectors.factory import load_configured_detector
 from shared.errors import ConfigError, LensflowError
 from shared.protocol import (
     ConfigAck,
@@ -209,10 +209,10 @@ class EdgeAgent:
         except (ConfigError, LensflowError) as err:
             self.metrics.config_rejected.inc()
             logger.warning("agent %s: pushed config rejected: %s", self.config.agent_id, err)
-            ack = ConfigAck(hash=_payload_hash(payload), status="rejected", error=str(err)[:2000])
+            ack = ConfigAck(hash=payload_hash(payload), status="rejected", error=str(err)[:2000])
         except Exception as err:  # a bad config must never take the agent down
             logger.exception("agent %s: applying a pushed config failed", self.config.agent_id)
-            ack = ConfigAck(hash=_payload_hash(payload), status="rejected", error=repr(err)[:2000])
+            ack = ConfigAck(hash=payload_hash(payload), status="rejected", error=repr(err)[:2000])
         topic = config_ack_topic(site=self.config.site, camera=self.config.agent_id)
         self.publisher.publish_status(encode_config_ack(ack), topic=topic)
         self.heartbeat()
@@ -242,24 +242,5 @@ class EdgeAgent:
         logger.info("agent %s: applied config %s", new.agent_id, self.applied_hash)
 
 
-def _payload_hash(payload: bytes) -> str:
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(payload).hexdigest()
-
-
-def default_loader(config: DetectorConfig) -> tuple[DetectorBackend, str]:
-    """Load ``config.model`` (an artifact path) with its backend; return it with its sha256."""
-    import hashlib
-    from pathlib import Path
-
-    detector = load_detector(
-        config.model,
-        backend=config.backend,
-        device=config.device,
-        conf=config.conf_threshold,
-        iou=config.iou_threshold,
-    )
-    path = Path(detector.info.path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return detector, digest
+default_loader = load_configured_detector
+"""Loads ``config.model`` (an artifact path) with its backend, with the model's sha256."""

@@ -173,3 +173,22 @@ def skin_mask(bgr: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     in_box = (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)
     mask: npt.NDArray[np.bool_] = in_box & (r > g) & (r > b) & (spread > 10) & (y > 35)
     return mask
+
+
+def row_histogram(
+    labels: npt.NDArray[np.intp], bins: int, where: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    """Per-row counts of ``labels`` (B, N) in ``bins`` bins, counting only where ``where``."""
+    offset = np.arange(labels.shape[0])[:, None] * bins
+    counts = np.bincount((labels + offset)[where], minlength=labels.shape[0] * bins)
+    return counts.reshape(labels.shape[0], bins)
+
+
+def row_median(values: FloatArray, mask: npt.NDArray[np.bool_]) -> FloatArray:
+    """Per-row channel medians of ``values`` (B, N, 3) over ``mask`` (NaN for an empty row)."""
+    ordered = np.sort(np.where(mask[..., None], values, np.nan), axis=1)  # NaNs sort last
+    count = mask.sum(axis=1)[:, None, None]
+    low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=1)
+    high = np.take_along_axis(ordered, count // 2, axis=1)
+    median: FloatArray = np.where(count > 0, (low + high) / 2, np.nan)[:, 0]
+    return median

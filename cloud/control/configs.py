@@ -8,7 +8,6 @@ text on the edge's config topic and records what the edge acknowledges.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.storage import StorageError, session_factory
 from cloud.storage.models import Edge, EdgeConfigAssignment, EdgeConfigVersion, utcnow
 from shared.config.edge import LOCAL_ONLY, EdgeConfig, config_hash
+from shared.config.edge import payload_hash as edge_payload_hash
 from shared.config.yaml_loader import YamlDocument, validation_issues
 from shared.errors import ConfigError, ConfigIssue
 from shared.protocol import ConfigAck
@@ -60,8 +60,8 @@ class Push:
 
 
 def payload_hash(text: str) -> str:
-    """``sha256:<hex>`` of the UTF-8 bytes of ``text``."""
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """``sha256:<hex>`` of the UTF-8 bytes of ``text``, as the agents hash what they reject."""
+    return edge_payload_hash(text.encode("utf-8"))
 
 
 def validate_edge_config(text: str, *, source: str = "<config>") -> ValidatedConfig:

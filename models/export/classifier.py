@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.export.torch_onnx import export_dynamic_batch
 from shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -62,22 +62,15 @@ def export_timm_classifier(
     example = torch.rand(2, 3, input_size, input_size)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as scratch:
         exported = Path(scratch) / "model.onnx"
-        try:
-            with warnings.catch_warnings():
-                # the TorchScript exporter is deprecated, but needs no onnxscript (not installed)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                torch.onnx.export(
-                    model,
-                    (example,),
-                    str(exported),
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                    opset_version=opset,
-                    dynamo=False,
-                )
-        except Exception as err:  # torch raises many kinds; translate once, here
-            raise ModelError(f"torch could not export {arch} from {weights}: {err}") from err
+        export_dynamic_batch(
+            model,
+            example,
+            exported,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            opset=opset,
+            what=f"{arch} from {weights}",
+        )
         with torch.no_grad():
             expected = model(example).numpy()
         _check_logits(exported, example.numpy(), expected)

@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.export.card import sha256_file
+from models.export.torch_onnx import export_dynamic_batch
 from shared.classifiers.base import Image
 from shared.classifiers.hf_checkpoint import (
     CONFIG_FILE,
@@ -278,22 +278,15 @@ def _export_onnx(model: Any, target: Path, *, input_size: tuple[int, int], opset
     import torch
 
     example = torch.rand(2, 3, *input_size)
-    try:
-        with warnings.catch_warnings():
-            # the TorchScript exporter is deprecated, but needs no onnxscript (not installed)
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(target),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-    except Exception as err:  # torch raises many kinds; translate once, here
-        raise ModelError(f"torch could not export the checkpoint to ONNX: {err}") from err
+    export_dynamic_batch(
+        model,
+        example,
+        target,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        opset=opset,
+        what="the checkpoint",
+    )
 
 
 def _onnx_logits(path: Path, pixels: FloatArray) -> FloatArray:

@@ -27,7 +27,16 @@ import numpy.typing as npt
 from pydantic import Field, field_validator, model_validator
 
 from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.colors import cie94, ciede2000, lab_to_rgb, rgb_to_lab, skin_mask, srgb_to_linear
+from shared.colors import (
+    cie94,
+    ciede2000,
+    lab_to_rgb,
+    rgb_to_lab,
+    row_histogram,
+    row_median,
+    skin_mask,
+    srgb_to_linear,
+)
 from shared.config.base import StrictModel
 from shared.errors import PluginError
 
@@ -201,23 +210,6 @@ def _tiles(image: Image, params: ShirtColorParams) -> _Tiles:
     )
 
 
-def _histogram(labels: Labels, bins: int, where: Mask) -> npt.NDArray[np.intp]:
-    """Per-row counts of ``labels`` (B, N) in ``bins`` bins, counting only where ``where``."""
-    offset = np.arange(labels.shape[0])[:, None] * bins
-    counts = np.bincount((labels + offset)[where], minlength=labels.shape[0] * bins)
-    return counts.reshape(labels.shape[0], bins)
-
-
-def _masked_median(values: FloatArray, mask: Mask) -> FloatArray:
-    """Per-row channel medians of ``values`` (B, N, 3) over ``mask`` (NaN for an empty row)."""
-    ordered = np.sort(np.where(mask[..., None], values, np.nan), axis=1)  # NaNs sort last
-    count = mask.sum(axis=1)[:, None, None]
-    low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=1)
-    high = np.take_along_axis(ordered, count // 2, axis=1)
-    median: FloatArray = np.where(count > 0, (low + high) / 2, np.nan)[:, 0]
-    return median
-
-
 def _is_shade(light: FloatArray, dark: FloatArray) -> bool:
     """Whether sRGB colour ``dark`` is ``light`` in shadow (see SHADE_RATIO)."""
     lit, shaded = srgb_to_linear(light) + 1e-6, srgb_to_linear(dark) + 1e-6
@@ -318,7 +310,7 @@ class ShirtColor(BaseClassifier):
     def _skin(self, torso: Image, torso_lab: FloatArray, head: Image, head_lab: FloatArray) -> Mask:
         """Skin in the torso tiles: the skin rule, narrowed to the face's tone when one shows."""
         face = skin_mask(head)
-        tone = _masked_median(head_lab, face)
+        tone = row_median(head_lab, face)
         has_face = face.sum(axis=1) >= MIN_FACE_PIXELS
         near = np.linalg.norm(torso_lab - tone[:, None, :], axis=-1) < self.params.skin_tolerance
         skin: Mask = skin_mask(torso) & np.where(has_face[:, None], near, True)
@@ -330,10 +322,10 @@ class ShirtColor(BaseClassifier):
         bins = len(self._names)
         border_names = self._nearest(border)
         everywhere = np.ones(border_names.shape, dtype=np.bool_)
-        border_share = _histogram(border_names, bins, everywhere) / border_names.shape[1]
+        border_share = row_histogram(border_names, bins, everywhere) / border_names.shape[1]
         core = np.zeros((TILE, TILE), dtype=np.bool_)
         core[:, CORE] = True
-        middle = _histogram(names, bins, core.reshape(1, -1) & ~skin)
+        middle = row_histogram(names, bins, core.reshape(1, -1) & ~skin)
         middle_share = middle / np.maximum(middle.sum(axis=1, keepdims=True), 1)
         background_names = (border_share >= self.params.background_share) & (
             middle_share < self.params.background_core_ratio * border_share
@@ -353,7 +345,7 @@ class ShirtColor(BaseClassifier):
         background = self._background(names, border, skin)
         garment = ~skin & ~background
         bins, count = len(self._names), len(tiles)
-        votes = _histogram(names, bins, garment)
+        votes = row_histogram(names, bins, garment)
         flat = (names + np.arange(count)[:, None] * bins)[garment]
         lab_sums = np.stack(
             [np.bincount(flat, torso_lab[..., c][garment], count * bins) for c in range(3)], -1

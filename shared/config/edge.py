@@ -174,3 +174,8 @@ def config_hash(config: EdgeConfig) -> str:
     data = config.model_dump(mode="json", exclude=set(LOCAL_ONLY))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def payload_hash(payload: bytes) -> str:
+    """``sha256:<hex>`` of a pushed config's bytes: what an agent acks a config it rejects by."""
+    return "sha256:" + hashlib.sha256(payload).hexdigest()

@@ -7,13 +7,17 @@ extra to install, not an ImportError at start-up.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.detectors.base import DetectorBackend
 from shared.errors import ModelError
+
+if TYPE_CHECKING:
+    from shared.config.edge import DetectorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +95,31 @@ def load_detector(
     logger.info("loading %s as %s on %s (%s)", model, chosen_family, chosen_backend, device)
     detector: DetectorBackend = cls(model, **options)
     return detector
+
+
+def load_configured_detector(config: DetectorConfig) -> tuple[DetectorBackend, str]:
+    """Load the detector a config names (an artifact path), with the sha256 of its model file.
+
+    The edge agent and the cloud's HTTP ingest both load their detector this way; the digest
+    goes into every crop's provenance.
+
+    Raises:
+        ModelError: If the model is missing, corrupt or its runtime is not installed.
+        DetectorError: If the device is not available.
+
+    """
+    detector = load_detector(
+        config.model,
+        backend=config.backend,
+        device=config.device,
+        conf=config.conf_threshold,
+        iou=config.iou_threshold,
+    )
+    digest = hashlib.sha256()
+    with Path(detector.info.path).open("rb") as model:
+        for chunk in iter(lambda: model.read(1 << 20), b""):
+            digest.update(chunk)
+    return detector, digest.hexdigest()
 
 
 def _family(model: Path) -> str:

@@ -32,9 +32,7 @@ def upgrade() -> None:
     with op.batch_alter_table("edge_config_assignments") as batch:
         batch.add_column(sa.Column("payload_hash", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("last_sent_at", TIMESTAMP, nullable=True))
-        batch.add_column(
-            sa.Column("sent_count", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("sent_count", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("assigned_by", sa.String(length=128), nullable=True))
 
 
