@@ -243,14 +243,15 @@ class IngestService:
         image = self._decode(upload)
         found = loaded.detector.detect([image]).detections[0]
         crops = [self._crop(image, det, upload, loaded) for det in self._kept(found)]
-        stored: list[str] = []
+        done = []
         for crop, result in zip(crops, loaded.processor.run(crops), strict=True):
             if result is None:
                 reason = f"the pipeline raised on crop {crop.header.crop_id} (see the API log)"
                 self._dead_letter(upload, reason=reason, payload=crop.jpeg)
                 continue
-            loaded.processor.store(crop, result, received_at=upload.received_at)
-            stored.append(crop.header.crop_id)
+            done.append((crop, result, upload.received_at))
+        loaded.processor.store_many(done)  # one commit for the image's crops
+        stored = [crop.header.crop_id for crop, _, _ in done]
         logger.info(
             "ingested site=%s camera=%s by=%s detections=%d crops=%d failed=%d ms=%.0f",
             *(upload.site, upload.camera, upload.uploaded_by, len(found), len(stored)),

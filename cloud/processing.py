@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cloud.storage import CropStore, ResultStore
+from cloud.storage.repository import CropEntry
 from shared.classifiers.base import Image
 from shared.classifiers.registry import PluginRegistry
 from shared.dag.compiler import load_pipeline
@@ -165,14 +166,31 @@ class CropProcessor:
             StorageError: If the JPEG or the results cannot be written.
 
         """
-        header = crop.header
-        self.crops.put(crop.jpeg, expected_sha256=header.jpeg_sha256)
-        stored = self.results.save_crop_results(
-            header,
-            jpeg_size=len(crop.jpeg),
-            results=result.nodes,
-            pipeline=self.name,
-            pipeline_version=self.version,
-            received_at=received_at,
-        )
-        return "stored" if stored else "duplicate"
+        return self.store_many([(crop, result, received_at)])[0]
+
+    def store_many(
+        self, items: Sequence[tuple[DecodedCrop, ImageResult, datetime]]
+    ) -> list[Outcome]:
+        """Store a batch: its JPEGs (written concurrently), then all its rows in one commit.
+
+        Args:
+            items: ``(crop, result, received_at)`` triples.
+
+        Returns:
+            Each crop's outcome, in order.
+
+        Raises:
+            StorageError: If a JPEG or the transaction cannot be written; nothing of the
+                batch's rows is committed then (JPEGs are content-addressed: a retry
+                rewrites nothing).
+
+        """
+        if not items:
+            return []
+        self.crops.put_many([(crop.jpeg, crop.header.jpeg_sha256) for crop, _, _ in items])
+        entries = [
+            CropEntry(crop.header, len(crop.jpeg), result.nodes, received_at)
+            for crop, result, received_at in items
+        ]
+        stored = self.results.save_many(entries, pipeline=self.name, pipeline_version=self.version)
+        return ["stored" if was_stored else "duplicate" for was_stored in stored]

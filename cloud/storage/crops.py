@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cloud.storage.errors import StorageError
@@ -20,6 +22,8 @@ from cloud.storage.errors import StorageError
 logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_WRITERS = 8
+"""Threads that write (and fsync) the files of one :meth:`CropStore.put_many` at once."""
 
 
 class CropStore:
@@ -81,6 +85,31 @@ class CropStore:
             raise StorageError(f"could not write crop {sha256} to {target}: {err}") from err
         logger.debug("stored crop %s (%d bytes)", sha256, len(data))
         return sha256
+
+    def put_many(self, items: Sequence[tuple[bytes, str | None]]) -> list[str]:
+        """Store several crops at once, writing and fsyncing their files concurrently.
+
+        Each file is still written atomically and made durable before this returns; doing
+        the fsyncs from several threads lets the filesystem journal merge them, which is
+        what makes a worker's batch cheaper than its crops one by one.
+
+        Args:
+            items: ``(data, expected_sha256)`` pairs, as :meth:`put` takes them.
+
+        Returns:
+            The sha256 of each item, in order.
+
+        Raises:
+            StorageError: The first error of an item (the others are still attempted).
+
+        """
+        if len(items) <= 1:
+            return [self.put(data, expected_sha256=expected) for data, expected in items]
+        with ThreadPoolExecutor(max_workers=min(_WRITERS, len(items))) as pool:
+            futures = [
+                pool.submit(self.put, data, expected_sha256=expected) for data, expected in items
+            ]
+        return [future.result() for future in futures]
 
     def get(self, sha256: str) -> bytes:
         """Read back the crop with this hash.

@@ -206,6 +206,28 @@ class ClassifierResult(Base):
     crop: Mapped[Crop] = relationship(back_populates="results")
 
 
+class CropEmbedding(Base):
+    """An embedding a DAG node computed for a crop (its output ``vector``), for image search.
+
+    Vectors live here, not in the result's JSON payload: float32 little-endian bytes, 5 KiB
+    for 1280 dimensions. ``id`` only grows, so a search index catches up by reading the rows
+    after the last id it indexed; the database stays the source of truth to rebuild it from.
+    """
+
+    __tablename__ = "crop_embeddings"
+    __table_args__ = (
+        UniqueConstraint("crop_pk", "node"),
+        Index("ix_crop_embeddings_node_id", "node", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    crop_pk: Mapped[int] = mapped_column(ForeignKey("crops.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(256))  # the plugin's model identifier
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, L2-normalised
+
+
 class HumanLabel(Base):
     """A label an operator gave a crop, for a node or for the detection itself."""
 

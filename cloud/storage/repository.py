@@ -10,20 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, case, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
-from sqlalchemy.sql.dml import Insert
 
 from cloud.storage.db import session_factory
 from cloud.storage.errors import StorageError
-from cloud.storage.models import Camera, ClassifierResult, Crop, DeadLetter, Edge, utcnow
+from cloud.storage.models import (
+    ClassifierResult,
+    Crop,
+    CropEmbedding,
+    DeadLetter,
+    Edge,
+    utcnow,
+)
+from cloud.storage.rows import (
+    camera_upsert,
+    clean_text,
+    crop_row,
+    embedding_row,
+    insert_for,
+    result_row,
+)
 from shared.dag.engine import NodeResult
 from shared.protocol import CropHeader, StatusMessage
 
@@ -33,13 +46,18 @@ DEAD_LETTER_MAX_PAYLOAD = 64 * 1024
 """A dead letter's payload is kept whole up to this size; a larger one is cut."""
 DEAD_LETTER_HEAD = 512
 """How many leading bytes of a too-large dead-letter payload are kept."""
-LABEL_KEYS = ("label", "color")
-"""Output keys whose (string) value becomes a result's ``label``, first found wins."""
-SCORE_KEYS = ("score", "confidence")
-"""Output keys whose (numeric) value becomes a result's ``score``, first found wins."""
-_LABEL_MAX = 256
 
 DeadLetterSource = Literal["mqtt", "amqp", "http"]
+
+
+@dataclass(frozen=True)
+class CropEntry:
+    """One crop to store: its header, JPEG size, node results and arrival time (aware)."""
+
+    header: CropHeader
+    jpeg_size: int
+    results: Mapping[str, NodeResult]
+    received_at: datetime
 
 
 class ResultStore:
@@ -84,47 +102,110 @@ class ResultStore:
                 write fails.
 
         """
-        for name, result in results.items():
-            if name != result.node:
-                raise StorageError(
-                    f"expected the result filed under node {name!r} to be that node's, "
-                    f"got a result of node {result.node!r} (crop {header.crop_id})"
+        entry = CropEntry(header, jpeg_size, results, received_at or utcnow())
+        return self.save_many([entry], pipeline=pipeline, pipeline_version=pipeline_version)[0]
+
+    def save_many(
+        self, entries: Sequence[CropEntry], *, pipeline: str, pipeline_version: str | None = None
+    ) -> list[bool]:
+        """Store several crops and their node results in ONE transaction (one commit).
+
+        A worker's batch is committed at once: one WAL sync instead of one per crop. Each
+        crop is still inserted at most once per ``crop_id`` (duplicates, also within
+        ``entries``, are no-ops). If the transaction fails nothing of it is kept; the caller
+        may retry it, or save the entries one by one to find a crop the database refuses.
+
+        Args:
+            entries: The crops with their results.
+            pipeline: Name of the pipeline that produced the results.
+            pipeline_version: The pipeline version, if known.
+
+        Returns:
+            For each entry in order, True if it was stored, False if its ``crop_id`` already
+            was.
+
+        Raises:
+            StorageError: If a result is filed under another node's name, or the database
+                write fails.
+
+        """
+        rows = []
+        for entry in entries:
+            for name, result in entry.results.items():
+                if name != result.node:
+                    raise StorageError(
+                        f"expected the result filed under node {name!r} to be that node's, "
+                        f"got a result of node {result.node!r} (crop {entry.header.crop_id})"
+                    )
+            rows.append(
+                crop_row(
+                    entry.header,
+                    jpeg_size=entry.jpeg_size,
+                    pipeline=pipeline,
+                    pipeline_version=pipeline_version,
+                    received_at=entry.received_at,
                 )
-        row = _crop_row(
-            header,
-            jpeg_size=jpeg_size,
-            pipeline=pipeline,
-            pipeline_version=pipeline_version,
-            received_at=received_at or utcnow(),
-        )
+            )
         try:
             with self.engine.begin() as connection:
-                stored = self._insert_crop(connection, row, results)
+                stored = self._insert_batch(connection, rows, entries)
         except SQLAlchemyError as err:
-            raise StorageError(f"could not save crop {header.crop_id}: {err}") from err
-        if not stored:
-            logger.info("crop %s already stored: re-delivery ignored", header.crop_id)
+            ids = ", ".join(entry.header.crop_id for entry in entries[:3])
+            more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+            raise StorageError(f"could not save crop {ids}{more}: {err}") from err
+        for entry, was_stored in zip(entries, stored, strict=True):
+            if not was_stored:
+                logger.info("crop %s already stored: re-delivery ignored", entry.header.crop_id)
         return stored
 
-    def _insert_crop(
-        self, connection: Connection, row: dict[str, Any], results: Mapping[str, NodeResult]
-    ) -> bool:
-        """Insert the crop unless present; then its results and its camera's seen times."""
+    def _insert_batch(
+        self, connection: Connection, rows: list[dict[str, Any]], entries: Sequence[CropEntry]
+    ) -> list[bool]:
+        """Insert the crops not yet present, their results and embeddings, and their cameras.
+
+        A few statements per batch, not per crop: one multi-row crop insert (``ON CONFLICT
+        DO NOTHING RETURNING``), one executemany each for results and embeddings, one upsert
+        per camera.
+        """
+        if not rows:
+            return []
         dialect = connection.dialect.name
-        statement = _insert(dialect, Crop.__table__).values(row)
-        crop_pk = connection.execute(
-            statement.on_conflict_do_nothing(index_elements=["crop_id"]).returning(Crop.id)
-        ).scalar_one_or_none()
-        if crop_pk is None:
-            return False
-        if results:
-            connection.execute(
-                insert(ClassifierResult), [_result_row(crop_pk, r) for r in results.values()]
+        first: dict[str, int] = {}  # crop_id -> index of its first entry in this batch
+        for index, row in enumerate(rows):
+            first.setdefault(row["crop_id"], index)
+        unique = [rows[index] for index in first.values()]
+        statement = insert_for(dialect, Crop.__table__).values(unique)
+        inserted = connection.execute(
+            statement.on_conflict_do_nothing(index_elements=["crop_id"]).returning(
+                Crop.id, Crop.crop_id
             )
-        connection.execute(
-            _camera_upsert(dialect, site=row["site"], name=row["camera"], at=row["captured_at"])
-        )
-        return True
+        ).all()
+        pk_of = {crop_id: pk for pk, crop_id in inserted}
+        stored = [
+            pk_of.get(row["crop_id"]) is not None and first[row["crop_id"]] == index
+            for index, row in enumerate(rows)
+        ]
+        results: list[dict[str, Any]] = []
+        embeddings: list[dict[str, Any]] = []
+        seen: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+        for row, entry, was_stored in zip(rows, entries, stored, strict=True):
+            if not was_stored:
+                continue
+            crop_pk = pk_of[row["crop_id"]]
+            for result in entry.results.values():
+                results.append(result_row(crop_pk, result))
+                if (embedding := embedding_row(crop_pk, result)) is not None:
+                    embeddings.append(embedding)
+            camera, at = (row["site"], row["camera"]), row["captured_at"]
+            low, high = seen.get(camera, (at, at))
+            seen[camera] = (min(low, at), max(high, at))
+        if results:
+            connection.execute(insert(ClassifierResult), results)
+        if embeddings:
+            connection.execute(insert(CropEmbedding), embeddings)
+        for (site, name), (low, high) in sorted(seen.items()):
+            connection.execute(camera_upsert(dialect, site=site, name=name, first=low, last=high))
+        return stored
 
     def save_dead_letter(
         self,
@@ -158,8 +239,8 @@ class ResultStore:
         row = DeadLetter(
             received_at=received_at or utcnow(),
             source=source,
-            topic=_clean_text(topic),
-            reason=_clean_text(reason),
+            topic=clean_text(topic),
+            reason=clean_text(reason),
             payload_size=len(payload),
             payload_sha256=hashlib.sha256(payload).hexdigest(),
             payload=payload[:DEAD_LETTER_HEAD] if truncated else payload,
@@ -205,7 +286,7 @@ class ResultStore:
         }
         try:
             with self.engine.begin() as connection:
-                statement = _insert(connection.dialect.name, Edge.__table__).values(
+                statement = insert_for(connection.dialect.name, Edge.__table__).values(
                     site=site, agent_id=agent_id, first_seen=seen, **values
                 )
                 connection.execute(
@@ -260,140 +341,3 @@ class ResultStore:
                 return session.get(DeadLetter, letter_id)
         except SQLAlchemyError as err:
             raise StorageError(f"could not read dead letter {letter_id}: {err}") from err
-
-
-def _insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
-    """An INSERT with ON CONFLICT support for the connection's dialect."""
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise StorageError(f"expected a sqlite or postgresql database, got {dialect}")
-
-
-def _camera_upsert(dialect: str, *, site: str, name: str, at: datetime) -> Insert:
-    """Insert a camera, or widen its first/last seen times to include ``at``."""
-    table: Table = Camera.__table__  # type: ignore[assignment]
-    statement = _insert(dialect, table).values(site=site, name=name, first_seen=at, last_seen=at)
-    new = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["site", "name"],
-        set_={
-            "first_seen": case(
-                (new.first_seen < table.c.first_seen, new.first_seen), else_=table.c.first_seen
-            ),
-            "last_seen": case(
-                (new.last_seen > table.c.last_seen, new.last_seen), else_=table.c.last_seen
-            ),
-        },
-    )
-
-
-def _crop_row(
-    header: CropHeader,
-    *,
-    jpeg_size: int,
-    pipeline: str,
-    pipeline_version: str | None,
-    received_at: datetime,
-) -> dict[str, Any]:
-    """The ``crops`` row of a header."""
-    det = header.detection
-    return {
-        "crop_id": header.crop_id,
-        "site": header.site,
-        "camera": header.camera,
-        "captured_at": header.captured_at,
-        "sent_at": header.sent_at,
-        "received_at": received_at,
-        "class_name": _clean_text(det.class_name),
-        "class_id": det.class_id,
-        "score": det.score,
-        "box_x1": det.box[0],
-        "box_y1": det.box[1],
-        "box_x2": det.box[2],
-        "box_y2": det.box[3],
-        "frame_width": det.frame_width,
-        "frame_height": det.frame_height,
-        "track_id": header.track_id,
-        "crop_box": list(header.crop_box) if header.crop_box is not None else None,
-        "model_sha256": header.provenance.model_sha256,
-        "config_hash": header.provenance.config_hash,
-        "agent_version": header.provenance.agent_version,
-        "jpeg_sha256": header.jpeg_sha256,
-        "jpeg_size": jpeg_size,
-        "attributes": to_json(dict(header.attributes)),
-        "pipeline_name": pipeline,
-        "pipeline_version": pipeline_version,
-    }
-
-
-def _result_row(crop_pk: int, result: NodeResult) -> dict[str, Any]:
-    """The ``classifier_results`` row of a node result."""
-    payload = to_json(result.output)
-    return {
-        "crop_pk": crop_pk,
-        "node": result.node,
-        "plugin": result.plugin,
-        "plugin_version": result.version,
-        "status": result.status,
-        "label": _label_of(payload),
-        "score": _score_of(payload),
-        "payload": payload,
-        "reason": _clean_text(result.reason),
-        "duration_ms": result.duration_ms,
-        "batch_size": result.batch_size,
-    }
-
-
-def _label_of(output: Mapping[str, Any]) -> str | None:
-    """The first string among the output's label keys, cut to the column's size."""
-    for key in LABEL_KEYS:
-        value = output.get(key)
-        if isinstance(value, str):
-            return value[:_LABEL_MAX]
-    return None
-
-
-def _score_of(output: Mapping[str, Any]) -> float | None:
-    """The first finite number among the output's score keys."""
-    for key in SCORE_KEYS:
-        value = output.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    return None
-
-
-def to_json(value: Any) -> Any:
-    """Turn a plugin output into JSON every dialect accepts.
-
-    numpy scalars and arrays become Python numbers and lists, tuples become lists, mapping
-    keys become strings, NaN and infinities become null (JSONB refuses them), NUL characters
-    become U+FFFD (PostgreSQL text refuses them), anything else becomes its ``repr``.
-
-    Args:
-        value: A plugin output or one of its values.
-
-    Returns:
-        The value made of dicts, lists, str, int, float, bool and None.
-
-    """
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return _clean_text(value)
-    if isinstance(value, Mapping):
-        return {_clean_text(str(key)): to_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_json(item) for item in value]
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, without importing numpy
-    if callable(tolist):
-        return to_json(tolist())
-    return _clean_text(repr(value))
-
-
-def _clean_text(text: str) -> str:
-    """Replace NUL characters, which PostgreSQL text and JSONB cannot hold."""
-    return text.replace("\x00", "\ufffd")

@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
+from cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
 from cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
 from cloud.worker.batcher import Batcher
 from cloud.worker.intake import Delivery, Intake
@@ -211,12 +211,14 @@ class Worker:
         decoded = [item for delivery in batch if (item := self._decode(delivery)) is not None]
         if decoded:
             results = self.processor.run([item.crop for item in decoded])
+            done: list[tuple[_Decoded, ImageResult]] = []
             for item, result in zip(decoded, results, strict=True):
                 if result is None:
                     reason = "the pipeline raised on this crop (see the worker log)"
                     self._dead_letter(item.delivery, reason, kind="pipeline")
                 else:
-                    self._store_and_ack(item, result)
+                    done.append((item, result))
+            self._store_batch_and_ack(done)
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
 
@@ -241,6 +243,32 @@ class Worker:
             return None
         return _Decoded(delivery, crop)
 
+    def _store_batch_and_ack(self, done: list[tuple[_Decoded, ImageResult]]) -> None:
+        """Store a batch in one commit (retrying transient failures), then ack each crop.
+
+        If the database refuses the batch (not a transient failure), its crops are stored
+        one by one, so only the crop it refuses becomes a dead letter.
+        """
+        if len(done) <= 1:
+            for item, result in done:
+                self._store_and_ack(item, result)
+            return
+        triples = [(item.crop, result, item.delivery.received_at) for item, result in done]
+        outcomes = self._retrying(
+            f"a batch of {len(done)}", lambda: self.processor.store_many(triples)
+        )
+        if outcomes is None:
+            return  # stopping while storage fails: no ack, the broker sends them again
+        if isinstance(outcomes, StorageError):
+            logger.warning(
+                "a batch of %d was refused (%s); storing one by one", len(done), outcomes
+            )
+            for item, result in done:
+                self._store_and_ack(item, result)
+            return
+        for (item, _), outcome in zip(done, outcomes, strict=True):
+            self._ack_stored(item, outcome)
+
     def _store_and_ack(self, item: _Decoded, result: ImageResult) -> None:
         """Store the JPEG and the results (retrying transient failures), then ack."""
         header, delivery = item.crop.header, item.delivery
@@ -253,6 +281,11 @@ class Worker:
         if isinstance(outcome, StorageError):  # the database refuses this very crop
             self._dead_letter(delivery, f"could not store the crop: {outcome}", kind="storage")
             return
+        self._ack_stored(item, outcome)
+
+    def _ack_stored(self, item: _Decoded, outcome: Outcome) -> None:
+        """Acknowledge a stored (or duplicate) crop and count it."""
+        header, delivery = item.crop.header, item.delivery
         self.intake.ack(delivery)
         self.metrics.messages.labels(outcome=outcome).inc()
         self.metrics.latency_seconds.observe(

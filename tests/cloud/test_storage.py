@@ -27,7 +27,7 @@ from shared.protocol import StatusMessage
 from tests.support.protocol_samples import CAPTURED, make_header, real_jpeg
 
 TABLES = {
-    "alembic_version", "cameras", "classifier_results", "crops", "dead_letters",
+    "alembic_version", "cameras", "classifier_results", "crop_embeddings", "crops", "dead_letters",
     "edge_config_assignments", "edge_config_versions", "edges", "human_labels",
     "label_events", "pipeline_versions",
 }  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -308,3 +309,37 @@ def outcome_count(worker: Worker, outcome: str) -> float:
         "lensflow_worker_messages_total", {"outcome": outcome}
     )
     return value or 0.0
+
+
+def test_a_crop_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_stored(
+    mosquitto: MosquittoBroker,  # noqa: F811
+    tmp_path: Path,
+    registry: PluginRegistry,
+) -> None:
+    # given a worker whose database refuses one crop_id (a trigger: a real constraint failure)
+    db_url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    config = write_cloud_config(
+        tmp_path, db_url=db_url, intake=mqtt_intake(mosquitto.port, client_id="w-refuse")
+    )
+    crops = sample_crops(8)
+    refused = crops[3].crop_id
+    with running_worker(config, registry) as worker:
+        with sqlite3.connect(tmp_path / "db.sqlite3") as connection:
+            connection.execute(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON crops WHEN NEW.crop_id = '{refused}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+            )
+
+        # when its batch arrives at once
+        publish(mosquitto.port, [(TOPIC, crop.message) for crop in crops])
+        store = stored_store(db_url)
+        assert wait_for(lambda: len(dead_letters(store)) == 1, timeout_s=20)
+        assert wait_for(lambda: store.count_crops() == len(crops) - 1, timeout_s=20)
+        assert outcome_count(worker, "stored") == len(crops) - 1
+
+    # then only that crop is a dead letter, with the database's reason
+    (letter,) = dead_letters(store)
+    assert "could not store the crop" in letter.reason
+    assert "refused by a test trigger" in letter.reason
+    assert store.get_crop(refused) is None
+    store.engine.dispose()
