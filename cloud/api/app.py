@@ -18,9 +18,11 @@ from cloud.api.deps import ApiState
 from cloud.api.errors import install_error_handlers
 from cloud.api.keys import KeyStore
 from cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
-from cloud.api.routes import control, health, ingest, labels, results
+from cloud.api.routes import control, health, ingest, labels, results, search
 from cloud.api.schemas import ErrorBody
 from cloud.control import ConfigService, Reconciler
+from cloud.search.embedder import NodeEmbedder
+from cloud.search.service import SearchService
 from cloud.storage import CropStore, ResultStore, create_engine_for, migrate, session_factory
 from shared.config.cloud import CloudConfig
 
@@ -73,10 +75,15 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         reconciler = Reconciler(config.control, configs=configs, results=ResultStore(engine))
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        searcher: SearchService | None = app.state.search
         if reconciler is not None:
             reconciler.start()
+        if searcher is not None:
+            searcher.start()
         yield
+        if searcher is not None:
+            searcher.stop()
         if reconciler is not None:
             reconciler.stop()
         if owns_engine:
@@ -104,6 +111,7 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         offline_after_s=config.control.offline_after_s if config.control else 60.0,
     )
     app.state.metrics = health.ApiMetrics()
+    app.state.search = _search_service(config, engine)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(results.router, responses=ERROR_RESPONSES)
@@ -111,6 +119,7 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(ingest.router, responses=ERROR_RESPONSES)
     app.include_router(control.configs_router, responses=ERROR_RESPONSES)
     app.include_router(control.edges_router, responses=ERROR_RESPONSES)
+    app.include_router(search.router, responses=ERROR_RESPONSES)
     # the last added is the outermost: metrics see every answer, 413 before the rate limit
     app.add_middleware(
         RateLimitMiddleware,
@@ -120,3 +129,11 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.api.max_request_bytes)
     app.add_middleware(health.MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def _search_service(config: CloudConfig, engine: Engine) -> SearchService | None:
+    """The configured image search (its index opened, its embedder loaded on first use)."""
+    if config.search is None:
+        return None
+    embedder = NodeEmbedder(config.pipeline, config.search.node)
+    return SearchService(config.search, engine=engine, embedder=embedder)

@@ -22,11 +22,16 @@ _TEXT = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters
 
 
 def _to_utc(value: datetime) -> datetime:
-    """Express an aware datetime in UTC; refuse one that UTC cannot represent."""
+    """Express an aware datetime in UTC; one beyond UTC's range becomes its nearest end.
+
+    ``0001-01-01T00:30+01:00`` is before UTC's first representable instant: as a filter
+    bound it means the same as that instant, so it is clamped rather than refused.
+    """
     try:
         return value.astimezone(UTC)
-    except (OverflowError, ValueError) as err:
-        raise ValueError(f"expected a datetime that UTC can represent, got {value}") from err
+    except (OverflowError, ValueError):
+        end = datetime.min if value.year == datetime.min.year else datetime.max
+        return end.replace(tzinfo=UTC)
 
 
 def _iso_only(value: object) -> object:

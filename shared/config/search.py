@@ -165,3 +165,14 @@ class SearchConfig(StrictModel):
     lookup: ProductLookupConfig | None = Field(
         None, description="External product descriptions; off when null."
     )
+    node: str = Field(
+        "embeddings",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The pipeline node whose output `vector` is indexed and embeds query images.",
+    )
+    sync_interval_s: float = Field(
+        2.0, gt=0, le=3600, description="How often the API adds newly stored embeddings."
+    )
+    save_interval_s: float = Field(
+        60.0, ge=0, description="Least time between saves of a folder index while syncing."
+    )

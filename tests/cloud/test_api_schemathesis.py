@@ -91,7 +91,7 @@ def test_the_schema_names_every_route(api: ApiHarness) -> None:
     assert paths == {
         "/healthz", "/readyz", "/metrics", "/v1/results", "/v1/results/{crop_id}",
         "/v1/crops/{crop_id}.jpg", "/v1/aggregates", "/v1/labels", "/v1/labels/undo",
-        "/v1/ingest",
+        "/v1/ingest", "/v1/search/similar/{crop_id}", "/v1/search/image",
         "/v1/configs/validate", "/v1/configs", "/v1/configs/{version_id}",
         "/v1/configs/{version_id}/assign", "/v1/edges", "/v1/edges/{site}/{agent_id}",
     }  # fmt: skip

@@ -14,10 +14,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from cloud.api import KeyStore, create_app
+from cloud.api.routes.search import use_search
+from cloud.search.embedder import NodeEmbedder
+from cloud.search.service import SearchService
 from cloud.storage import CropStore, ResultStore, create_engine_for
 from shared.config.cloud import ApiConfig, CloudConfig, ControlConfig, DatabaseConfig
+from shared.config.search import SearchConfig
 from shared.dag.engine import NodeResult
 from shared.protocol import Detection, Provenance, new_crop_header
+from tests.support.plugins import make_registry
 from tests.support.protocol_samples import real_jpeg
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -47,7 +52,13 @@ class ApiHarness:
 
 
 def make_config(
-    db_url: str, tmp_path: Path, *, control: ControlConfig | None = None, **api: Any
+    db_url: str,
+    tmp_path: Path,
+    *,
+    control: ControlConfig | None = None,
+    search: SearchConfig | None = None,
+    pipeline: Path | None = None,
+    **api: Any,
 ) -> CloudConfig:
     """A cloud config on ``db_url`` with its crop store in ``tmp_path``."""
     return CloudConfig(
@@ -55,6 +66,8 @@ def make_config(
         crop_store=str(tmp_path / "crops"),
         api=ApiConfig(**api),
         control=control,
+        search=search,
+        **({"pipeline": str(pipeline)} if pipeline is not None else {}),
     )
 
 
@@ -69,12 +82,27 @@ def issue_keys(engine: Engine) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_api(
-    db_url: str, tmp_path: Path, *, control: ControlConfig | None = None, **api: Any
+    db_url: str,
+    tmp_path: Path,
+    *,
+    control: ControlConfig | None = None,
+    search: SearchConfig | None = None,
+    pipeline: Path | None = None,
+    **api: Any,
 ) -> Iterator[ApiHarness]:
-    """An app on a fresh (migrated) database, with keys, served through a TestClient."""
+    """An app on a fresh (migrated) database, with keys, served through a TestClient.
+
+    With ``search``, image search runs on the test plugins (``pipeline`` names the node).
+    """
     engine = create_engine_for(db_url)
     try:
-        app = create_app(make_config(db_url, tmp_path, control=control, **api), engine=engine)
+        config = make_config(
+            db_url, tmp_path, control=control, search=search, pipeline=pipeline, **api
+        )
+        app = create_app(config, engine=engine)
+        if search is not None:
+            embedder = NodeEmbedder(config.pipeline, search.node, registry=make_registry())
+            use_search(app, SearchService(search, engine=engine, embedder=embedder))
         with TestClient(app, raise_server_exceptions=False) as client:
             yield ApiHarness(
                 app=app,

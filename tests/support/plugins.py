@@ -102,6 +102,52 @@ class Echo(BaseClassifier):
         return {"saw": sorted(context)}
 
 
+class ColorEmbedding(BaseClassifier):
+    """A 12-d embedding: the mean colour of each image quadrant, centred and L2-normalised.
+
+    Images of similar colour layout get similar vectors, so search results can be checked.
+    """
+
+    key = "color_embedding"
+    version = "test-1"
+    outputs = ("vector", "dim", "model")
+
+    def process(self, image: Image, context: Context) -> Output:
+        return {"vector": color_embedding(image).tolist(), "dim": 12, "model": "color-test-1"}
+
+
+def color_embedding(image: Image) -> np.ndarray:
+    """The :class:`ColorEmbedding` vector of an image."""
+    h, w = image.shape[:2]
+    quads = [
+        image[: h // 2, : w // 2],
+        image[: h // 2, w // 2 :],
+        image[h // 2 :, : w // 2],
+        image[h // 2 :, w // 2 :],
+    ]
+    vector = np.concatenate([q.reshape(-1, 3).mean(axis=0) - 127.5 for q in quads])
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm else vector).astype(np.float32)
+
+
+class AspectVehicleType(BaseClassifier):
+    """Calls wide crops buses and the rest cars (a vehicle_type stand-in that needs no model)."""
+
+    key = "vehicle_type"
+    version = "test-1"
+    outputs = ("type", "score", "is_vehicle")
+
+    def process(self, image: Image, context: Context) -> Output:
+        h, w = image.shape[:2]
+        return {"type": "bus" if w > 1.2 * h else "car", "score": 1.0, "is_vehicle": True}
+
+
+class QuadrantEmbeddings(ColorEmbedding):
+    """:class:`ColorEmbedding` under the ``embeddings`` key (its stand-in, needs no model)."""
+
+    key = "embeddings"
+
+
 def make_registry() -> PluginRegistry:
     """The default registry plus the test plugins above, which replace built-ins of their key.
 
@@ -111,6 +157,8 @@ def make_registry() -> PluginRegistry:
     mean-colour fake here and ``shared.classifiers.shirt_color.ShirtColor`` by default.
     """
     registry = PluginRegistry().discover()
-    for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo):
+    for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo, ColorEmbedding):
         registry.register(plugin, replace=True)
+    for fake in (AspectVehicleType, QuadrantEmbeddings):  # the EfficientNet-Lite0 plugins
+        registry.register(fake, replace=True)
     return registry

@@ -204,7 +204,14 @@ def get_aggregates(
 ) -> Aggregates:
     """How many crops were captured per bucket and camera, class or label (UTC buckets)."""
     end = end or datetime.now(UTC)
-    start = start or end - _DEFAULT_SPAN[bucket]
+    try:
+        start = start or end - _DEFAULT_SPAN[bucket]
+    except OverflowError:  # `to` within the default span of year 1
+        raise ApiError(
+            400,
+            "invalid_range",
+            f"expected `to` after 0001-02-01 when `from` is left out, got {end}",
+        ) from None
     if start >= end:
         raise ApiError(400, "invalid_range", f"expected from < to, got from={start} and to={end}")
     if (end - start) / _BUCKET[bucket] > MAX_BUCKETS:
