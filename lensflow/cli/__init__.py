@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from lensflow.cli import bench_search, cloud_api, models_export
+from lensflow.cli import bench_search, cloud_api, models_export, review
 from lensflow.cli.bench import app as bench_app
 from lensflow.cli.cloud import app as cloud_app
 from lensflow.cli.edge import edge
@@ -25,6 +25,7 @@ app.add_typer(pipeline_app, name="pipeline")
 models_export.register(models_app)
 app.add_typer(models_app, name="models")
 bench_search.register(bench_app)
+review.register(app, bench_app)
 app.add_typer(bench_app, name="bench")
 app.command("edge")(edge)
 cloud_api.register(cloud_app)

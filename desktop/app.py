@@ -1,0 +1,44 @@
+"""Start the review app: ``lensflow review [--api URL --key KEY]`` ends up in :func:`run`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from PySide6.QtWidgets import QApplication
+
+from desktop.main_window import MainWindow
+from desktop.settings import SettingsStore
+
+
+def run(
+    argv: Sequence[str] | None = None, *, api: str | None = None, key: str | None = None
+) -> int:
+    """Show the window and run the event loop until it closes.
+
+    With ``api`` (and ``key``) it connects at once; otherwise it uses the remembered
+    connection, or asks for one.
+
+    Args:
+        argv: Qt's command line arguments.
+        api: The API URL.
+        key: The API key (the remembered one for that URL when not given).
+
+    Returns:
+        The event loop's exit code.
+
+    """
+    app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
+    app.setApplicationName("lensflow review")
+    settings = SettingsStore()
+    window = MainWindow(settings)
+    window.show()
+    saved = settings.load()
+    if api:
+        remembered = saved.key if saved and saved.url == api else ""
+        window.connect_to(api, key or remembered, remember=key is not None, ask_on_failure=True)
+    elif saved is not None:
+        window.connect_to(saved.url, saved.key, ask_on_failure=True)
+    else:
+        window.ask_connection()
+    return int(app.exec())

@@ -1,0 +1,282 @@
+"""Export labelled crops as a training dataset: YOLO detection and COCO JSON, atomically.
+
+The export pages through the results API (keyset pages), keeps the crops that carry a label
+for one node, fetches each crop's JPEG and writes both formats around the same images (see
+:mod:`desktop.export_formats` for the layout and the box of each crop). Which crops go to
+``val`` depends on the crop id alone (a hash), so a re-export puts every crop in the same
+split, whatever else was added since.
+
+Nothing half-written is ever left where the dataset goes: everything is written into a
+hidden sibling folder which is renamed into place only when complete; a cancel or an error
+removes it. Run :func:`export_dataset` off the UI thread; it reports progress through a
+callback and stops at the next crop once ``cancel`` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+from desktop.api_types import DETECTION_NODE, ResultItem, ResultPage, ResultQuery
+from desktop.errors import NotFound
+from desktop.export_formats import (
+    SPLITS,
+    CocoWriter,
+    ExportItem,
+    FormatError,
+    Split,
+    box_in_crop,
+    jpeg_size,
+    write_data_yaml,
+    write_yolo_label,
+)
+from shared.errors import LensflowError
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+"""Results per API page while listing (the API's maximum)."""
+_PROGRESS_STEPS = 200  # at most this many progress reports while writing
+
+
+class ExportError(LensflowError):
+    """The export could not be made; nothing was written where the dataset would go."""
+
+
+class ExportCancelledError(ExportError):
+    """The export was cancelled; nothing was written where the dataset would go."""
+
+
+class ExportSource(Protocol):
+    """What the export needs of the API (:class:`desktop.client.ApiClient` is one)."""
+
+    def results(
+        self, query: ResultQuery | None = None, *, cursor: str | None = None, limit: int = ...
+    ) -> ResultPage:
+        """One page of results."""
+
+    def crop_jpeg(self, crop_id: str) -> bytes:
+        """A crop's JPEG bytes."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and where.
+
+    Attributes:
+        out_dir: The dataset folder to create; it must not exist, or be empty.
+        query: Which results (filters; ``order`` decides the listing order only).
+        node: Whose label is the class: ``detection`` (the edge class relabelled by people)
+            or a classifier node.
+        model_labels: Also export crops no person labelled, under the model's label (the
+            edge class, or the node's classifier label); otherwise human labels only.
+        val_fraction: Share of crops in the ``val`` split, 0-1.
+        yolo: Write YOLO labels and ``data.yaml``.
+        coco: Write COCO JSON annotations.
+
+    """
+
+    out_dir: Path
+    query: ResultQuery = field(default_factory=ResultQuery)
+    node: str = DETECTION_NODE
+    model_labels: bool = False
+    val_fraction: float = 0.2
+    yolo: bool = True
+    coco: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction <= 1.0:
+            raise ValueError(f"expected val_fraction in [0, 1], got {self.val_fraction}")
+        if not (self.yolo or self.coco):
+            raise ValueError("expected at least one format (yolo or coco), got none")
+
+
+@dataclass(frozen=True)
+class ExportProgress:
+    """Where an export stands: ``done`` of ``total`` (None while still listing)."""
+
+    phase: Literal["listing", "writing", "finishing"]
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What an export wrote.
+
+    Attributes:
+        path: The dataset folder.
+        classes: Class names in class-id order (YOLO ids from 0, COCO ids from 1).
+        counts: Images per split.
+        missing: Crops skipped because the API had no JPEG for them.
+
+    """
+
+    path: Path
+    classes: tuple[str, ...]
+    counts: dict[Split, int]
+    missing: tuple[str, ...] = ()
+
+
+ProgressCallback = Callable[[ExportProgress], None]
+
+
+def split_of(crop_id: str, *, val_fraction: float) -> Split:
+    """The split of a crop: ``val`` for a stable ``val_fraction`` of crop ids."""
+    digest = hashlib.sha256(crop_id.encode("utf-8")).digest()
+    return "val" if int.from_bytes(digest[:8], "big") < val_fraction * 2**64 else "train"
+
+
+def label_of(item: ResultItem, *, node: str, model_labels: bool) -> str | None:
+    """The class of a crop for ``node``: its human label, else (if allowed) the model's."""
+    if node in item.human_labels:
+        return item.human_labels[node]
+    return item.label(node) if model_labels else None
+
+
+def export_dataset(
+    source: ExportSource,
+    options: ExportOptions,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ExportSummary:
+    """List the labelled crops, fetch their JPEGs and write the dataset at ``out_dir``.
+
+    Args:
+        source: The API client.
+        options: What to export and where.
+        progress: Called (on this thread) as the export advances.
+        cancel: Set it to stop; the export then raises :class:`ExportCancelledError`.
+
+    Returns:
+        What was written.
+
+    Raises:
+        ExportError: If ``out_dir`` is not new or empty, or no crop matches.
+        ExportCancelledError: If ``cancel`` was set before the export completed.
+        desktop.errors.ApiError: If the API fails (a missing JPEG only skips its crop).
+
+    """
+    report = progress or (lambda _p: None)
+    stop = cancel or threading.Event()
+    target = options.out_dir
+    _check_target(target)
+    entries = _list(source, options, report, stop)
+    if not entries:
+        raise ExportError(
+            f"expected at least one crop with a {'' if options.model_labels else 'human '}"
+            f"label for node {options.node!r} matching the filters, got none"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    )
+    try:
+        summary = _write(source, options, entries, partial, report, stop)
+        report(ExportProgress("finishing", len(entries), len(entries)))
+        _check_target(target)
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        partial.rename(target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    logger.info("exported %d crops to %s", len(entries), target)
+    return replace(summary, path=target)
+
+
+def _check_target(target: Path) -> None:
+    """Refuse a target that exists and is not an empty folder."""
+    if not target.exists():
+        return
+    if not target.is_dir() or any(target.iterdir()):
+        raise ExportError(
+            f"expected a new or empty folder to export to, got {target} "
+            f"({'a file' if not target.is_dir() else 'not empty'})"
+        )
+
+
+def _pages(source: ExportSource, query: ResultQuery, stop: threading.Event) -> Iterator[ResultItem]:
+    """Every result of ``query``, page by page."""
+    cursor: str | None = None
+    while True:
+        if stop.is_set():
+            raise ExportCancelledError("export cancelled")
+        page = source.results(query, cursor=cursor, limit=PAGE_SIZE)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _list(
+    source: ExportSource, options: ExportOptions, report: ProgressCallback, stop: threading.Event
+) -> list[ExportItem]:
+    """The labelled crops of the query with their class and split, each crop once."""
+    query = options.query if options.model_labels else replace(options.query, reviewed=True)
+    entries: dict[str, ExportItem] = {}
+    for item in _pages(source, query, stop):
+        label = label_of(item, node=options.node, model_labels=options.model_labels)
+        if label is not None and item.crop_id not in entries:
+            split = split_of(item.crop_id, val_fraction=options.val_fraction)
+            entries[item.crop_id] = ExportItem(item, label, split)
+            if len(entries) % PAGE_SIZE == 0:
+                report(ExportProgress("listing", len(entries), None))
+    report(ExportProgress("listing", len(entries), None))
+    return list(entries.values())
+
+
+def _write(
+    source: ExportSource,
+    options: ExportOptions,
+    entries: list[ExportItem],
+    root: Path,
+    report: ProgressCallback,
+    stop: threading.Event,
+) -> ExportSummary:
+    """Fetch each JPEG and write images, YOLO labels and COCO files under ``root``."""
+    classes = tuple(sorted({entry.label for entry in entries}))
+    class_ids = {name: i for i, name in enumerate(classes)}
+    for split in SPLITS:
+        (root / "images" / split).mkdir(parents=True)
+        if options.yolo:
+            (root / "labels" / split).mkdir(parents=True)
+    coco = CocoWriter(classes, description=f"lensflow export, node {options.node!r}")
+    counts: dict[Split, int] = dict.fromkeys(SPLITS, 0)
+    missing: list[str] = []
+    step = max(1, len(entries) // _PROGRESS_STEPS)
+    report(ExportProgress("writing", 0, len(entries)))
+    for done, entry in enumerate(entries, start=1):
+        if stop.is_set():
+            raise ExportCancelledError("export cancelled")
+        crop_id = entry.item.crop_id
+        try:
+            jpeg = source.crop_jpeg(crop_id)
+        except NotFound as err:
+            logger.warning("crop %s skipped: %s", crop_id, err)
+            missing.append(crop_id)
+            continue
+        try:
+            size, box = jpeg_size(jpeg), box_in_crop(entry.item)
+        except FormatError as err:
+            raise ExportError(f"crop {crop_id} cannot be exported: {err}") from err
+        (root / "images" / entry.split / f"{crop_id}.jpg").write_bytes(jpeg)
+        if options.yolo:
+            write_yolo_label(root, entry, class_id=class_ids[entry.label], box=box)
+        coco.add(entry, class_id=class_ids[entry.label], box=box, size=size)
+        counts[entry.split] += 1
+        if done % step == 0 or done == len(entries):
+            report(ExportProgress("writing", done, len(entries)))
+    if options.yolo:
+        write_data_yaml(root, classes)
+    if options.coco:
+        coco.write(root)
+    return ExportSummary(root, classes, counts, tuple(missing))

@@ -1,0 +1,116 @@
+"""Connecting: failures end in a readable message, and the UI thread never waits on the network."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+from pytestqt.qtbot import QtBot
+
+from lensflow.broker import free_port
+from tests.desktop.app_support import ReviewSetup, make_window
+
+pytestmark = pytest.mark.integration
+
+SLOW_S = 1.5
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    """Answers an empty results page, but only after SLOW_S seconds."""
+
+    def do_GET(self) -> None:
+        time.sleep(SLOW_S)
+        body = b'{"items": [], "next_cursor": null}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+@pytest.fixture
+def slow_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("unreachable", "Cannot reach the API"),  # nothing listens on the port
+        ("unknown key", "did not accept the API key"),  # 401
+        ("not a URL", "expected an http:// or https:// API URL"),  # refused before any request
+    ],
+)
+def test_a_failed_connection_says_why(
+    review_setup: ReviewSetup, qtbot: QtBot, tmp_path: Path, case: str, says: str
+) -> None:
+    url, key = {
+        "unreachable": (f"http://127.0.0.1:{free_port()}", "lfk_x"),
+        "unknown key": (review_setup.api.base_url, "lfk_not-a-key"),
+        "not a URL": ("ftp://example", "lfk_x"),
+    }[case]
+    window = make_window(tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+
+    window.connect_to(url, key)
+
+    qtbot.waitUntil(lambda: says in window.last_error, timeout=10_000)
+    assert window.error_label.text() == window.last_error
+    assert window.client is None
+    assert window.model.rowCount() == 0
+
+
+def test_a_viewer_key_is_told_it_may_not_relabel(
+    review_setup: ReviewSetup, qtbot: QtBot, tmp_path: Path
+) -> None:
+    window = make_window(tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    window.connect_to(review_setup.api.base_url, review_setup.api.tokens["viewer"])
+    qtbot.waitUntil(lambda: window.model.rowCount() > 0, timeout=10_000)
+
+    window.relabel.relabel_selection("bus")  # 403 from the API
+
+    qtbot.waitUntil(lambda: "may not do this" in window.last_error, timeout=10_000)
+    assert "role operator" in window.last_error
+
+
+def test_the_event_loop_runs_while_a_slow_api_answers(
+    slow_api: str, qtbot: QtBot, tmp_path: Path
+) -> None:
+    window = make_window(tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+
+    started = time.monotonic()
+    window.connect_to(slow_api, "lfk_x")
+    returned = time.monotonic() - started
+    qtbot.waitUntil(lambda: window.client is not None, timeout=10_000)
+    timer.stop()
+
+    assert returned < 0.2  # connect_to does not wait for the answer
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    assert len(ticks) > SLOW_S / 0.1  # the timer kept firing while the request waited
+    assert max(gaps) < 0.5  # no freeze of the UI thread
