@@ -12,9 +12,10 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from cloud.storage.errors import StorageError
@@ -37,6 +38,15 @@ class CropStore:
 
         """
         self.root = Path(root)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the writer threads of :meth:`put_many` (a later call starts them again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def path(self, sha256: str) -> Path:
         """Where the crop with this hash is (or would be) stored.
@@ -105,10 +115,14 @@ class CropStore:
         """
         if len(items) <= 1:
             return [self.put(data, expected_sha256=expected) for data, expected in items]
-        with ThreadPoolExecutor(max_workers=min(_WRITERS, len(items))) as pool:
-            futures = [
-                pool.submit(self.put, data, expected_sha256=expected) for data, expected in items
-            ]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="crop-store")
+            pool = self._pool
+        futures = [
+            pool.submit(self.put, data, expected_sha256=expected) for data, expected in items
+        ]
+        wait(futures)
         return [future.result() for future in futures]
 
     def get(self, sha256: str) -> bytes:

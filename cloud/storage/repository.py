@@ -174,12 +174,12 @@ class ResultStore:
         for index, row in enumerate(rows):
             first.setdefault(row["crop_id"], index)
         unique = [rows[index] for index in first.values()]
-        statement = insert_for(dialect, Crop.__table__).values(unique)
-        inserted = connection.execute(
-            statement.on_conflict_do_nothing(index_elements=["crop_id"]).returning(
-                Crop.id, Crop.crop_id
-            )
-        ).all()
+        statement = (
+            insert_for(dialect, Crop.__table__)
+            .on_conflict_do_nothing(index_elements=["crop_id"])
+            .returning(Crop.id, Crop.crop_id)
+        )  # executemany with RETURNING: SQLAlchemy's cached "insertmanyvalues" batches
+        inserted = connection.execute(statement, unique).all()
         pk_of = {crop_id: pk for pk, crop_id in inserted}
         stored = [
             pk_of.get(row["crop_id"]) is not None and first[row["crop_id"]] == index

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
@@ -31,7 +32,7 @@ from shared.config.cloud import Intake as IntakeConfig
 from shared.dag.compiler import CompiledPipeline
 from shared.dag.engine import ImageResult
 from shared.errors import ImageError, ProtocolError
-from shared.protocol import decode_crop
+from shared.protocol import CropMessage, decode_crop
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ DeadLetterKind = Literal["protocol", "oversized", "image", "pipeline", "storage"
 
 _Written = TypeVar("_Written")
 
+_DECODERS = 2
+"""Threads that decode a batch's JPEGs at once."""
 _RETRY_FIRST_S = 0.2
 _RETRY_MAX_S = 10.0
 _TRANSIENT_CAUSES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
@@ -137,6 +140,7 @@ class Worker:
             self.processor.pipeline.compiled, max_batch=max_batch, max_wait_ms=max_wait_ms
         )
         self._stopping = threading.Event()
+        self._decoders = ThreadPoolExecutor(_DECODERS, thread_name_prefix="jpeg-decode")
 
     def _batcher(
         self, compiled: CompiledPipeline, *, max_batch: int | None, max_wait_ms: float | None
@@ -182,6 +186,8 @@ class Worker:
         finally:
             self.batcher.close()
             self.intake.stop()
+            self.processor.crops.close()
+            self._decoders.shutdown(wait=True)
             self.engine.dispose()
             logger.info("worker %s stopped", self.name)
 
@@ -208,7 +214,7 @@ class Worker:
 
         """
         start = time.perf_counter()
-        decoded = [item for delivery in batch if (item := self._decode(delivery)) is not None]
+        decoded = self._decode(batch)
         if decoded:
             results = self.processor.run([item.crop for item in decoded])
             done: list[tuple[_Decoded, ImageResult]] = []
@@ -222,26 +228,44 @@ class Worker:
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
 
-    def _decode(self, delivery: Delivery) -> _Decoded | None:
-        """Decode a delivery's envelope and JPEG; dead-letter (and ack) it if either is bad."""
+    def _decode(self, batch: list[Delivery]) -> list[_Decoded]:
+        """Decode the batch's envelopes, then its JPEGs on the decoder threads.
+
+        OpenCV releases the GIL while it decodes, so the JPEGs of a batch decode in
+        parallel. A message that is too large, not a valid envelope or whose JPEG does not
+        decode is dead-lettered (and acked), in arrival order; the others come back in order.
+        """
+        parsed = [(delivery, self._parse(delivery)) for delivery in batch]
+        messages = [message for _, message in parsed if isinstance(message, CropMessage)]
+        if len(messages) > 1:
+            images = iter(list(self._decoders.map(_decode_image, messages)))
+        else:
+            images = iter([_decode_image(message) for message in messages])
+        decoded = []
+        for delivery, message in parsed:
+            if not isinstance(message, CropMessage):
+                self._dead_letter(delivery, message[0], kind=message[1])
+                continue
+            crop = next(images)
+            if isinstance(crop, ImageError):
+                self._dead_letter(delivery, str(crop), kind="image")
+            else:
+                decoded.append(_Decoded(delivery, crop))
+        return decoded
+
+    def _parse(self, delivery: Delivery) -> CropMessage | tuple[str, DeadLetterKind]:
+        """A delivery's envelope, or why it is a dead letter (too large, invalid)."""
         if delivery.redelivered:
             self.metrics.redelivered.inc()
         size, limit = len(delivery.payload), self.config.max_message_bytes
         if size > limit:
-            reason = f"message must be at most max_message_bytes={limit} bytes, but is {size}"
-            self._dead_letter(delivery, reason, kind="oversized")
-            return None
+            return f"message must be at most max_message_bytes={limit} bytes, but is {size}", (
+                "oversized"
+            )
         try:
-            message = decode_crop(delivery.payload, max_bytes=limit, topic=delivery.topic)
+            return decode_crop(delivery.payload, max_bytes=limit, topic=delivery.topic)
         except ProtocolError as err:
-            self._dead_letter(delivery, f"invalid crop message: {err}", kind="protocol")
-            return None
-        try:
-            crop = decode_crop_image(message.header, message.jpeg)
-        except ImageError as err:
-            self._dead_letter(delivery, str(err), kind="image")
-            return None
-        return _Decoded(delivery, crop)
+            return f"invalid crop message: {err}", "protocol"
 
     def _store_batch_and_ack(self, done: list[tuple[_Decoded, ImageResult]]) -> None:
         """Store a batch in one commit (retrying transient failures), then ack each crop.
@@ -349,3 +373,11 @@ class Worker:
             if self._stopping.wait(delay):
                 return None
             delay = min(delay * 2, _RETRY_MAX_S)
+
+
+def _decode_image(message: CropMessage) -> DecodedCrop | ImageError:
+    """A crop's pixels, or why its JPEG does not decode (run on a decoder thread)."""
+    try:
+        return decode_crop_image(message.header, message.jpeg)
+    except ImageError as err:
+        return err
