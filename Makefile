@@ -7,11 +7,11 @@ export QT_QPA_PLATFORM ?= offscreen
 setup:
 	@scripts/bootstrap.sh all
 
-# Until the edge and cloud tiers land, the demo compiles the design's example DAG and runs it
-# on crops of the real sample photos with the test classifiers.
+# The whole system on sample photos and a video: mosquitto, a cloud worker, the API and an edge
+# agent (models fetched and exported on the first run), then a summary. DEMO_ARGS adds options,
+# e.g. `make demo DEMO_ARGS=--detector=yolo11n` on a connected machine.
 demo: setup
-	$(PY) -m lensflow pipeline check configs/pipeline.yaml --plugins tests.support.plugins
-	$(PY) -m pytest -q tests/shared/test_example_pipeline.py
+	$(PY) -m lensflow demo --once $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -231,21 +231,25 @@ class EdgeInfo(_Model):
     in_sync: bool | None = None
 
 
-class SimilarCrop(_Model):
-    """A search hit: a crop and its cosine similarity to the query."""
+class SimilarItem(ResultItem):
+    """A search hit: a crop as in a result list, plus its cosine similarity to the query."""
 
-    crop_id: str
-    score: float
-    camera_id: str = ""
-    class_name: str = ""
-    captured_at: datetime | None = None
+    similarity: float
 
 
 class SearchResult(_Model):
-    """The nearest crops to a query, best first."""
+    """The crops most similar to a query, best first (``GET /v1/search/similar/{id}``).
 
-    items: list[SimilarCrop]
+    Attributes:
+        items: The hits, most similar first (the query crop itself is not among them).
+        k: How many were asked for.
+        node: The pipeline node whose embeddings were compared.
+
+    """
+
+    items: list[SimilarItem]
     k: int
+    node: str = ""
 
 
 Order = Literal["desc", "asc"]

@@ -8,20 +8,20 @@ Every call returns typed answers (:mod:`desktop.api_types`) or raises one of
     more = client.results(ResultQuery(camera="cam01", reviewed=False), cursor=page.next_cursor)
     batch = client.relabel([item.crop_id for item in page.items[:3]], label="truck")
     client.undo(batch.batch_id)
+    hits = client.similar(page.items[0].crop_id, k=12)
 
 One client may be used from several threads at once (httpx's connection pool is
-thread-safe); :meth:`ApiClient.close` releases its connections.
+thread-safe); :meth:`ApiClient.close` releases its connections. The HTTP plumbing is in
+:mod:`desktop.client_http`, the search calls in :mod:`desktop.client_search`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Literal
 
-import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from desktop.api_types import (
     DETECTION_NODE,
@@ -35,13 +35,15 @@ from desktop.api_types import (
     ResultDetail,
     ResultPage,
     ResultQuery,
-    SearchResult,
 )
+from desktop.client_http import DEFAULT_TIMEOUT_S
+from desktop.client_search import SearchCalls
 from desktop.errors import (
     ApiError,
     ApiUnreachable,
     Conflict,
     Forbidden,
+    NotEmbedded,
     NotFound,
     SearchUnavailable,
     Unauthorized,
@@ -49,62 +51,33 @@ from desktop.errors import (
 )
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "PAGE_LIMIT",
     "ApiClient",
     "ApiError",
     "ApiUnreachable",
     "Conflict",
     "Forbidden",
+    "NotEmbedded",
     "NotFound",
     "SearchUnavailable",
     "Unauthorized",
     "ValidationFailed",
 ]
 
-DEFAULT_TIMEOUT_S = 15.0
 PAGE_LIMIT = 200
 """Results per page by default (the API allows up to 500)."""
-_M = TypeVar("_M", bound=BaseModel)
-_T = TypeVar("_T")
 _VERSIONS = TypeAdapter(list[ConfigVersion])
 _ASSIGNMENTS = TypeAdapter(list[Assignment])
 _EDGES = TypeAdapter(list[EdgeInfo])
 
 
-class ApiClient:
-    """A connection to one lensflow cloud API with one API key."""
+class ApiClient(SearchCalls):
+    """A connection to one lensflow cloud API with one API key.
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        key: str,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        """Prepare a client; nothing is sent until the first call.
-
-        Args:
-            base_url: The API's root, e.g. ``http://127.0.0.1:8000`` (no ``/v1``).
-            key: The API key (``lfk_...``), sent as ``Authorization: Bearer``.
-            timeout_s: Connect/read timeout of each request.
-            transport: An httpx transport (tests); the default opens real connections.
-
-        Raises:
-            ValueError: If ``base_url`` is not an http(s) URL.
-
-        """
-        url = base_url.strip().rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// API URL, got {base_url!r}")
-        self.base_url = url
-        headers = {"Authorization": f"Bearer {key.strip()}"} if key.strip() else {}
-        self._http = httpx.Client(
-            base_url=url, headers=headers, timeout=timeout_s, transport=transport
-        )
-
-    def close(self) -> None:
-        """Close the connections."""
-        self._http.close()
+    Construct it with ``ApiClient(base_url, key=..., timeout_s=..., transport=...)`` (see
+    :class:`desktop.client_http.HttpApi`); nothing is sent until the first call.
+    """
 
     def __enter__(self) -> ApiClient:
         return self
@@ -256,74 +229,7 @@ class ApiClient:
         """One edge."""
         return self._model(EdgeInfo, self._get(f"/v1/edges/{site}/{agent_id}"))
 
-    # -- search -------------------------------------------------------------------------------
-
-    def similar(
-        self,
-        crop_id: str,
-        *,
-        k: int = 10,
-        camera_id: str | None = None,
-        class_name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> SearchResult:
-        """The ``k`` crops most similar to a stored one, best first.
-
-        Raises:
-            SearchUnavailable: If this API offers no search (404) or it is down (503).
-
-        """
-        params = _search_params(k, camera_id, class_name, since, until)
-        response = self._search("GET", f"/v1/search/similar/{crop_id}", params=params)
-        return self._model(SearchResult, response)
-
-    def search_image(
-        self,
-        jpeg: bytes,
-        *,
-        k: int = 10,
-        camera_id: str | None = None,
-        class_name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> SearchResult:
-        """The ``k`` crops most similar to an image (JPEG or PNG bytes), best first.
-
-        Raises:
-            SearchUnavailable: If this API offers no search (404) or it is down (503).
-
-        """
-        params = _search_params(k, camera_id, class_name, since, until)
-        files = {"file": ("query.jpg", jpeg, "image/jpeg")}
-        response = self._search("POST", "/v1/search/image", params=params, files=files)
-        return self._model(SearchResult, response)
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    def _search(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A search request; 404 of the route itself and 503 become :class:`SearchUnavailable`."""
-        try:
-            return self._request(method, path, **kwargs)
-        except NotFound as err:
-            if err.code in ("unknown_crop", "crop_missing"):
-                raise
-            raise SearchUnavailable(
-                f"Similar-crop search is not available on {self.base_url} "
-                "(this API has no search).",
-                status=err.status,
-                code=err.code,
-                detail=err.detail,
-            ) from err
-        except ApiError as err:
-            if err.status != 503:
-                raise
-            raise SearchUnavailable(
-                f"Similar-crop search is unavailable right now: {err.detail or 'server busy'}.",
-                status=503,
-                code=err.code,
-                detail=err.detail,
-            ) from err
+    # -- plumbing ----------------------------------------------------------------------------
 
     def _issues_of(self, text: str) -> list[ConfigIssue]:
         """The validate answer's issues of ``text`` (none if it cannot be had)."""
@@ -331,113 +237,3 @@ class ApiClient:
             return self.validate_config(text).issues
         except ApiError:
             return []
-
-    def _get(self, path: str, *, params: Mapping[str, str] | None = None) -> httpx.Response:
-        return self._request("GET", path, params=params)
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request; raise the matching :class:`ApiError` unless it succeeded."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as err:
-            raise ApiUnreachable(
-                f"The API at {self.base_url} did not answer in time ({method} {path}). "
-                "The server may be overloaded or the network slow; try again.",
-                detail=str(err),
-            ) from err
-        except httpx.HTTPError as err:
-            raise ApiUnreachable(
-                f"Cannot reach the API at {self.base_url}: {err or type(err).__name__}. "
-                "Check the URL and that the server is running.",
-                detail=str(err),
-            ) from err
-        if response.is_success:
-            return response
-        raise self._error(response, what=f"{method} {path}")
-
-    def _error(self, response: httpx.Response, *, what: str) -> ApiError:
-        """The exception for an error answer, with a message for the operator."""
-        code, detail = _error_body(response)
-        status = response.status_code
-        known = _Known(status=status, code=code, detail=detail)
-        if status == 401:
-            return Unauthorized(
-                f"The API at {self.base_url} did not accept the API key ({detail}). "
-                "Enter a valid key under File > Connect.",
-                **known,
-            )
-        if status == 403:
-            return Forbidden(
-                f"Your API key may not do this ({detail}). Ask an admin for an operator key.",
-                **known,
-            )
-        if status == 404:
-            return NotFound(f"Not found: {detail}.", **known)
-        if status == 409:
-            return Conflict(f"Not done, it conflicts with a newer change: {detail}.", **known)
-        if status in (400, 422):
-            issues = [ConfigIssue(message=part) for part in detail.split("; ") if part]
-            return ValidationFailed(
-                f"The API refused the request: {detail}", issues=issues, **known
-            )
-        if status == 429:
-            wait = response.headers.get("retry-after", "a few")
-            return ApiError(f"Too many requests; retry in {wait} seconds.", **known)
-        if status == 503:
-            return ApiError(f"The API's storage is unavailable: {detail}. Try again.", **known)
-        return ApiError(f"The API answered {status} to {what}: {detail}", **known)
-
-    def _model(self, model: type[_M], response: httpx.Response) -> _M:
-        """Parse a JSON answer into ``model``."""
-        return self._adapt(TypeAdapter(model), response)
-
-    def _adapt(self, adapter: TypeAdapter[_T], response: httpx.Response) -> _T:
-        """Parse a JSON answer with ``adapter``; an unexpected shape is an :class:`ApiError`."""
-        try:
-            return adapter.validate_json(response.content)
-        except ValidationError as err:
-            raise ApiError(
-                f"The API at {self.base_url} answered {response.request.url.path} in an "
-                f"unexpected shape (is it a lensflow API of another version?): "
-                f"{err.error_count()} problems, first: {err.errors()[0]['msg']}",
-                status=response.status_code,
-                detail=str(err),
-            ) from err
-
-
-class _Known(TypedDict):
-    """What an error answer said, as keyword arguments of :class:`ApiError`."""
-
-    status: int
-    code: str
-    detail: str
-
-
-def _error_body(response: httpx.Response) -> tuple[str, str]:
-    """The API's ``(code, message)`` of an error answer; the raw text when not JSON."""
-    try:
-        error = response.json().get("error", {})
-        return str(error.get("code", "")), str(error.get("message", "")) or response.reason_phrase
-    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
-        text = response.text.strip()[:200]
-        return "", text or response.reason_phrase
-
-
-def _search_params(
-    k: int,
-    camera_id: str | None,
-    class_name: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> dict[str, str]:
-    """The query parameters of a search request."""
-    params = {"k": str(k)}
-    if camera_id:
-        params["camera_id"] = camera_id
-    if class_name:
-        params["class_name"] = class_name
-    if since is not None:
-        params["since"] = since.isoformat()
-    if until is not None:
-        params["until"] = until.isoformat()
-    return params

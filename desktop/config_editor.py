@@ -105,7 +105,7 @@ class ConfigEditor(QWidget):
         self.timer = QTimer(self)
         self.timer.setInterval(refresh_ms)
         self.timer.timeout.connect(self.refresh_edges)
-        self._refresh_ms = refresh_ms
+        self.refresh_ms = refresh_ms
 
     def _build(self) -> None:
         self.versions = QComboBox()
@@ -167,7 +167,7 @@ class ConfigEditor(QWidget):
         """Load the versions (the newest into the editor) and the edges; start the timer."""
         self.load_versions()
         self.refresh_edges()
-        if self._refresh_ms > 0:
+        if self.refresh_ms > 0:
             self.timer.start()
 
     def load_versions(self) -> None:

@@ -92,4 +92,8 @@ class ValidationFailed(ApiError):  # noqa: N818 - names of the HTTP answers
 
 
 class SearchUnavailable(ApiError):  # noqa: N818 - names of the HTTP answers
-    """The similarity search is not offered by this API (404) or is down (503)."""
+    """503 ``search_unavailable``: this API has no image search configured (or, 404, no route)."""
+
+
+class NotEmbedded(ApiError):  # noqa: N818 - names of the HTTP answers
+    """409 ``not_embedded``: the crop has no stored embedding, so nothing is similar to it."""

@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -126,6 +127,19 @@ class ExportSummary:
 
 
 ProgressCallback = Callable[[ExportProgress], None]
+
+
+def dataset_folder(chosen: Path, *, now: datetime | None = None) -> Path:
+    """Where an export into the folder the operator chose goes.
+
+    The chosen folder itself when it does not exist or is empty; otherwise a new
+    ``lensflow-export-YYYYmmdd-HHMMSS`` folder inside it (an export never writes into a
+    folder that holds files).
+    """
+    if not chosen.exists() or (chosen.is_dir() and not any(chosen.iterdir())):
+        return chosen
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return chosen / f"lensflow-export-{stamp}"
 
 
 def split_of(crop_id: str, *, val_fraction: float) -> Split:

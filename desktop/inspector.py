@@ -2,14 +2,15 @@
 
 Three requests per crop, all on the runner: the detail (``GET /v1/results/{id}``), the
 JPEG (disk cache first) and the similar crops (``GET /v1/search/similar/{id}``). A newer
-selection cancels the older requests. A search that the API does not offer shows as
-"not available", not as an error.
+selection cancels the older requests. A search that the API does not offer (503
+``search_unavailable``), or a crop without an embedding (409 ``not_embedded``), shows as such
+in the similar-crops line, not as an error. "Relabel all similar" relabels the inspected crop
+and exactly the hits shown.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
@@ -24,9 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import ResultDetail, ResultItem, SearchResult
+from desktop.api_types import ResultDetail, ResultItem, SearchResult, SimilarItem
 from desktop.client import ApiClient
-from desktop.errors import SearchUnavailable
+from desktop.errors import NotEmbedded, SearchUnavailable
 from desktop.thumbs import ThumbnailLoader, decode, load_jpeg
 from desktop.workers import Runner, Task
 
@@ -67,8 +68,9 @@ class Inspector(QWidget):
         self.similar_list = QListWidget()
         self.similar_list.setViewMode(QListWidget.ViewMode.IconMode)
         self.similar_list.setIconSize(QSize(72, 72))
-        self.similar_list.setGridSize(QSize(92, 100))
-        self.similar_list.setFixedHeight(120)
+        self.similar_list.setGridSize(QSize(96, 112))
+        self.similar_list.setWordWrap(True)
+        self.similar_list.setFixedHeight(136)
         self.similar_list.setFlow(QListWidget.Flow.LeftToRight)
         self.similar_list.setWrapping(False)
         self.similar_status = QLabel("")
@@ -167,31 +169,36 @@ class Inspector(QWidget):
 
     def _similar_arrived(self, result: SearchResult) -> None:
         self.similar = result
-        hits = [hit for hit in result.items if self.item and hit.crop_id != self.item.crop_id]
-        self.similar_status.setText(f"{len(hits)} found" if hits else "none found")
+        if self.item is None:
+            return
+        self.similar = result
+        hits = self.similar_hits()
+        self.similar_status.setText(f"{len(hits)} found ({result.node})" if hits else "none found")
         for hit in hits:
-            entry = QListWidgetItem(f"{hit.score:.2f}\n{hit.class_name or hit.crop_id[:10]}")
+            label = hit.label() or hit.detection.class_name
+            entry = QListWidgetItem(f"{hit.similarity:.2f}\n{label}")
             entry.setData(Qt.ItemDataRole.UserRole, hit.crop_id)
-            entry.setToolTip(f"{hit.crop_id} · {hit.camera_id} · cosine {hit.score:.3f}")
+            entry.setToolTip(
+                f"{hit.crop_id} · {hit.camera} · {hit.captured_at:%Y-%m-%d %H:%M} · "
+                f"cosine {hit.similarity:.3f}"
+            )
             pixmap = self.thumbs.get(hit.crop_id)
+            if pixmap is None:
+                pixmap = self.thumbs.request(hit.crop_id, hit.jpeg_sha256)
             if pixmap is not None:
                 entry.setIcon(QIcon(pixmap))
             self.similar_list.addItem(entry)
         self.relabel_button.setEnabled(bool(hits))
-        self._load_similar_thumbs(hits)
 
-    def _load_similar_thumbs(self, hits: list[Any]) -> None:
-        client = self.client
-        if client is None:
-            return
-        for hit in hits:
-            if self.thumbs.get(hit.crop_id) is None:
-                # the search hit has no content hash: key the cache by crop id instead
-                self.thumbs.request(hit.crop_id, f"id-{hit.crop_id}")
+    def similar_hits(self) -> list[SimilarItem]:
+        """The similar crops shown, best first (empty until the search answered)."""
+        return list(self.similar.items) if self.similar is not None else []
 
     def _similar_failed(self, err: Exception) -> None:
         if isinstance(err, SearchUnavailable):
-            self.similar_status.setText("search not available on this API")
+            self.similar_status.setText("image search is not configured on this API")
+        elif isinstance(err, NotEmbedded):
+            self.similar_status.setText("this crop has no embedding")
         else:
             self.similar_status.setText(f"search failed: {err}")
 
@@ -206,7 +213,7 @@ class Inspector(QWidget):
     def _relabel_similar(self) -> None:
         if self.item is None or self.similar is None:
             return
-        ids = [self.item.crop_id] + [hit.crop_id for hit in self.similar.items]
+        ids = [self.item.crop_id] + [hit.crop_id for hit in self.similar_hits()]
         self.relabel_similar.emit(list(dict.fromkeys(ids)))
 
 

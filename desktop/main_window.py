@@ -4,14 +4,13 @@ Nothing here talks to the network on the UI thread: every API call goes through 
 :class:`~desktop.workers.Runner`, and every failure ends in the status bar's error line (and
 in :attr:`MainWindow.last_error`, which the tests read).
 
-Export and configuration live in modules of their own, imported when their menu action is
-used: ``desktop.export_dialog.open_export(parent, client, query)`` and
-``desktop.config_editor.open_config_editor(parent, client)``. A build without them says so.
+File > Export asks for a folder and exports the crops the current filters list
+(:class:`~desktop.export_dialog.ExportDialog`: progress, cancel); File > Configuration opens
+the :class:`~desktop.config_window.ConfigWindow` (edge configs and the pipeline DAG as tabs).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
@@ -39,16 +38,13 @@ from desktop.models import ResultsModel
 from desktop.relabel import LabelBar, RelabelController
 from desktop.settings import Connection, SettingsStore
 from desktop.thumbs import DiskCache, ThumbnailLoader, default_cache_dir
+from desktop.window_tools import WindowTools
 from desktop.workers import Runner
 
 logger = logging.getLogger(__name__)
 
 INSPECT_DELAY_MS = 60
 """Holding an arrow key moves the selection quickly: inspect only where it rests."""
-HOOKS = {
-    "export": ("desktop.export_dialog", "open_export", "Export"),
-    "config": ("desktop.config_editor", "open_config_editor", "Configuration"),
-}
 
 
 def describe(err: object) -> str:
@@ -96,6 +92,7 @@ class MainWindow(QMainWindow):
         self.relabel = RelabelController(self.runner, self.model, self.selected_items)
         self.label_bar = LabelBar(self.relabel)
         self.live = LivePoller(self.runner, self.model, interval_ms=live_interval_ms)
+        self.tools = WindowTools(self)
         self._inspect_timer = QTimer(self)
         self._inspect_timer.setSingleShot(True)
         self._inspect_timer.setInterval(INSPECT_DELAY_MS)
@@ -135,8 +132,8 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "&Connect…", self.ask_connection, "Ctrl+K")
-        self._action(file_menu, "&Export…", lambda: self.open_hook("export"), "Ctrl+E")
-        self._action(file_menu, "Con&figuration…", lambda: self.open_hook("config"))
+        self._action(file_menu, "&Export…", self.tools.ask_export, "Ctrl+E")
+        self._action(file_menu, "Con&figuration…", self.tools.open_config, "Ctrl+Shift+F")
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = self.menuBar().addMenu("&Edit")
@@ -237,6 +234,7 @@ class MainWindow(QMainWindow):
         """Use a checked client: load the results, start live updates."""
         if self.client is not None:
             self.client.close()
+        self.tools.drop_config_window()  # its pages talk to the old connection
         self.client = client
         self.relabel.client = client
         self.inspector.client = client
@@ -368,29 +366,13 @@ class MainWindow(QMainWindow):
         if row is not None:
             self.inspector.refresh(self.model.item(row))
 
-    # -- hooks and shutdown -------------------------------------------------------------------
-
-    def open_hook(self, name: str) -> None:
-        """Open the export or configuration window, if this build has it."""
-        module_name, function, title = HOOKS[name]
-        if self.client is None:
-            self.show_error(ApiError(f"{title} needs a connection: use File > Connect first."))
-            return
-        try:
-            module = importlib.import_module(module_name)
-            opener = getattr(module, function)
-        except (ImportError, AttributeError) as err:
-            self.show_error(ApiError(f"{title} is not available in this build ({err})."))
-            return
-        if name == "export":
-            opener(self, self.client, self.model.query)
-        else:
-            opener(self, self.client)
+    # -- shutdown -----------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         """Stop polling and wait briefly for requests in flight."""
         self.closing = True
         self.live.stop()
+        self.tools.shut_down()
         self.thumbs.cancel_pending()
         self.runner.wait(3000)
         self.thumbs.runner.wait(3000)

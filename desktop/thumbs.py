@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSize, QStandardPaths, Qt, Signal
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, QSize, QStandardPaths, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from desktop.errors import ApiError
@@ -26,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 THUMB_SIZE = QSize(128, 128)
 MEMORY_ITEMS = 2000
+STORE_BUDGET_S = 0.006
+"""UI-thread time spent at once turning arrived thumbnails into pixmaps; the rest waits for
+the next turn of the event loop, so a burst of arrivals does not freeze scrolling."""
+MAX_QUEUED = 96
+"""Thumbnail loads waiting at most (about two screens of the grid): when the view scrolls
+fast, the loads of rows scrolled past are dropped (the view asks again if they come back)."""
 """Thumbnails kept as pixmaps (128 px: about 64 KiB each)."""
 Fetch = Callable[[str], bytes]
 """Fetch a crop's JPEG by crop id (``ApiClient.crop_jpeg``)."""
@@ -79,20 +88,28 @@ def load_jpeg(crop_id: str, sha256: str, *, cache: DiskCache, fetch: Fetch) -> b
 
 
 def decode(data: bytes, *, size: QSize | None = None) -> QImage:
-    """Decode JPEG bytes (scaled to fit ``size``); safe off the UI thread.
+    """Decode JPEG bytes (scaled down to fit ``size``); safe off the UI thread.
+
+    OpenCV decodes and scales (it releases the GIL, so pool threads decoding thumbnails do
+    not hold up the UI thread, as Qt's decoder called through PySide does); the QImage owns a
+    copy of the pixels.
 
     Raises:
-        ValueError: If the bytes are not an image Qt can read.
+        ValueError: If the bytes are not an image OpenCV can read.
 
     """
-    image = QImage.fromData(data)
-    if image.isNull():
-        raise ValueError(f"expected JPEG bytes, got {len(data)} bytes Qt cannot decode")
-    if size is not None:
-        image = image.scaled(
-            size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-        )
-    return image
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise ValueError(f"expected JPEG bytes, got {len(data)} bytes OpenCV cannot decode")
+    height, width = pixels.shape[:2]
+    if size is not None and (width > size.width() or height > size.height()):
+        scale = min(size.width() / width, size.height() / height)
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = cv2.resize(pixels, target, interpolation=cv2.INTER_AREA)
+        height, width = pixels.shape[:2]
+    pixels = np.ascontiguousarray(pixels)
+    image = QImage(pixels.data, width, height, pixels.strides[0], QImage.Format.Format_BGR888)
+    return image.copy()  # detach from the numpy buffer
 
 
 class ThumbnailLoader(QObject):
@@ -135,6 +152,11 @@ class ThumbnailLoader(QObject):
         self._pending: dict[str, Task] = {}
         self._failed: set[str] = set()
         self._order = 0
+        self._arrived: deque[tuple[str, QImage]] = deque()
+        self._store_timer = QTimer(self)
+        self._store_timer.setSingleShot(True)
+        self._store_timer.setInterval(0)
+        self._store_timer.timeout.connect(self._store_some)
 
     def get(self, crop_id: str) -> QPixmap | None:
         """The thumbnail if it is in memory (no loading)."""
@@ -156,7 +178,20 @@ class ThumbnailLoader(QObject):
             name=f"thumbnail {crop_id}",
             priority=self._order,
         )
+        if len(self._pending) > MAX_QUEUED:
+            self._drop_oldest(len(self._pending) - MAX_QUEUED)
         return None
+
+    def _drop_oldest(self, count: int) -> None:
+        """Take up to ``count`` of the oldest queued loads off the queue (not running ones)."""
+        dropped: list[str] = []
+        for crop_id, task in self._pending.items():
+            if len(dropped) == count:
+                break
+            if self.runner.cancel(task):
+                dropped.append(crop_id)
+        for crop_id in dropped:
+            del self._pending[crop_id]
 
     def cancel_pending(self) -> None:
         """Drop every queued load (the list was replaced)."""
@@ -181,11 +216,23 @@ class ThumbnailLoader(QObject):
         return decode(load_jpeg(crop_id, sha256, cache=self.cache, fetch=fetch), size=self.size)
 
     def _store(self, crop_id: str, image: QImage) -> None:
-        self._pending.pop(crop_id, None)
-        self._memory[crop_id] = QPixmap.fromImage(image)
-        while len(self._memory) > MEMORY_ITEMS:
-            self._memory.popitem(last=False)
-        self.loaded.emit(crop_id)
+        """A decoded thumbnail arrived: queue it (many arrive at once while scrolling)."""
+        self._arrived.append((crop_id, image))
+        if not self._store_timer.isActive():
+            self._store_timer.start()
+
+    def _store_some(self) -> None:
+        """Make pixmaps of arrived thumbnails for at most :data:`STORE_BUDGET_S`, then yield."""
+        deadline = time.perf_counter() + STORE_BUDGET_S
+        while self._arrived and time.perf_counter() < deadline:
+            crop_id, image = self._arrived.popleft()
+            self._pending.pop(crop_id, None)
+            self._memory[crop_id] = QPixmap.fromImage(image)
+            while len(self._memory) > MEMORY_ITEMS:
+                self._memory.popitem(last=False)
+            self.loaded.emit(crop_id)
+        if self._arrived:
+            self._store_timer.start()
 
     def _fail(self, crop_id: str, err: Exception) -> None:
         self._pending.pop(crop_id, None)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from models.export.fetch import default_cache_dir, fetch_model
+from models.export.fetch import cache_path, default_cache_dir, fetch_model
 from models.export.manifest import load_manifest
 from shared.errors import ModelError
 
@@ -67,12 +67,13 @@ def artifact_for(
 
 
 def classifier_artifact_for(
-    model: str, *, manifest: Path, log: Callable[[str], object] = print
+    model: str, *, manifest: Path, log: Callable[[str], object] = print, features: bool = False
 ) -> Path:
     """An ONNX classifier path as given, or a manifest classifier's export, made when missing.
 
     The manifest entry must be of kind ``timm-state-dict``; its export (batch axis dynamic)
-    is kept at ``<cache>/<name>/export/onnx-fp32/model.onnx``.
+    is kept at :func:`classifier_artifact_path`. With ``features`` the export has a second
+    output, the pooled features (for embeddings), and a folder of its own.
 
     Raises:
         ModelError: If the model is unknown, not a timm classifier, or cannot be fetched or
@@ -82,17 +83,40 @@ def classifier_artifact_for(
     path = Path(model)
     if path.exists():
         return path
-    from models.export.classifier import TIMM_KIND, export_timm_classifier, timm_arch
+    from models.export.classifier import export_timm_classifier, timm_arch
+
+    artifact = classifier_artifact_path(model, manifest=manifest, features=features)
+    if artifact.exists():
+        return artifact
+    entry = load_manifest(manifest).entry(model)
+    fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent)
+    what = "with logits and features outputs" if features else "with a dynamic batch"
+    log(f"exporting {model} to onnx fp32 {what} (first use) ...")
+    return export_timm_classifier(
+        cache_path(entry, cache_dir=default_cache_dir()),
+        arch=timm_arch(entry.name),
+        out_dir=artifact.parent,
+        features=features,
+    )
+
+
+def classifier_artifact_path(model: str, *, manifest: Path, features: bool = False) -> Path:
+    """Where :func:`classifier_artifact_for` keeps a manifest classifier's ONNX export.
+
+    ``<cache>/<name>/export/onnx-fp32[-features]/model.onnx``; nothing is fetched or exported
+    and the file may not exist.
+
+    Raises:
+        ModelError: If the manifest cannot be read, or the model is unknown or not of kind
+            ``timm-state-dict``.
+
+    """
+    from models.export.classifier import TIMM_KIND
 
     entry = load_manifest(manifest).entry(model)
     if entry.kind != TIMM_KIND:
         raise ModelError(f"expected a classifier of kind {TIMM_KIND}, got {model!r} ({entry.kind})")
-    weights = fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent)
-    from models.export.exporter import default_out_dir
-
-    out_dir = default_out_dir(weights, fmt="onnx", precision="fp32")
-    artifact = out_dir / "model.onnx"
-    if artifact.exists():
-        return artifact
-    log(f"exporting {model} to onnx fp32 with a dynamic batch (first use) ...")
-    return export_timm_classifier(weights, arch=timm_arch(entry.name), out_dir=out_dir)
+    folder = "onnx-fp32-features" if features else "onnx-fp32"
+    return (
+        cache_path(entry, cache_dir=default_cache_dir()).parent / "export" / folder / "model.onnx"
+    )

@@ -2,8 +2,9 @@
 
 Run: ``QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py [--out docs/screenshots]``.
 The API is ``lensflow cloud api`` on a temporary SQLite database holding real crops of the
-sample photos (:mod:`lensflow.bench.review_data`); a few are relabelled first so the views
-show human labels.
+sample photos (:mod:`lensflow.bench.review_data`), each with its real embedding, so the
+inspector's similar crops come from the API's image search; a few are relabelled first so the
+views show human labels.
 """
 
 from __future__ import annotations
@@ -72,8 +73,15 @@ def main() -> None:
             lambda: (
                 window.inspector.detail is not None
                 and window.thumbs.get(window.model.item(30).crop_id) is not None
+                and bool(window.inspector.similar_hits())
+                and all(
+                    window.thumbs.get(hit.crop_id) is not None
+                    for hit in window.inspector.similar_hits()[:6]
+                )
             ),
         )
+        if not window.inspector.similar_hits():
+            raise SystemExit(f"no similar crops: {window.inspector.similar_status.text()}")
         save(window, args.out / "grid.png")
         window.show_view(1)
         window.select_row(4)
@@ -81,9 +89,9 @@ def main() -> None:
         save(window, args.out / "table.png")
         window.show_view(0)
         window.filters.unreviewed.setChecked(True)
-        window.filters.class_name.setCurrentText("car")
+        window.filters.camera.setCurrentText("dock-1")
         window.filters.apply_now()
-        wait(app, lambda: window.model.query.class_name == "car" and not window.model.loading)
+        wait(app, lambda: window.model.query.camera == "dock-1" and not window.model.loading)
         save(window, args.out / "filtered.png")
         dialog = window.ask_connection()
         dialog.url.setText(api.base_url)

@@ -98,7 +98,7 @@ def run_api_bench(*, rows: int, folder: Path, filters: int = 40, pages: int = 5)
         result.load_s = {"insert": load.insert_s, "indexes": load.index_s, "vacuum": load.vacuum_s}
         token = _viewer_key(url)
         specs = _filters(filters)
-        with _ApiServer(_api_config(folder, url=url), folder=folder) as server:
+        with ApiServer(api_config(folder, url=url), folder=folder) as server:
             client = httpx.Client(
                 base_url=server.base_url,
                 headers={"Authorization": f"Bearer {token}"},
@@ -241,30 +241,43 @@ def _viewer_key(url: str) -> str:
         engine.dispose()
 
 
-def _api_config(folder: Path, *, url: str) -> Path:
-    """A cloud config for the API on ``url``: no rate limit in the way, warnings only."""
+def api_config(folder: Path, *, url: str, search: dict[str, Any] | None = None) -> Path:
+    """A cloud config for the API on ``url``: no rate limit in the way, warnings only.
+
+    Args:
+        folder: Where the config file and the crop store go.
+        url: The database URL.
+        search: The ``search:`` section (image search off when None).
+
+    """
     path = folder / "cloud-api.yaml"
-    document = {
+    document: dict[str, Any] = {
         "database": {"url": url},
         "crop_store": str(folder / "api-crops"),
         "api": {"rate_limit": "1000000/minute"},
         "logging": {"level": "WARNING"},
     }
+    if search is not None:
+        document["search"] = search
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
 
 
-class _ApiServer:
-    """``lensflow cloud api`` in a child process on a free port."""
+class ApiServer:
+    """``lensflow cloud api`` in a child process on a free port (a context manager).
+
+    Its output goes to ``folder/api.log``; :attr:`base_url` is where it answers.
+    """
 
     def __init__(self, config: Path, *, folder: Path) -> None:
+        """Prepare to serve ``config``; entering starts the process and waits for health."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.config = config
         self.log = folder / "api.log"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> _ApiServer:
+    def __enter__(self) -> ApiServer:
         command = [sys.executable, "-m", "lensflow", "cloud", "api", "--config", str(self.config)]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("wb") as output:

@@ -24,7 +24,7 @@ import cv2
 from cloud.api import KeyStore
 from cloud.storage import CropStore, migrate
 from lensflow.bench import BenchError
-from lensflow.bench.cloud_api import _api_config, _ApiServer
+from lensflow.bench.cloud_api import ApiServer, api_config
 from lensflow.bench.cloud_rows import load_rows
 from lensflow.bench.samples import crop_images
 from lensflow.postgres import PostgresCluster
@@ -84,7 +84,7 @@ def run_review_bench(*, rows: int, scroll_rows: int, folder: Path) -> ReviewBenc
             )
         result.load_s = time.perf_counter() - started
         token = _key(url)
-        with _ApiServer(_api_config(folder, url=url), folder=folder) as server:
+        with ApiServer(api_config(folder, url=url), folder=folder) as server:
             _measure(result, base_url=server.base_url, token=token, cache=folder / "cache")
     return result
 

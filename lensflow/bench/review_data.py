@@ -1,30 +1,42 @@
 """A served, seeded cloud API for the desktop review app: its tests, screenshots and benchmark.
 
 :func:`seed_crops` stores real crops of the sample photos (JPEGs in the crop store, rows
-through :class:`~cloud.storage.ResultStore`) with classifier results of two nodes;
-:class:`ReviewApi` serves a database with ``lensflow cloud api`` in a child process and
-issues a key per role.
+through :class:`~cloud.storage.ResultStore`) with classifier results of two nodes and, given
+an embedder, a real embedding per crop under the :data:`SEARCH_NODE` node (the storage layer
+moves its ``vector`` into ``crop_embeddings``); :class:`ReviewApi` serves a database with
+``lensflow cloud api`` in a child process, with image search over those embeddings (an exact
+index), and issues a key per role.
+
+The embedder is the pipeline's own ``embeddings`` plugin (EfficientNet-Lite0, 1280-d) when
+its model is there, else :class:`QuadrantColors` (12-d mean colours of the crop's quarters:
+crude, but similar crops are similar in it too).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
+import numpy as np
 
 from cloud.api import KeyStore
 from cloud.api.keys import ROLES
 from cloud.storage import CropStore, ResultStore, create_engine_for, migrate
-from lensflow.bench.cloud_api import _api_config, _ApiServer
+from lensflow.bench.cloud_api import ApiServer, api_config
 from lensflow.bench.samples import crop_images
+from shared.classifiers.base import Image
 from shared.dag.engine import NodeResult
+from shared.errors import LensflowError
 from shared.protocol import Detection, Provenance, new_crop_header
+
+logger = logging.getLogger(__name__)
 
 T0 = datetime(2025, 1, 30, 8, 0, tzinfo=UTC)
 """Capture time of the first seeded crop; the next ones follow a minute apart."""
@@ -32,6 +44,78 @@ CAMERAS = ("gate-north", "gate-south", "dock-1")
 CLASSES = ("person", "person", "car", "truck")
 COLORS = ("red", "blue", "black", "white", "grey")
 VEHICLES = ("sedan", "van", "pickup")
+SEARCH_NODE = "embeddings"
+"""The node whose stored vectors the served API searches."""
+SYNC_INTERVAL_S = 0.5
+"""How often the served API indexes newly stored embeddings."""
+_EMBED_BATCH = 32
+
+
+class CropEmbedder(Protocol):
+    """Embeds crops as unit-length vectors of one model."""
+
+    @property
+    def dim(self) -> int:
+        """The vector length."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """The model's identifier (stored with each vector)."""
+        ...
+
+    def __call__(self, images: Sequence[Image]) -> np.ndarray:
+        """The ``(len(images), dim)`` unit-norm float32 vectors."""
+        ...
+
+
+class QuadrantColors:
+    """12-d embedding: the mean BGR colour of each quarter of the crop, centred, unit-norm."""
+
+    dim = 12
+    model = "quadrant-colors-1"
+
+    def __call__(self, images: Sequence[Image]) -> np.ndarray:
+        """The vectors of ``images`` (BGR)."""
+        rows = []
+        for image in images:
+            h, w = image.shape[:2]
+            top, bottom = image[: h // 2], image[h // 2 :]
+            quads = [top[:, : w // 2], top[:, w // 2 :], bottom[:, : w // 2], bottom[:, w // 2 :]]
+            vector = np.concatenate([q.reshape(-1, 3).mean(axis=0) - 127.5 for q in quads])
+            norm = float(np.linalg.norm(vector))
+            rows.append(vector / norm if norm else vector)
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim)
+
+
+class PluginEmbedder:
+    """The pipeline's ``embeddings`` plugin (EfficientNet-Lite0 pooled features, 1280-d).
+
+    Raises:
+        LensflowError: If its model is not there (see :mod:`shared.classifiers.embeddings`).
+
+    """
+
+    def __init__(self) -> None:
+        """Load the plugin's model."""
+        from shared.classifiers.embeddings import Embeddings
+
+        self._plugin = Embeddings()
+        self.model: str = self._plugin.model_id
+        self.dim: int = int(self._plugin.embed([np.zeros((32, 32, 3), np.uint8)]).shape[1])
+
+    def __call__(self, images: Sequence[Image]) -> np.ndarray:
+        """The vectors of ``images`` (BGR)."""
+        return np.asarray(self._plugin.embed(images), dtype=np.float32)
+
+
+def default_embedder() -> CropEmbedder:
+    """The ``embeddings`` plugin if its model loads, else :class:`QuadrantColors`."""
+    try:
+        return PluginEmbedder()
+    except (LensflowError, ImportError, OSError) as err:
+        logger.warning("embeddings plugin not available (%s): seeding 12-d colour vectors", err)
+        return QuadrantColors()
 
 
 @dataclass(frozen=True)
@@ -53,6 +137,7 @@ def seed_crops(
     start: datetime = T0,
     cameras: Sequence[str] = CAMERAS,
     seed: int = 7,
+    embedder: CropEmbedder | None = None,
 ) -> list[SeededCrop]:
     """Store ``count`` real crops of the sample photos with classifier results.
 
@@ -67,6 +152,7 @@ def seed_crops(
         start: Capture time of the first; the others follow a minute apart.
         cameras: Cameras, taken in turn.
         seed: Seed of the crops' places, classes, scores and labels.
+        embedder: Stores each crop's vector under :data:`SEARCH_NODE` (none when None).
 
     Returns:
         The stored crops, oldest first.
@@ -74,7 +160,9 @@ def seed_crops(
     """
     chooser = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
     seeded = []
-    for index, (image, box, (width, height)) in enumerate(crop_images(count, seed=seed)):
+    samples = crop_images(count, seed=seed)
+    vectors = _embed([image for image, _box, _frame in samples], embedder)
+    for index, (image, box, (width, height)) in enumerate(samples):
         ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
             raise ValueError(f"expected OpenCV to encode crop {index} as JPEG, got a failure")
@@ -106,16 +194,42 @@ def seed_crops(
             sent_at=crop.captured_at + timedelta(milliseconds=300),
             track_id=index % 17,
         )
+        node_results = dict(_node_results(crop.class_name, chooser))
+        if embedder is not None:
+            node_results[SEARCH_NODE] = _embedding_result(vectors[index], embedder.model)
         stored = results.save_crop_results(
             header,
             jpeg_size=len(jpeg),
-            results=dict(_node_results(crop.class_name, chooser)),
+            results=node_results,
             pipeline="default",
             pipeline_version="v3",
         )
         if stored:
             seeded.append(crop)
     return seeded
+
+
+def _embed(images: list[Image], embedder: CropEmbedder | None) -> np.ndarray:
+    """The vectors of ``images``, a batch at a time (an empty array without an embedder)."""
+    if embedder is None or not images:
+        return np.zeros((0, 0), np.float32)
+    batches = [
+        embedder(images[at : at + _EMBED_BATCH]) for at in range(0, len(images), _EMBED_BATCH)
+    ]
+    return np.concatenate(batches)
+
+
+def _embedding_result(vector: np.ndarray, model: str) -> NodeResult:
+    """The :data:`SEARCH_NODE` result of a crop, as the ``embeddings`` plugin stores it."""
+    return NodeResult(
+        node=SEARCH_NODE,
+        status="ok",
+        output={"vector": vector.tolist(), "dim": int(vector.size), "model": model},
+        duration_ms=9.0,
+        batch_size=_EMBED_BATCH,
+        plugin="embeddings",
+        version="1",
+    )
 
 
 def _node_results(class_name: str, chooser: random.Random) -> Iterator[tuple[str, NodeResult]]:
@@ -153,13 +267,18 @@ class ReviewApi:
     """``lensflow cloud api`` serving a database in a child process, with a key per role.
 
     Use as a context manager; ``tokens`` maps ``viewer``/``operator``/``admin`` to keys.
+    With ``search`` on (the default), the API gets a ``search:`` section (an exact index of
+    the embedder's dimension over :data:`SEARCH_NODE`) and :meth:`seed` stores a real
+    embedding per crop; the embedder is :func:`default_embedder`'s unless one is given.
     """
 
     folder: Path
     database_url: str | None = None
+    search: bool = True
+    embedder: CropEmbedder | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     base_url: str = ""
-    _server: _ApiServer | None = None
+    _server: ApiServer | None = None
 
     @property
     def url(self) -> str:
@@ -172,12 +291,27 @@ class ReviewApi:
         return CropStore(self.folder / "api-crops")
 
     def seed(self, count: int, **options: Any) -> list[SeededCrop]:
-        """Store ``count`` crops while the API runs (see :func:`seed_crops` for ``options``)."""
+        """Store ``count`` crops while the API runs (see :func:`seed_crops` for ``options``).
+
+        With search on, each crop also gets its embedding; the API indexes it within
+        :data:`SYNC_INTERVAL_S`.
+        """
+        if self.search:
+            options.setdefault("embedder", self.embedder)
         engine = create_engine_for(self.url)
         try:
             return seed_crops(ResultStore(engine), self.crops, count=count, **options)
         finally:
             engine.dispose()
+
+    def search_section(self) -> dict[str, Any] | None:
+        """The ``search:`` section of the served config (None with search off)."""
+        if not self.search:
+            return None
+        if self.embedder is None:
+            self.embedder = default_embedder()
+        index = {"type": "exact", "dim": self.embedder.dim, "path": str(self.folder / "index")}
+        return {"index": index, "node": SEARCH_NODE, "sync_interval_s": SYNC_INTERVAL_S}
 
     def __enter__(self) -> ReviewApi:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -190,7 +324,8 @@ class ReviewApi:
                 self.tokens[role] = keys.create(name=f"review-{role}", role=role).token
         finally:
             engine.dispose()
-        self._server = _ApiServer(_api_config(self.folder, url=self.url), folder=self.folder)
+        config = api_config(self.folder, url=self.url, search=self.search_section())
+        self._server = ApiServer(config, folder=self.folder)
         self._server.__enter__()
         self.base_url = self._server.base_url
         return self

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import typer
 
-from lensflow.cli import bench_search, cloud_api, models_export, review
+from lensflow.cli import (
+    bench_classifiers,
+    bench_search,
+    cloud_api,
+    demo,
+    models_classifier,
+    models_export,
+    review,
+)
 from lensflow.cli.bench import app as bench_app
 from lensflow.cli.cloud import app as cloud_app
 from lensflow.cli.edge import edge
@@ -23,11 +31,14 @@ app = typer.Typer(
 )
 app.add_typer(pipeline_app, name="pipeline")
 models_export.register(models_app)
+models_classifier.register(models_app)
 app.add_typer(models_app, name="models")
 bench_search.register(bench_app)
 review.register(app, bench_app)
+bench_classifiers.register(bench_app)
 app.add_typer(bench_app, name="bench")
 app.command("edge")(edge)
+demo.register(app)
 cloud_api.register(cloud_app)
 app.add_typer(cloud_app, name="cloud")
 

@@ -4,7 +4,9 @@ For manifest entries of kind ``timm-state-dict`` (e.g. ``efficientnet-lite0``): 
 dict's tensors are mapped, in order, onto the timm architecture of the same name (``-``
 becomes ``_``), exported with ``torch.onnx.export`` (batch axis dynamic, so the
 ``onnx_classifier`` plugin runs a whole batch in one call), and checked: ONNX Runtime's logits
-on a batch of two must match torch's before the file is moved into place.
+on a batch of two must match torch's before the file is moved into place. With
+``features=True`` the model has a second output, ``features``: the pooled penultimate
+activations (what the classifier layer reads; 1280-d for EfficientNet-Lite0), checked too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 TIMM_KIND = "timm-state-dict"
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
+FEATURES_NAME = "features"
 _TOLERANCE = 1e-3  # largest logit difference between torch and ONNX Runtime
 
 
@@ -34,7 +37,13 @@ def timm_arch(model_name: str) -> str:
 
 
 def export_timm_classifier(
-    weights: Path, *, arch: str, out_dir: Path, input_size: int = 224, opset: int = 17
+    weights: Path,
+    *,
+    arch: str,
+    out_dir: Path,
+    input_size: int = 224,
+    opset: int = 17,
+    features: bool = False,
 ) -> Path:
     """Export a timm classifier's weights to ``out_dir/model.onnx`` (batch axis dynamic).
 
@@ -45,6 +54,8 @@ def export_timm_classifier(
         out_dir: Folder of the artifact; created if missing.
         input_size: Height and width of the (square) input.
         opset: ONNX opset of the export.
+        features: Add a second output, ``features``: the pooled activations the classifier
+            layer reads (``(N, num_features)``), for embeddings.
 
     Returns:
         The path of the ONNX file.
@@ -57,6 +68,9 @@ def export_timm_classifier(
     model = _load_timm(weights, arch=arch)
     import torch
 
+    if features:
+        model = _with_features(model)
+
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "model.onnx"
     example = torch.rand(2, 3, input_size, input_size)
@@ -68,12 +82,14 @@ def export_timm_classifier(
             exported,
             input_name=INPUT_NAME,
             output_name=OUTPUT_NAME,
+            extra_outputs=(FEATURES_NAME,) if features else (),
             opset=opset,
             what=f"{arch} from {weights}",
         )
         with torch.no_grad():
-            expected = model(example).numpy()
-        _check_logits(exported, example.numpy(), expected)
+            outputs = model(example)
+        expected = [t.numpy() for t in outputs] if features else [outputs.numpy()]
+        _check_outputs(exported, example.numpy(), expected)
         os.replace(exported, target)
     logger.info("exported %s (%s) to %s", weights, arch, target)
     return target
@@ -109,15 +125,37 @@ def _load_timm(weights: Path, *, arch: str) -> Any:
     return model.eval()
 
 
-def _check_logits(path: Path, example: np.ndarray, expected: np.ndarray) -> None:
-    """ONNX Runtime's logits on ``example`` must match torch's ``expected``."""
+def _with_features(model: Any) -> Any:
+    """Wrap a timm classifier so it returns ``(logits, pooled features)``."""
+    import torch
+
+    class WithFeatures(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images: Any) -> tuple[Any, Any]:
+            pooled = self.inner.forward_head(self.inner.forward_features(images), pre_logits=True)
+            return self.inner.get_classifier()(pooled), pooled
+
+    return WithFeatures(model).eval()
+
+
+def _check_outputs(path: Path, example: np.ndarray, expected: list[np.ndarray]) -> None:
+    """ONNX Runtime's outputs (logits, then features if any) on ``example`` must match torch's."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT_NAME: example})[0]
-    worst = float(np.abs(got - expected).max())
-    if got.shape != expected.shape or worst > _TOLERANCE:
+    outputs = session.run(None, {INPUT_NAME: example})
+    if len(outputs) != len(expected):
         raise ModelError(
-            f"exported {path.name} gives logits of shape {got.shape} differing by up to "
-            f"{worst:.2e} from torch's {expected.shape}; expected at most {_TOLERANCE}"
+            f"exported {path.name} has {len(outputs)} outputs, expected {len(expected)}"
         )
+    names = (OUTPUT_NAME, FEATURES_NAME)
+    for name, got, want in zip(names, outputs, expected, strict=False):
+        worst = float(np.abs(got - want).max())
+        if got.shape != want.shape or worst > _TOLERANCE:
+            raise ModelError(
+                f"exported {path.name} gives {name} of shape {got.shape} differing by up to "
+                f"{worst:.2e} from torch's {want.shape}; expected at most {_TOLERANCE}"
+            )

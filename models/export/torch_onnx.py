@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ def export_dynamic_batch(
     output_name: str,
     opset: int,
     what: str,
+    extra_outputs: Sequence[str] = (),
 ) -> None:
     """Write ``model`` to ``target`` as ONNX, batch axis dynamic on its input and output.
 
@@ -26,9 +28,11 @@ def export_dynamic_batch(
         example: An input tensor of the right shape (its batch size does not matter).
         target: Where the ``.onnx`` file is written.
         input_name: Name of the graph's input.
-        output_name: Name of the graph's output.
+        output_name: Name of the graph's (first) output.
         opset: ONNX opset version.
         what: What is exported, for the error message ("efficientnet_lite0 from x.pth").
+        extra_outputs: Names of further outputs, for a model returning a tuple (each with a
+            dynamic batch axis too).
 
     Raises:
         ModelError: If torch cannot export the model.
@@ -36,6 +40,7 @@ def export_dynamic_batch(
     """
     import torch
 
+    outputs = [output_name, *extra_outputs]
     try:
         with warnings.catch_warnings():
             # the TorchScript exporter is deprecated, but needs no onnxscript (not installed)
@@ -45,8 +50,8 @@ def export_dynamic_batch(
                 (example,),
                 str(target),
                 input_names=[input_name],
-                output_names=[output_name],
-                dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in (input_name, *outputs)},
                 opset_version=opset,
                 dynamo=False,
             )

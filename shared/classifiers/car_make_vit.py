@@ -83,7 +83,12 @@ class CarMakeViTParams(StrictModel):
         needed, what = _expected_files(self)
         if not folder.is_dir():
             raise ValueError(
-                f"model must be a folder holding {what}, but {self.model!r} is not a folder"
+                f"model must be a folder holding {what}, but {self.model!r} is not a folder; "
+                + (
+                    f"make it with `lensflow models export-hf CHECKPOINT --out {self.model}`"
+                    if self.runtime == "onnxruntime"
+                    else "save a fine-tuned checkpoint there with save_pretrained"
+                )
             )
         missing = [name for name in needed if not (folder / name).is_file()]
         if self.runtime == "transformers" and not any((folder / w).is_file() for w in WEIGHT_FILES):

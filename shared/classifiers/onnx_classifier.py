@@ -117,17 +117,30 @@ class OnnxClassifier(BaseClassifier):
         """Classify a batch in one ONNX Runtime call (chunks for a fixed-batch model)."""
         if not images:
             return []
-        tensor = self.preprocess(images)
-        step = self.batch_limit or len(images)
-        logits = np.concatenate(
-            [self._run(tensor[start : start + step]) for start in range(0, len(images), step)]
-        )
+        (logits,) = self.infer(images, [self.output_names[0]])
         return [self._top1(row) for row in logits]
 
-    def _run(self, tensor: FloatArray) -> FloatArray:
-        """One ONNX Runtime call: the logits of a batch."""
-        logits: FloatArray = self._session.run(None, {self._input: tensor})[0]
-        return logits.reshape(len(tensor), -1)
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The model's output names, in graph order (the first holds the logits)."""
+        return tuple(output.name for output in self._session.get_outputs())
+
+    def infer(self, images: Sequence[Image], names: Sequence[str]) -> list[FloatArray]:
+        """The named outputs of a batch of BGR images, each ``(N, ...)`` flattened to 2-D.
+
+        One ONNX Runtime call per batch (per chunk for a fixed-batch model); for plugins that
+        read other outputs of the model than the logits (e.g. pooled features).
+        """
+        tensor = self.preprocess(images)
+        step = self.batch_limit or len(images)
+        chunks = [
+            self._session.run(list(names), {self._input: tensor[start : start + step]})
+            for start in range(0, len(images), step)
+        ]
+        return [
+            np.concatenate([chunk[i] for chunk in chunks]).reshape(len(images), -1)
+            for i in range(len(names))
+        ]
 
     def _top1(self, logits: FloatArray) -> Output:
         """Softmax, then the best class with its probability."""

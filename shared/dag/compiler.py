@@ -212,5 +212,7 @@ def _resolve_plugin(
         for error in err.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if isinstance(p, int | str))
             msg = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
-            issues.add(f"{plugin.key or plugin.__name__}: {msg}", i, "params", *loc)
+            issues.add(
+                f"node {node.name!r} ({plugin.key or plugin.__name__}): {msg}", i, "params", *loc
+            )
         return None

@@ -22,7 +22,13 @@ from shared.colors import ciede2000, rgb_to_lab
 from shared.dag.compiler import load_pipeline
 from shared.dag.engine import Pipeline
 from shared.errors import PluginError
-from tests.support.plugins import BrightnessCarMake, MeanColorShirt, make_registry
+from tests.support.plugins import (
+    AspectVehicleType,
+    BrightnessCarMake,
+    MeanColorShirt,
+    QuadrantEmbeddings,
+    make_registry,
+)
 
 RGB = tuple[int, int, int]
 
@@ -316,9 +322,10 @@ def test_the_default_registry_has_the_real_plugin_and_the_test_registry_the_fake
 def test_the_example_pipeline_runs_the_real_plugin_for_people(
     repo_root: Path, sample_images: dict[str, Image]
 ) -> None:
-    # given configs/pipeline.yaml on the default registry (only the car-make model faked)
+    # given configs/pipeline.yaml on the default registry (only the model-backed plugins faked)
     registry = PluginRegistry(dict(default_registry().plugins))
-    registry.register(BrightnessCarMake, replace=True)
+    for fake in (BrightnessCarMake, AspectVehicleType, QuadrantEmbeddings):
+        registry.register(fake, replace=True)
     pipeline = Pipeline(load_pipeline(repo_root / "configs" / "pipeline.yaml", registry=registry))
     assert isinstance(pipeline.plugins["tshirt_color_classification"], ShirtColor)
     # when Ancelotti's crop arrives as a person

@@ -34,7 +34,7 @@ def test_check_prints_the_compiled_dag(repo_root: Path) -> None:
     out = result.stdout
     assert out.index("object_detection") < out.index("car_make_classification")
     assert "'car' in object_detection.detected_classes" in out
-    assert "ok: 3 nodes, no errors" in out
+    assert "ok: 5 nodes, no errors" in out
 
 
 def test_check_prints_file_line_for_every_error(repo_root: Path, tmp_path: Path) -> None:

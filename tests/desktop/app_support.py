@@ -14,7 +14,7 @@ from PySide6.QtCore import QSettings
 
 from desktop.main_window import MainWindow
 from desktop.settings import SettingsStore
-from lensflow.bench.review_data import T0, ReviewApi, SeededCrop
+from lensflow.bench.review_data import T0, CropEmbedder, ReviewApi, SeededCrop
 
 SEEDED = 60
 _fresh = itertools.count(1)
@@ -27,8 +27,14 @@ class ReviewSetup:
     api: ReviewApi
     crops: list[SeededCrop]
 
-    def fresh_camera(self, count: int, *, offset_days: int = 0) -> tuple[str, list[SeededCrop]]:
-        """Seed ``count`` crops on a camera no other test uses; its name and the crops."""
+    def fresh_camera(
+        self, count: int, *, offset_days: int = 0, embedded: bool = True
+    ) -> tuple[str, list[SeededCrop]]:
+        """Seed ``count`` crops on a camera no other test uses; its name and the crops.
+
+        With ``embedded`` off the crops get no embedding (as if stored before the node ran).
+        """
+        options = {} if embedded else {"embedder": None}
         n = next(_fresh)
         camera = f"fresh-{n:03d}"
         crops = self.api.seed(
@@ -37,14 +43,15 @@ class ReviewSetup:
             cameras=(camera,),
             start=T0 + timedelta(days=1 + offset_days, hours=n),
             seed=100 + n,
+            **options,
         )
         return camera, crops
 
 
 @contextlib.contextmanager
-def served_review_api(folder: Path) -> Iterator[ReviewSetup]:
-    """``lensflow cloud api`` on a SQLite database with :data:`SEEDED` real crops."""
-    with ReviewApi(folder) as api:
+def served_review_api(folder: Path, *, embedder: CropEmbedder | None) -> Iterator[ReviewSetup]:
+    """``lensflow cloud api`` on a SQLite database with :data:`SEEDED` real, embedded crops."""
+    with ReviewApi(folder, embedder=embedder) as api:
         yield ReviewSetup(api=api, crops=api.seed(SEEDED))
 
 

@@ -14,13 +14,23 @@ from pathlib import Path
 
 import pytest
 
+from lensflow.bench.review_data import CropEmbedder, default_embedder
 from tests.desktop.app_support import ReviewSetup, open_window, served_review_api
 
 
+@pytest.fixture(scope="session")
+def crop_embedder() -> CropEmbedder:
+    """The embedder of the seeded crops: the ``embeddings`` plugin's model, loaded once."""
+    return default_embedder()
+
+
 @pytest.fixture(scope="module")
-def review_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewSetup]:
-    """A served API (lensflow cloud api in a child process) with 60 seeded crops."""
-    with served_review_api(tmp_path_factory.mktemp("review-api")) as setup:
+def review_setup(
+    tmp_path_factory: pytest.TempPathFactory, crop_embedder: CropEmbedder
+) -> Iterator[ReviewSetup]:
+    """A served API (lensflow cloud api in a child process) with 60 seeded, embedded crops."""
+    folder = tmp_path_factory.mktemp("review-api")
+    with served_review_api(folder, embedder=crop_embedder) as setup:
         yield setup
 
 

@@ -116,19 +116,6 @@ def test_a_selection_is_relabelled_in_one_batch(
     assert len(window.relabel.undo_stack[0]) == 1  # one batch: one undo step
 
 
-def test_relabel_all_similar_sets_the_label_on_every_crop_given(
-    window: MainWindow, review_setup: ReviewSetup, qtbot: QtBot
-) -> None:
-    camera, crops = review_setup.fresh_camera(3)
-    filter_camera(window, qtbot, camera, rows=3)
-    ids = [crop.crop_id for crop in crops]
-
-    window.relabel.relabel(ids, label="van")  # what the inspector's "relabel all similar" sends
-
-    qtbot.waitUntil(lambda: _human_label(review_setup, ids[-1]) == "van", timeout=10_000)
-    assert [_human_label(review_setup, crop_id) for crop_id in ids] == ["van"] * 3
-
-
 def test_a_new_result_appears_while_the_app_is_open(
     review_setup: ReviewSetup, qtbot: QtBot, tmp_path: Path
 ) -> None:

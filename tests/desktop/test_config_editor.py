@@ -38,7 +38,7 @@ WAIT_MS = 15_000
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewApi]:
     """A served API that three edges reported to, one of them an hour ago."""
-    with ReviewApi(tmp_path_factory.mktemp("config-api")) as served:
+    with ReviewApi(tmp_path_factory.mktemp("config-api"), search=False) as served:
         engine = create_engine_for(served.url)
         try:
             for agent, age in EDGES.items():

@@ -180,7 +180,7 @@ def _seed_padded(api: ReviewApi) -> None:
 @pytest.fixture(scope="module")
 def labelled_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewApi]:
     """A served API with 20 seeded crops, 12 of them labelled by a person, and 2 padded ones."""
-    with ReviewApi(tmp_path_factory.mktemp("export-api")) as api:
+    with ReviewApi(tmp_path_factory.mktemp("export-api"), search=False) as api:
         api.seed(20)
         _seed_padded(api)
         with ApiClient(api.base_url, key=api.tokens["operator"]) as client:

@@ -1,7 +1,9 @@
 """The design's example pipeline (configs/pipeline.yaml) on real photos, with test classifiers.
 
 object_detection -> car_make_classification when a car was detected;
-object_detection -> tshirt_color_classification when a person was.
+object_detection -> tshirt_color_classification when a person was;
+object_detection -> vehicle_type_classification when a car, truck or bus was;
+object_detection -> embedding for every crop.
 The crops are cut from the real photos shipped with ultralytics at the boxes an edge detector
 reports for them; the test classifiers compute from the pixels.
 """
@@ -19,18 +21,18 @@ from shared.dag.engine import Pipeline
 
 # (image, class the edge reported, box in frame pixels, nodes expected to run)
 CROPS = [
-    # the bus in bus.jpg: neither branch applies
-    ("bus", "bus", (17, 230, 801, 768), set()),
+    # the bus in bus.jpg: only the vehicle type runs
+    ("bus", "bus", (17, 230, 801, 768), {"vehicle_type_classification"}),
     # the man on the left of bus.jpg: shirt colour runs
     ("bus", "person", (48, 398, 245, 902), {"tshirt_color_classification"}),
     # Zidane, right: shirt colour runs
     ("zidane", "person", (743, 48, 1141, 720), {"tshirt_color_classification"}),
     # the tie in zidane.jpg: neither branch
     ("zidane", "tie", (437, 437, 524, 714), set()),
-    # the bus front reported as a car (a detector's confusion): car make runs, shirt does not
-    ("bus", "car", (17, 230, 400, 768), {"car_make_classification"}),
+    # the bus front reported as a car (a detector's confusion): car make and vehicle type run
+    ("bus", "car", (17, 230, 400, 768), {"car_make_classification", "vehicle_type_classification"}),
 ]
-BRANCHES = {"car_make_classification", "tshirt_color_classification"}
+BRANCHES = {"car_make_classification", "tshirt_color_classification", "vehicle_type_classification"}
 
 
 @pytest.fixture
@@ -43,6 +45,8 @@ def test_example_pipeline_loads_in_design_order(pipeline: Pipeline) -> None:
         "object_detection",
         "car_make_classification",
         "tshirt_color_classification",
+        "vehicle_type_classification",
+        "embedding",
     ]
     condition = pipeline.compiled.node("car_make_classification").condition
     assert condition.references() == {"object_detection"}
@@ -62,6 +66,7 @@ def test_branches_run_or_skip_per_crop(pipeline: Pipeline, sample_images: dict[s
         skipped = BRANCHES - expected
         assert all(result.nodes[name].status == "skipped" for name in skipped)
         assert result.nodes["object_detection"].output["detected_classes"] == [class_name]
+        assert result.nodes["embedding"].status == "ok"  # every crop gets an embedding
 
 
 def test_shirt_colour_comes_from_the_pixels(

@@ -39,6 +39,7 @@ class MeanColorShirt(BaseClassifier):
 
 class CarMakeParams(StrictModel):
     makes: list[str] = Field(default_factory=lambda: ["audi", "bmw", "ford", "toyota"])
+    model: str | None = None  # the real plugin's checkpoint folder; the fake needs none
 
 
 class BrightnessCarMake(BaseClassifier):

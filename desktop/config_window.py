@@ -1,0 +1,89 @@
+"""The configuration window: edge configs and the pipeline DAG as two tabs.
+
+``Edge configs`` is :class:`~desktop.config_editor.ConfigEditor` on the API (versions,
+validate, publish, each edge's ack and online state); ``Pipeline DAG`` is
+:class:`~desktop.pipeline_editor.PipelineEditor` on a local pipeline file (the API has no
+pipeline route), opened on ``configs/pipeline.yaml`` when the app runs beside one. The main
+window keeps one such window per connection and raises it again when asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QCloseEvent, QShowEvent
+from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
+
+from desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
+from desktop.pipeline_editor import PipelineEditor
+from desktop.workers import Runner
+
+DEFAULT_PIPELINE = Path("configs/pipeline.yaml")
+"""The pipeline file opened at first, when it exists (relative to the working folder)."""
+
+
+class ConfigWindow(QWidget):
+    """A top-level window with the edge config and pipeline pages as tabs.
+
+    Attributes:
+        configs: The edge config page.
+        pipeline: The pipeline DAG page.
+        tabs: The tab widget (``configs`` first).
+
+    """
+
+    def __init__(
+        self,
+        api: ConfigApi,
+        *,
+        runner: Runner,
+        pipeline_path: Path | None = DEFAULT_PIPELINE,
+        refresh_ms: int = REFRESH_MS,
+        parent: QWidget | None = None,
+    ) -> None:
+        """Build both pages; the edge page loads when the window is first shown.
+
+        Args:
+            api: The API client.
+            runner: Where the calls run (the main window's).
+            pipeline_path: The pipeline file to open at first, if it exists.
+            refresh_ms: Edge table refresh period; 0 turns the timer off.
+            parent: The Qt parent (a window of its own either way).
+
+        """
+        super().__init__(parent)
+        self.setWindowTitle("lensflow · configuration")
+        if parent is not None:
+            self.setWindowFlag(Qt.WindowType.Window, True)
+        self.configs = ConfigEditor(api, runner=runner, refresh_ms=refresh_ms)
+        self.pipeline = PipelineEditor(runner=runner)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.configs, "&Edge configs")
+        self.tabs.addTab(self.pipeline, "&Pipeline DAG")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.tabs)
+        self._started = False
+        if pipeline_path is not None and pipeline_path.is_file():
+            self.pipeline.open(pipeline_path)
+        self.resize(1200, 760)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
+        """Load versions and edges (and restart the refresh timer) when shown."""
+        super().showEvent(event)
+        if not self._started:
+            self._started = True
+            self.configs.start()
+        elif self.configs.refresh_ms > 0:
+            self.configs.refresh_edges()
+            self.configs.timer.start()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        """Stop refreshing the edge table while hidden."""
+        self.configs.timer.stop()
+        super().closeEvent(event)
+
+    def stop(self) -> None:
+        """Stop the refresh timer for good (the connection is going away)."""
+        self.configs.timer.stop()

@@ -1,0 +1,132 @@
+"""The main window's File > Export and File > Configuration.
+
+Export asks for a folder and exports the labelled crops that the window's current filters
+list, labelled for the window's relabel node (:class:`~desktop.export_dialog.ExportDialog`:
+progress, cancel, YOLO and COCO). Configuration opens one
+:class:`~desktop.config_window.ConfigWindow` per connection (edge configs and the pipeline DAG
+as tabs). Outcomes reach the window's status bar.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog
+
+from desktop.client import ApiClient
+from desktop.config_window import ConfigWindow
+from desktop.errors import ApiError
+from desktop.export import ExportOptions, dataset_folder
+from desktop.export_dialog import ExportDialog
+
+if TYPE_CHECKING:
+    from desktop.main_window import MainWindow
+
+_CANCEL_WAIT_MS = 3000
+
+
+class WindowTools(QObject):
+    """Export and configuration of one main window.
+
+    Attributes:
+        config_window: The configuration window of the current connection, once opened.
+        export_dialog: The last export's progress dialog.
+
+    """
+
+    def __init__(self, window: MainWindow) -> None:
+        """Serve ``window``'s menu actions."""
+        super().__init__(window)
+        self.window = window
+        self.config_window: ConfigWindow | None = None
+        self.export_dialog: ExportDialog | None = None
+
+    def _client_for(self, title: str) -> ApiClient | None:
+        client = self.window.client
+        if client is None:
+            message = f"{title} needs a connection: use File > Connect first."
+            self.window.show_error(ApiError(message))
+        return client
+
+    # -- export -------------------------------------------------------------------------------
+
+    def ask_export(self) -> None:
+        """Ask for a folder, then export what the current filters list (labelled crops)."""
+        if self._client_for("Export") is None:
+            return
+        chosen = QFileDialog.getExistingDirectory(
+            self.window, "Export labelled crops (YOLO and COCO) into a folder"
+        )
+        if chosen:
+            self.export_to(Path(chosen))
+
+    def export_to(self, folder: Path, *, show_messages: bool = True) -> ExportDialog | None:
+        """Export the current filters' labelled crops into ``folder`` (YOLO and COCO).
+
+        The class of a crop is its label for the window's relabel node; the dataset goes
+        into ``folder`` when that is empty, else into a new dated folder inside it.
+
+        Args:
+            folder: The folder the operator chose.
+            show_messages: Show the outcome in a message box as well as the status bar.
+
+        Returns:
+            The running progress dialog (None without a connection).
+
+        """
+        client = self._client_for("Export")
+        if client is None:
+            return None
+        options = ExportOptions(
+            out_dir=dataset_folder(folder),
+            query=self.window.model.query,
+            node=self.window.relabel.node,
+        )
+        dialog = ExportDialog(client, options, self.window, show_messages=show_messages)
+        dialog.finished_export.connect(lambda: self._export_finished(dialog))
+        self.export_dialog = dialog
+        dialog.start()
+        return dialog
+
+    def _export_finished(self, dialog: ExportDialog) -> None:
+        if dialog.summary is not None:
+            total = sum(dialog.summary.counts.values())
+            self.window.show_message(f"Exported {total} crops to {dialog.summary.path}.")
+        elif dialog.error is not None:
+            self.window.show_error(ApiError(f"Export failed: {dialog.error}"))
+        else:
+            self.window.show_message("Export cancelled; nothing was written.")
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def open_config(self) -> ConfigWindow | None:
+        """Show the configuration window (edge configs, pipeline DAG) of this connection."""
+        client = self._client_for("Configuration")
+        if client is None:
+            return None
+        if self.config_window is None:
+            self.config_window = ConfigWindow(client, runner=self.window.runner, parent=self.window)
+        self.config_window.show()
+        self.config_window.raise_()
+        self.config_window.activateWindow()
+        return self.config_window
+
+    def drop_config_window(self) -> None:
+        """Close and forget the configuration window (the connection changes)."""
+        if self.config_window is not None:
+            self.config_window.stop()
+            self.config_window.close()
+            self.config_window.deleteLater()
+            self.config_window = None
+
+    def shut_down(self) -> None:
+        """The window closes: stop the config page's timer, cancel a running export."""
+        if self.config_window is not None:
+            self.config_window.stop()
+            self.config_window.close()
+        dialog = self.export_dialog
+        if dialog is not None and dialog.is_running():
+            dialog.thread_.cancel()
+            dialog.thread_.wait(_CANCEL_WAIT_MS)

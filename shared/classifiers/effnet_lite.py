@@ -1,0 +1,157 @@
+"""The EfficientNet-Lite0 model shared by ``vehicle_type`` and ``embeddings``: find, check, load.
+
+Both plugins run one ONNX export of the manifest's ``efficientnet-lite0`` (ImageNet-1k) with two
+outputs, ``logits`` (``(N, 1000)``) and ``features`` (``(N, 1280)``, the pooled activations the
+classifier layer reads), through :class:`~shared.classifiers.onnx_classifier.OnnxClassifier`'s
+preprocessing and batching.
+
+Where the model comes from (the node's ``model`` param):
+
+* a manifest name (default ``efficientnet-lite0``): the export is kept at
+  ``<cache>/efficientnet-lite0/export/onnx-fp32-features/model.onnx`` (cache:
+  ``$LENSFLOW_MODEL_CACHE``, else ``var/models``). When it is missing and the ``export`` extra
+  (torch, timm) is installed, the plugin fetches the weights and exports them when it is
+  created (about 5 s, once) — so a fresh clone runs the pipeline with no manual step. Without
+  the extra, ``lensflow models export-classifier efficientnet-lite0`` must have been run
+  (on any machine; copy the folder).
+* a path ending in ``.onnx``: a file of that kind, used as is.
+
+Either way the pipeline fails when it is loaded — not per crop — if the model is not there:
+the params check (at compile time) names the expected path and the command that makes it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
+from shared.config.base import StrictModel
+from shared.errors import LensflowError, ModelError
+
+DEFAULT_MODEL = "efficientnet-lite0"
+DEFAULT_MANIFEST = "configs/models.yaml"
+LOGITS = "logits"
+FEATURES = "features"
+EXPORT_MODULES = ("torch", "timm")  # what building the export on first load needs
+
+logger = logging.getLogger(__name__)
+
+
+def make_command(model: str) -> str:
+    """The shell command that makes the export of manifest model ``model``."""
+    return f"lensflow models export-classifier {model}"
+
+
+class EffNetParams(StrictModel):
+    """Parameters shared by the nodes that run the EfficientNet-Lite0 export."""
+
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="A manifest model name (kind timm-state-dict; exported with logits and "
+        "features outputs on first load when the export extra is installed) or the path of "
+        "such an .onnx file.",
+    )
+    manifest: str = Field(DEFAULT_MANIFEST, description="Model manifest, for a model name.")
+    threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime intra-op threads; its own default when absent."
+    )
+
+    @model_validator(mode="after")
+    def _check_model(self) -> Self:
+        problem = model_problem(self.model, self.manifest)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
+def is_path(model: str) -> bool:
+    """Whether ``model`` names an ONNX file (rather than a manifest model)."""
+    return model.endswith(".onnx")
+
+
+def model_problem(model: str, manifest: str) -> str | None:
+    """Why the model cannot be had when the pipeline loads, or None when it can (cheap check).
+
+    Nothing is fetched or exported here: a manifest model passes when its export exists, or
+    when it can be built on load (the export extra is importable).
+    """
+    if is_path(model):
+        if Path(model).is_file():
+            return None
+        return (
+            f"model file {model!r} does not exist: expected an EfficientNet-Lite0 ONNX export "
+            f"with outputs {LOGITS!r} and {FEATURES!r}; make one with "
+            f"`{make_command(DEFAULT_MODEL)} --out DIR`, or set model: {DEFAULT_MODEL} to use "
+            "the manifest's (built on first load)"
+        )
+    if not Path(manifest).is_file():
+        return (
+            f"model {model!r} is looked up in the manifest {manifest!r}, which does not exist "
+            "(run from the repository root, or set the node's manifest param)"
+        )
+    from lensflow.artifacts import classifier_artifact_path
+
+    try:
+        artifact = classifier_artifact_path(model, manifest=Path(manifest), features=True)
+    except LensflowError as err:
+        return f"model {model!r}: {err}"
+    if artifact.is_file() or export_extra_installed():
+        return None
+    return (
+        f"model {model!r} is not exported: expected {artifact}, and it cannot be built here "
+        f"because the export extra ({', '.join(EXPORT_MODULES)}) is not installed. Run "
+        f"`{make_command(model)}` where it is (pip install -e '.[export]'), or point model: "
+        "at an exported .onnx file"
+    )
+
+
+def export_extra_installed() -> bool:
+    """Whether the modules that export a timm classifier can be imported."""
+    return all(importlib.util.find_spec(name) is not None for name in EXPORT_MODULES)
+
+
+def load_effnet(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, Path]:
+    """The model of a node, exported first if it is a manifest model without an export yet.
+
+    Args:
+        params: the node's validated params.
+        plugin: the plugin's key, for error messages.
+
+    Returns:
+        The loaded model, and the path of its .onnx file.
+
+    Raises:
+        ModelError: the model cannot be fetched, exported or loaded, or lacks the
+            ``logits``/``features`` outputs.
+
+    """
+    if is_path(params.model):
+        path = Path(params.model)
+    else:
+        from lensflow.artifacts import classifier_artifact_for
+
+        try:
+            path = classifier_artifact_for(
+                params.model, manifest=Path(params.manifest), features=True, log=logger.info
+            )
+        except LensflowError as err:
+            raise ModelError(
+                f"{plugin}: cannot build the export of {params.model!r} ({err}); "
+                f"run `{make_command(params.model)}`"
+            ) from err
+    try:
+        net = OnnxClassifier(OnnxClassifierParams(model=str(path), threads=params.threads))
+    except (LensflowError, ValueError) as err:  # ValueError: the file vanished since the check
+        raise ModelError(f"{plugin}: {err}") from err
+    missing = {LOGITS, FEATURES} - set(net.output_names)
+    if missing:
+        raise ModelError(
+            f"{plugin}: {path} has outputs {list(net.output_names)}, expected {LOGITS!r} and "
+            f"{FEATURES!r}; re-export it with `{make_command(DEFAULT_MODEL)}`"
+        )
+    return net, path
