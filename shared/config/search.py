@@ -166,7 +166,7 @@ class SearchConfig(StrictModel):
         None, description="External product descriptions; off when null."
     )
     node: str = Field(
-        "embeddings",
+        "embedding",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="The pipeline node whose output `vector` is indexed and embeds query images.",
     )
