@@ -72,6 +72,7 @@ class ConnectDialog(QDialog):
         """Show why the last attempt failed."""
         self.status.setStyleSheet("color: #b00020;")
         self.status.setText(text)
+        self.adjustSize()  # a wrapped, multi-line message gets the height it needs
 
     def try_connect(self) -> None:
         """Check the URL and key off the UI thread; close on success."""

@@ -10,6 +10,11 @@ index), and issues a key per role.
 The embedder is the pipeline's own ``embeddings`` plugin (EfficientNet-Lite0, 1280-d) when
 its model is there, else :class:`QuadrantColors` (12-d mean colours of the crop's quarters:
 crude, but similar crops are similar in it too).
+
+That seeding is fast (the review benchmark stores 100k rows) but its classes and labels are
+made up; :meth:`ReviewApi.seed_detected` stores real detections instead: the demo's detector
+and classifier DAG over the sample photos and clip (:mod:`lensflow.bench.review_real`; the
+screenshots use it, with ``search_node`` set to its ``embedding`` node).
 """
 
 from __future__ import annotations
@@ -268,13 +273,14 @@ class ReviewApi:
 
     Use as a context manager; ``tokens`` maps ``viewer``/``operator``/``admin`` to keys.
     With ``search`` on (the default), the API gets a ``search:`` section (an exact index of
-    the embedder's dimension over :data:`SEARCH_NODE`) and :meth:`seed` stores a real
+    the embedder's dimension over ``search_node``) and :meth:`seed` stores a real
     embedding per crop; the embedder is :func:`default_embedder`'s unless one is given.
     """
 
     folder: Path
     database_url: str | None = None
     search: bool = True
+    search_node: str = SEARCH_NODE
     embedder: CropEmbedder | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     base_url: str = ""
@@ -304,6 +310,21 @@ class ReviewApi:
         finally:
             engine.dispose()
 
+    def seed_detected(self, **options: Any) -> list[SeededCrop]:
+        """Store real crops while the API runs: the demo's detector and DAG over its inputs.
+
+        See :func:`lensflow.bench.review_real.seed_detected_crops` for ``options``; the
+        embeddings go under the DAG's ``embedding`` node, so serve with ``search_node`` set
+        to it (:data:`lensflow.bench.review_real.EMBEDDING_NODE`) to search them.
+        """
+        from lensflow.bench.review_real import seed_detected_crops
+
+        engine = create_engine_for(self.url)
+        try:
+            return seed_detected_crops(ResultStore(engine), self.crops, **options)
+        finally:
+            engine.dispose()
+
     def search_section(self) -> dict[str, Any] | None:
         """The ``search:`` section of the served config (None with search off)."""
         if not self.search:
@@ -311,7 +332,7 @@ class ReviewApi:
         if self.embedder is None:
             self.embedder = default_embedder()
         index = {"type": "exact", "dim": self.embedder.dim, "path": str(self.folder / "index")}
-        return {"index": index, "node": SEARCH_NODE, "sync_interval_s": SYNC_INTERVAL_S}
+        return {"index": index, "node": self.search_node, "sync_interval_s": SYNC_INTERVAL_S}
 
     def __enter__(self) -> ReviewApi:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,264 @@
+"""Real review data: the demo's detector and classifier DAG run over the sample photos and clip.
+
+Where :func:`lensflow.bench.review_data.seed_crops` stores random windows of the sample photos
+with made-up classes (fast: the review benchmark seeds 100k rows), :func:`seed_detected_crops`
+stores what the demo's pipeline really produces: the offline person detector (``lensflow
+demo``'s edge detector, OpenVINO INT8, classes ``Normal``/``Fall``) finds people in the
+sample photos, varied views of them and frames of the sample clip; each detection is cut and
+encoded as the edge does (:func:`~shared.crops.cut_crop`, :func:`~shared.crops.encode_jpeg`)
+and goes through the demo's classifier DAG (``configs/demo/pipeline.yaml``: shirt colour,
+vehicle type where the class is a vehicle, embeddings) with the cloud worker's own
+:class:`~cloud.processing.CropProcessor`, which stores the crops, the results and the
+embeddings (under the DAG's ``embedding`` node, :data:`EMBEDDING_NODE`).
+
+Models come from the model cache (``var/models``), fetched and exported on first use as the
+demo does (:func:`lensflow.demo.prepare.prepare_models`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from cloud.ingest import lensflow_version
+from cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
+from cloud.storage import CropStore, ResultStore
+from edge.filters import DetectionFilter
+from edge.sample_video import make_sample_video
+from lensflow.bench.review_data import T0, SeededCrop
+from lensflow.demo.prepare import (
+    CONFIG_DIR,
+    PHOTOS_CAMERA,
+    VIDEO_CAMERA,
+    DemoError,
+    DemoOptions,
+    prepare_models,
+)
+from shared.classifiers.base import Image
+from shared.config.edge import EdgeConfig, config_hash
+from shared.crops import cut_crop, encode_jpeg
+from shared.detectors.base import Detection
+from shared.detectors.factory import load_configured_detector
+from shared.images import read_image, sample_image_paths
+from shared.protocol import Detection as CropDetection
+from shared.protocol import Provenance, new_crop_header
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_NODE = "embedding"
+"""The demo DAG's embeddings node: the node whose vectors the API searches."""
+EMBEDDING_DIM = 1280
+"""Length of the ``embeddings`` plugin's vectors (EfficientNet-Lite0 pooled features)."""
+PIPELINE = CONFIG_DIR / "pipeline.yaml"
+"""The demo's classifier DAG, from the repo root."""
+_BATCH = 16  # crops per DAG call
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame a camera saw."""
+
+    camera: str
+    image: Image
+    captured_at: datetime
+
+
+def demo_frames(
+    *, views: int = 24, clip_frames: int = 60, every: int = 4, start: datetime = T0
+) -> list[Frame]:
+    """The demo's inputs: sample photos and varied views (``photos``), clip frames (``video``).
+
+    Args:
+        views: Varied views (crop, flip, brightness) of the sample photos, after the photos.
+        clip_frames: Length of the pan-and-zoom clip made from the photos.
+        every: Keep every ``every``-th frame of the clip.
+        start: Capture time of the first frame; the others follow 20 s apart.
+
+    Returns:
+        The frames, photos first, in capture order.
+
+    """
+    from models.export.calibration import make_calibration_set
+
+    with tempfile.TemporaryDirectory(prefix="lensflow-review-") as tmp:
+        folder = Path(tmp)
+        photos = sample_image_paths()
+        paths = photos + make_calibration_set(photos, folder / "views", count=views)
+        images = [(PHOTOS_CAMERA, read_image(path)) for path in paths]
+        clip = make_sample_video(folder / "street.mp4", frames=clip_frames)
+        images += [(VIDEO_CAMERA, image) for image in _clip_frames(clip, every=every)]
+    step = timedelta(seconds=20)
+    return [
+        Frame(camera, image, start + index * step) for index, (camera, image) in enumerate(images)
+    ]
+
+
+def _clip_frames(path: Path, *, every: int) -> Iterator[Image]:
+    """Every ``every``-th frame of a video file."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        index = 0
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            if index % every == 0:
+                yield image.astype(np.uint8, copy=False)  # CV_8U already: no copy
+            index += 1
+    finally:
+        capture.release()
+
+
+def demo_edge_config(
+    *, config_dir: Path = CONFIG_DIR, log: Callable[[str], object] = logger.info
+) -> EdgeConfig:
+    """The demo's edge config with its detector's exported artifact (exported on first use).
+
+    Raises:
+        DemoError: The template is unreadable or invalid.
+        LensflowError: The models cannot be fetched or exported.
+
+    """
+    options = DemoOptions(config_dir=config_dir)
+    detector, _classifier = prepare_models(options, log)
+    template = config_dir / "edge.yaml"
+    try:
+        data = yaml.safe_load(template.read_text(encoding="utf-8"))
+        data["detector"] = {**data["detector"], "model": str(detector)}
+        return EdgeConfig.model_validate(data)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+        raise DemoError(f"expected {template} to be a valid edge config, got: {err}") from err
+
+
+class CropCutter:
+    """Detects, filters and cuts crops of frames exactly as the demo's edge agent does.
+
+    Raises:
+        LensflowError: The detector cannot be loaded.
+
+    """
+
+    def __init__(self, edge: EdgeConfig) -> None:
+        """Load the config's detector and its cameras' filters."""
+        self.edge = edge
+        self.detector, sha256 = load_configured_detector(edge.detector)
+        self.filters = {camera.name: DetectionFilter(camera.filters) for camera in edge.cameras}
+        self.provenance = Provenance(
+            model_sha256=sha256, config_hash=config_hash(edge), agent_version=lensflow_version()
+        )
+
+    def close(self) -> None:
+        """Release the detector."""
+        self.detector.close()
+
+    def cut(self, frames: Sequence[Frame]) -> list[DecodedCrop]:
+        """The crops of every kept detection of ``frames``, in frame order.
+
+        Raises:
+            ValueError: A frame's camera is not in the edge config.
+
+        """
+        crops = []
+        for frame in frames:
+            if frame.camera not in self.filters:
+                raise ValueError(
+                    f"expected a camera of the edge config {sorted(self.filters)}, "
+                    f"got {frame.camera!r}"
+                )
+            (found,) = self.detector.detect([frame.image]).detections
+            kept = self.filters[frame.camera].apply(found)
+            crops += [self._crop(frame, det) for det in kept]
+        return crops
+
+    def _crop(self, frame: Frame, det: Detection) -> DecodedCrop:
+        config = self.edge.crops
+        pixels, crop_box = cut_crop(
+            frame.image, det.box, padding=config.padding, max_side=config.max_side
+        )
+        jpeg = encode_jpeg(pixels, quality=config.jpeg_quality)
+        height, width = frame.image.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in det.box)
+        header = new_crop_header(
+            jpeg=jpeg,
+            site=self.edge.site,
+            camera=frame.camera,
+            captured_at=frame.captured_at,
+            crop_box=crop_box,
+            detection=CropDetection(
+                class_name=det.class_name,
+                class_id=det.class_id,
+                score=min(1.0, max(0.0, float(det.score))),
+                box=(x1, y1, x2, y2),
+                frame_width=width,
+                frame_height=height,
+            ),
+            provenance=self.provenance,
+            sent_at=frame.captured_at + timedelta(milliseconds=300),
+            attributes={"reason": "every_detection"},
+        )
+        return decode_crop_image(header, jpeg)
+
+
+def seed_detected_crops(
+    results: ResultStore,
+    crops: CropStore,
+    *,
+    frames: Sequence[Frame] | None = None,
+    edge: EdgeConfig | None = None,
+    pipeline: Path = PIPELINE,
+) -> list[SeededCrop]:
+    """Detect, cut, classify and store the crops of ``frames`` as the demo's tiers would.
+
+    Args:
+        results: Where the rows go.
+        crops: Where the JPEGs go.
+        frames: What the cameras saw; :func:`demo_frames` when None.
+        edge: The edge config (detector, filters, crop settings); :func:`demo_edge_config`
+            when None.
+        pipeline: The classifier DAG the cloud worker runs.
+
+    Returns:
+        The stored crops, in capture order.
+
+    Raises:
+        LensflowError: A model cannot be loaded, or the pipeline is invalid.
+
+    """
+    edge = edge if edge is not None else demo_edge_config()
+    frames = frames if frames is not None else demo_frames()
+    cutter = CropCutter(edge)
+    try:
+        decoded = cutter.cut(frames)
+    finally:
+        cutter.close()
+    processor = CropProcessor.load(pipeline, registry=None, results=results, crops=crops)
+    seeded = []
+    for at in range(0, len(decoded), _BATCH):
+        batch = decoded[at : at + _BATCH]
+        outcomes = processor.run(batch)
+        items = [
+            (crop, result, crop.header.sent_at)
+            for crop, result in zip(batch, outcomes, strict=True)
+            if result is not None
+        ]
+        stored = processor.store_many(items)
+        seeded += [
+            SeededCrop(
+                crop_id=crop.header.crop_id,
+                camera=crop.header.camera,
+                class_name=crop.header.detection.class_name,
+                captured_at=crop.header.captured_at.astimezone(UTC),
+            )
+            for (crop, _result, _at), outcome in zip(items, stored, strict=True)
+            if outcome == "stored"
+        ]
+    logger.info("seeded %d real crops from %d frames", len(seeded), len(frames))
+    return seeded
