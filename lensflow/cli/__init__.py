@@ -10,6 +10,7 @@ import typer
 
 from lensflow.cli import (
     bench_classifiers,
+    bench_scale,
     bench_search,
     cloud_api,
     demo,
@@ -36,6 +37,7 @@ app.add_typer(models_app, name="models")
 bench_search.register(bench_app)
 review.register(app, bench_app)
 bench_classifiers.register(bench_app)
+bench_scale.register(bench_app)
 app.add_typer(bench_app, name="bench")
 app.command("edge")(edge)
 demo.register(app)
