@@ -33,8 +33,12 @@ def worker(
         typer.Option("--plugins", help="Extra module(s) whose classifier plugins to register."),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus /metrics on this port (127.0.0.1).")
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
     ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(help="Address /metrics binds to; 0.0.0.0 for a scraper outside a container."),
+    ] = "127.0.0.1",
 ) -> None:
     """Consume crops (MQTT or AMQP intake), run the pipeline DAG and store the results."""
     from cloud.worker import Worker
@@ -60,7 +64,7 @@ def worker(
         err_console.print(f"cloud worker cannot start: {err}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if metrics_port is not None:
-        cloud_worker.metrics.serve(metrics_port)
+        cloud_worker.metrics.serve(metrics_port, host=metrics_host)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         cloud_worker.stop()

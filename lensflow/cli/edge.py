@@ -52,7 +52,7 @@ def edge(
         err_console.print(f"edge agent cannot start: {err}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if cfg.metrics_port is not None:
-        agent.metrics.serve(cfg.metrics_port)
+        agent.metrics.serve(cfg.metrics_port, host=cfg.metrics_host)
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
     try:
         agent.run(until_sources_end=once)

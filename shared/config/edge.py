@@ -149,6 +149,11 @@ class EdgeConfig(StrictModel):
     spool: SpoolConfig = Field(default_factory=SpoolConfig, description="On-disk spool.")
     heartbeat_s: float = Field(10.0, gt=0, description="Status heartbeat period.")
     metrics_port: int | None = Field(9108, ge=0, le=65535, description="Prometheus port.")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address /metrics binds to; 0.0.0.0 for a scraper outside a container.",
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
 
     @field_validator("cameras")
@@ -161,7 +166,7 @@ class EdgeConfig(StrictModel):
         return cameras
 
 
-LOCAL_ONLY = ("site", "agent_id", "mqtt", "spool", "metrics_port")
+LOCAL_ONLY = ("site", "agent_id", "mqtt", "spool", "metrics_port", "metrics_host")
 """Sections that stay in each agent's local file: a pushed config may not change them."""
 
 
