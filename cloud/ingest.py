@@ -313,7 +313,11 @@ class IngestService:
     def _decode(self, upload: Upload) -> Image:
         """The upload's pixels; one that does not decode becomes a dead letter."""
         try:
-            return decode_image(upload.data, what=f"uploaded {upload.media_type} image")
+            return decode_image(
+                upload.data,
+                what=f"uploaded {upload.media_type} image",
+                max_pixels=self.config.max_image_pixels,
+            )
         except ImageError as err:
             letter = self._dead_letter(upload, reason=str(err), payload=upload.data)
             raise UndecodableImageError(str(err), dead_letter_id=letter) from err

@@ -28,6 +28,10 @@ from shared.protocol import CropHeader
 
 logger = logging.getLogger(__name__)
 
+MAX_CROP_PIXELS = 4096 * 4096
+"""A crop declaring more pixels is a dead letter before it is decoded (crops are resized to a
+``max_side`` of at most 4096 by the edge and by ingest)."""
+
 Outcome = Literal["stored", "duplicate"]
 """What a save of a crop did: stored it, or found its ``crop_id`` already stored."""
 
@@ -55,7 +59,8 @@ def decode_crop_image(header: CropHeader, jpeg: bytes) -> DecodedCrop:
         ImageError: If the JPEG does not decode.
 
     """
-    return DecodedCrop(header, jpeg, decode_image(jpeg, what=f"crop {header.crop_id} JPEG"))
+    what = f"crop {header.crop_id} JPEG"
+    return DecodedCrop(header, jpeg, decode_image(jpeg, what=what, max_pixels=MAX_CROP_PIXELS))
 
 
 def dag_inputs(header: CropHeader) -> dict[str, Any]:

@@ -77,15 +77,84 @@ def _looks_like_text(head: bytes) -> bool:
     return bool(text) and all(char.isprintable() or char in "\t\r\n" for char in text)
 
 
-def decode_image(data: bytes, *, what: str = "image") -> Image:
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` read from a JPEG, PNG or WebP header, without decoding; None if unknown.
+
+    Lets a caller refuse an image that would decode to too many pixels (a small file can
+    declare a huge canvas) before any memory is spent on it.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(
+                data[27:30], "little"
+            )
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if chunk == b"VP8 ":
+            return (
+                int.from_bytes(data[26:28], "little") & 0x3FFF,
+                int.from_bytes(data[28:30], "little") & 0x3FFF,
+            )
+        return None
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_size(data)
+    return None
+
+
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG's marker segments to its start-of-frame, which holds the size."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker in _JPEG_SOF and at + 9 <= len(data):
+            height = int.from_bytes(data[at + 5 : at + 7], "big")
+            width = int.from_bytes(data[at + 7 : at + 9], "big")
+            return width, height
+        if length < 2:
+            return None
+        at += 2 + length
+    return None
+
+
+def decode_image(data: bytes, *, what: str = "image", max_pixels: int | None = None) -> Image:
     """Decode encoded image bytes (JPEG, PNG, ...) into a BGR uint8 array.
 
+    Args:
+        data: The encoded bytes.
+        what: Names the image in errors.
+        max_pixels: Refuse, before decoding, an image whose header declares more pixels.
+
     Raises:
-        ImageError: the bytes are empty or not a decodable image.
+        ImageError: the bytes are empty, declare too many pixels, or are not a decodable image.
 
     """
     if not data:
         raise ImageError(f"{what}: expected encoded image bytes, got 0 bytes")
+    if max_pixels is not None and (size := image_size(data)) is not None:
+        width, height = size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"{what}: expected at most {max_pixels:,} pixels, got a {width}x{height} image "
+                f"({width * height:,} pixels) in {len(data):,} bytes"
+            )
     array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if array is None:
         raise ImageError(

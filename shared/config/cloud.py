@@ -88,6 +88,11 @@ class IngestConfig(StrictModel):
         "its folder, .pb), not a manifest name."
     )
     max_image_bytes: int = Field(10_000_000, ge=1024, description="Larger images: 413.")
+    max_image_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        description="An image declaring more pixels is refused before decoding (400).",
+    )
     classes: list[str] = Field(
         default_factory=list, description="Classes cropped (allow-list); empty: every class."
     )

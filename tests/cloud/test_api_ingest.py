@@ -8,6 +8,7 @@ The detector is exported and loaded once per module; each test gets a fresh data
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -280,6 +281,22 @@ def test_a_truncated_jpeg_is_refused_and_kept_as_a_dead_letter(
     assert "do not decode" in letter.reason
     assert f"dead letter {letter.id}" in response.json()["error"]["message"]
     assert api.results.count_crops() == 0
+
+
+def test_an_image_declaring_a_huge_canvas_is_refused_before_decoding(api: ApiHarness) -> None:
+    # a tiny PNG whose header declares 100,000 x 100,000 pixels (a decompression bomb)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR"
+    bomb += struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0) + b"\x00" * 2000
+
+    response = upload(api, bomb)
+
+    assert response.status_code == 400
+    assert (
+        "expected at most 50,000,000 pixels, got a 100000x100000"
+        in (response.json()["error"]["message"])
+    )
+    [letter] = dead_letters(api)
+    assert letter.payload == bomb
 
 
 @pytest.mark.parametrize(

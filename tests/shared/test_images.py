@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+
 import cv2
 import pytest
 
 from shared.classifiers.base import Image
-from shared.images import describe_content, sniff_image_type
+from shared.errors import ImageError
+from shared.images import decode_image, describe_content, image_size, sniff_image_type
 
 
 @pytest.mark.parametrize(
@@ -43,3 +46,44 @@ def test_refused_data_is_described_with_its_leading_bytes(head: bytes, described
 
     assert text.startswith(described)
     assert head[:16].hex() in text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "params"),
+    [
+        (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90]),
+        (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        (".png", []),
+        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),  # lossy: VP8
+        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),  # lossless: VP8L
+    ],
+)
+@pytest.mark.parametrize("shape", [(480, 640), (37, 1001), (1, 1)])
+def test_image_size_reads_the_header_of_real_encodings(
+    sample_images: dict[str, Image], suffix: str, params: list[int], shape: tuple[int, int]
+) -> None:
+    image = cv2.resize(sample_images["bus"], (shape[1], shape[0]))
+    ok, buffer = cv2.imencode(suffix, image, params)
+    assert ok
+
+    assert image_size(buffer.tobytes()) == (shape[1], shape[0])
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding() -> None:
+    # a 67-byte PNG header declaring a 100,000 x 100,000 canvas (40 GB decoded)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR"
+    bomb += struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0) + b"\x00" * 40
+
+    assert image_size(bomb) == (100_000, 100_000)
+    with pytest.raises(ImageError, match=r"expected at most 1,000,000 pixels, got a 100000x100000"):
+        decode_image(bomb, what="upload", max_pixels=1_000_000)
+
+
+def test_unknown_data_has_no_size_and_small_images_decode_under_the_limit(
+    sample_images: dict[str, Image],
+) -> None:
+    assert image_size(b"not an image at all") is None
+    ok, buffer = cv2.imencode(".jpg", sample_images["zidane"])
+    assert ok
+    decoded = decode_image(buffer.tobytes(), max_pixels=1280 * 720)
+    assert decoded.shape[:2] == sample_images["zidane"].shape[:2]
