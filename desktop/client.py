@@ -12,7 +12,8 @@ Every call returns typed answers (:mod:`desktop.api_types`) or raises one of
 
 One client may be used from several threads at once (httpx's connection pool is
 thread-safe); :meth:`ApiClient.close` releases its connections. The HTTP plumbing is in
-:mod:`desktop.client_http`, the search calls in :mod:`desktop.client_search`.
+:mod:`desktop.client_http`, the search calls in :mod:`desktop.client_search`, the pipeline
+DAG calls in :mod:`desktop.client_pipelines`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from desktop.api_types import (
     ResultQuery,
 )
 from desktop.client_http import DEFAULT_TIMEOUT_S
+from desktop.client_pipelines import PipelineCalls
 from desktop.client_search import SearchCalls
 from desktop.errors import (
     ApiError,
@@ -72,7 +74,7 @@ _ASSIGNMENTS = TypeAdapter(list[Assignment])
 _EDGES = TypeAdapter(list[EdgeInfo])
 
 
-class ApiClient(SearchCalls):
+class ApiClient(SearchCalls, PipelineCalls):
     """A connection to one lensflow cloud API with one API key.
 
     Construct it with ``ApiClient(base_url, key=..., timeout_s=..., transport=...)`` (see

@@ -2,25 +2,31 @@
 
 ``Edge configs`` is :class:`~desktop.config_editor.ConfigEditor` on the API (versions,
 validate, publish, each edge's ack and online state); ``Pipeline DAG`` is
-:class:`~desktop.pipeline_editor.PipelineEditor` on a local pipeline file (the API has no
-pipeline route), opened on ``configs/pipeline.yaml`` when the app runs beside one. The main
+:class:`~desktop.pipeline_editor.PipelineEditor` on a local pipeline file, opened on
+``configs/pipeline.yaml`` when the app runs beside one, that validates with the API and
+publishes pipeline versions through it (``/v1/pipelines``). The main
 window keeps one such window per connection and raises it again when asked.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
-from desktop.pipeline_editor import PipelineEditor
+from desktop.pipeline_editor import PipelineApi, PipelineEditor
 from desktop.workers import Runner
 
 DEFAULT_PIPELINE = Path("configs/pipeline.yaml")
 """The pipeline file opened at first, when it exists (relative to the working folder)."""
+
+
+class WindowApi(ConfigApi, PipelineApi, Protocol):
+    """What both pages need of the API (:class:`desktop.client.ApiClient` is one)."""
 
 
 class ConfigWindow(QWidget):
@@ -35,7 +41,7 @@ class ConfigWindow(QWidget):
 
     def __init__(
         self,
-        api: ConfigApi,
+        api: WindowApi,
         *,
         runner: Runner,
         pipeline_path: Path | None = DEFAULT_PIPELINE,
@@ -57,7 +63,7 @@ class ConfigWindow(QWidget):
         if parent is not None:
             self.setWindowFlag(Qt.WindowType.Window, True)
         self.configs = ConfigEditor(api, runner=runner, refresh_ms=refresh_ms)
-        self.pipeline = PipelineEditor(runner=runner)
+        self.pipeline = PipelineEditor(api=api, runner=runner)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.configs, "&Edge configs")
         self.tabs.addTab(self.pipeline, "&Pipeline DAG")

@@ -1,15 +1,18 @@
-"""Edit the cloud's pipeline DAG file (``configs/pipeline.yaml``) with its problems at their lines.
+"""Edit the cloud's pipeline DAG (``configs/pipeline.yaml``) with its problems at their lines.
 
-The cloud API has no pipeline route, so this page works on a local file: open, edit,
-validate, save. Validation is the workers' own (:func:`shared.dag.compiler.compile_pipeline`:
-schema, unknown or duplicate nodes, cycles, conditions, plugin classes and their params),
-run off the UI thread; each problem is shown at its line.
+The page works on a local file (open, edit, validate, save); validation is the workers' own
+(:func:`shared.dag.compiler.compile_pipeline`: schema, unknown or duplicate nodes, cycles,
+conditions, plugin classes and their params), run off the UI thread. Connected to an API it
+can also validate with the API (the server's plugins, e.g. model paths that exist there) and
+publish: store the text as a pipeline version and make it the active one of its name
+(``/v1/pipelines``). Each problem is shown at its line either way.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -22,6 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.api_types import ConfigIssue
+from desktop.client_pipelines import PipelineValidation, PipelineVersion
+from desktop.errors import ApiError, ValidationFailed
 from desktop.workers import Runner
 from desktop.yaml_editor import YamlEditor
 from shared.config.pipeline import PipelineConfig
@@ -50,21 +55,40 @@ def pipeline_issues(text: str, *, source: str = "pipeline.yaml") -> list[ConfigI
     return []
 
 
+class PipelineApi(Protocol):
+    """What the page needs of the API (:class:`desktop.client.ApiClient` is one)."""
+
+    def validate_pipeline(self, text: str) -> PipelineValidation:
+        """Compile a DAG text on the server."""
+
+    def create_pipeline(self, text: str, *, activate: bool = False) -> PipelineVersion:
+        """Store a DAG text as a version, optionally active."""
+
+
 class PipelineEditor(QWidget):
-    """The pipeline page: a YAML editor on a local file, validate and save.
+    """The pipeline page: a YAML editor on a local file; with an API, validate there and publish.
 
     Signals:
-        validated: The issues found (a list; empty when valid).
-        failed: A file could not be read or written; the message.
+        validated: The issues found (a list; empty when valid), locally or by the API.
+        published: The stored, now active, version (a :class:`PipelineVersion`).
+        failed: A file could not be read or written, or a call failed; the message.
 
     """
 
     validated = Signal(object)
+    published = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, *, runner: Runner | None = None, parent: QWidget | None = None) -> None:
-        """Build the page (no file open)."""
+    def __init__(
+        self,
+        *,
+        api: PipelineApi | None = None,
+        runner: Runner | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        """Build the page (no file open); ``api`` enables validating with it and publishing."""
         super().__init__(parent)
+        self.api = api
         self.runner = runner or Runner(threads=1, parent=self)
         self.path: Path | None = None
         self.editor = YamlEditor()
@@ -79,6 +103,17 @@ class PipelineEditor(QWidget):
             button = QPushButton(text)
             button.clicked.connect(slot)
             buttons.addWidget(button)
+        self.remote_buttons: list[QPushButton] = []
+        if api is not None:
+            for text, slot, tip in (
+                ("Validate with the &API", self.validate_remote, "Compile it on the server."),
+                ("&Publish", self.publish, "Store it as a version and make it the active one."),
+            ):
+                button = QPushButton(text)
+                button.setToolTip(tip)
+                button.clicked.connect(slot)
+                buttons.addWidget(button)
+                self.remote_buttons.append(button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
@@ -106,6 +141,34 @@ class PipelineEditor(QWidget):
             on_done=self._validated,
             on_error=lambda err: self._fail(f"Validation failed: {err}"),
             name="validate pipeline",
+        )
+
+    def validate_remote(self) -> None:
+        """Validate the text with the API (off the UI thread); the issues appear at their lines."""
+        api = self._connected()
+        if api is None:
+            return
+        text = self.editor.text()
+        self.status.setText("Validating with the API…")
+        self.runner.submit(
+            lambda: api.validate_pipeline(text),
+            on_done=self._validated_remote,
+            on_error=self._call_failed,
+            name="validate pipeline with the API",
+        )
+
+    def publish(self) -> None:
+        """Store the text as a pipeline version and make it the active one of its name."""
+        api = self._connected()
+        if api is None:
+            return
+        text = self.editor.text()
+        self.status.setText("Publishing…")
+        self.runner.submit(
+            lambda: api.create_pipeline(text, activate=True),
+            on_done=self._published,
+            on_error=self._call_failed,
+            name="publish pipeline",
         )
 
     def save(self) -> None:
@@ -136,6 +199,33 @@ class PipelineEditor(QWidget):
             else f"{count} problem{'s' * (count != 1)}; see the marked lines."
         )
         self.validated.emit(issues)
+
+    def _connected(self) -> PipelineApi | None:
+        if self.api is None:
+            self._fail("Not connected to an API: validate and save the local file instead.")
+        return self.api
+
+    def _validated_remote(self, answer: PipelineValidation) -> None:
+        self._validated(list(answer.issues))
+        if answer.valid:
+            order = " → ".join(answer.nodes)
+            self.status.setText(f"Valid on the API: pipeline {answer.name!r} runs {order}.")
+
+    def _published(self, version: PipelineVersion) -> None:
+        self.editor.set_issues([])
+        self.status.setText(
+            f"Published pipeline {version.name!r} as version {version.id} (active); "
+            "workers read their local file until they follow the API."
+        )
+        self.published.emit(version)
+
+    def _call_failed(self, err: BaseException) -> None:
+        if isinstance(err, ValidationFailed) and any(i.line is not None for i in err.issues):
+            self._validated(list(err.issues))
+            self.status.setText(f"Not published: {self.status.text()}")
+            return
+        message = str(err) if isinstance(err, ApiError) else f"{type(err).__name__}: {err}"
+        self._fail(message)
 
     def _fail(self, message: str) -> None:
         logger.warning("pipeline editor: %s", message)

@@ -18,7 +18,7 @@ from cloud.api.deps import ApiState
 from cloud.api.errors import install_error_handlers
 from cloud.api.keys import KeyStore
 from cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
-from cloud.api.routes import control, health, ingest, labels, results, search
+from cloud.api.routes import control, health, ingest, labels, pipelines, results, search
 from cloud.api.schemas import ErrorBody
 from cloud.control import ConfigService, Reconciler
 from cloud.search.embedder import NodeEmbedder
@@ -120,6 +120,7 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(control.configs_router, responses=ERROR_RESPONSES)
     app.include_router(control.edges_router, responses=ERROR_RESPONSES)
     app.include_router(search.router, responses=ERROR_RESPONSES)
+    app.include_router(pipelines.router, responses=ERROR_RESPONSES)
     # the last added is the outermost: metrics see every answer, 413 before the rate limit
     app.add_middleware(
         RateLimitMiddleware,
