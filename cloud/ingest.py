@@ -27,12 +27,11 @@ from shared.classifiers.base import Image
 from shared.classifiers.registry import PluginRegistry
 from shared.config.cloud import CloudConfig, IngestConfig
 from shared.config.edge import DetectorConfig
-from shared.crops import cut_crop, encode_jpeg
+from shared.crops import cut_crop, encode_jpeg, wire_detection
 from shared.detectors.base import Detection, DetectorBackend
 from shared.detectors.factory import load_configured_detector
 from shared.errors import ImageError, LensflowError
 from shared.images import decode_image, describe_content, sniff_image_type
-from shared.protocol import Detection as CropDetection
 from shared.protocol import Provenance, new_crop_header
 
 logger = logging.getLogger(__name__)
@@ -341,7 +340,6 @@ class IngestService:
         pixels, crop_box = cut_crop(
             image, det.box, padding=config.padding, max_side=config.max_side
         )
-        x1, y1, x2, y2 = (float(v) for v in det.box)
         jpeg = encode_jpeg(pixels, quality=config.jpeg_quality)
         header = new_crop_header(
             jpeg=jpeg,
@@ -349,14 +347,7 @@ class IngestService:
             camera=upload.camera,
             captured_at=upload.captured_at,
             crop_box=crop_box,
-            detection=CropDetection(
-                class_name=det.class_name,
-                class_id=det.class_id,
-                score=min(1.0, max(0.0, float(det.score))),
-                box=(x1, y1, x2, y2),
-                frame_width=image.shape[1],
-                frame_height=image.shape[0],
-            ),
+            detection=wire_detection(det, frame_width=image.shape[1], frame_height=image.shape[0]),
             provenance=loaded.provenance,
             attributes={"source": "http", "uploaded_by": upload.uploaded_by},
         )

@@ -21,12 +21,12 @@ from edge.publisher import MqttPublisher
 from edge.remote_config import parse_pushed_config
 from edge.spool import Spool
 from shared.config.edge import CameraConfig, DetectorConfig, EdgeConfig, config_hash, payload_hash
+from shared.crops import wire_detection
 from shared.detectors.base import DetectorBackend
 from shared.detectors.factory import load_configured_detector
 from shared.errors import ConfigError, LensflowError
 from shared.protocol import (
     ConfigAck,
-    Detection,
     Provenance,
     StatusMessage,
     config_ack_topic,
@@ -177,13 +177,8 @@ class EdgeAgent:
             captured_at=crop.captured_at,
             track_id=crop.track_id,
             crop_box=crop.crop_box,
-            detection=Detection(
-                class_name=det.class_name,
-                class_id=det.class_id,
-                score=min(1.0, max(0.0, det.score)),
-                box=det.box,
-                frame_width=crop.frame_size[0],
-                frame_height=crop.frame_size[1],
+            detection=wire_detection(
+                det, frame_width=crop.frame_size[0], frame_height=crop.frame_size[1]
             ),
             provenance=Provenance(
                 model_sha256=self.model_sha256,

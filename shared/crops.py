@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 
 from shared.classifiers.base import Image
+from shared.detectors.base import Detection
 from shared.errors import ImageError
+from shared.protocol import Detection as WireDetection
 
 Box = tuple[int, int, int, int]
 """An integer box in frame pixels: x1, y1, x2, y2 (x2 and y2 exclusive)."""
@@ -113,3 +115,16 @@ def encode_jpeg(image: Image, *, quality: int) -> bytes:
     if not ok:
         raise ImageError(f"JPEG: OpenCV could not encode {got}")
     return buffer.tobytes()
+
+
+def wire_detection(det: Detection, *, frame_width: int, frame_height: int) -> WireDetection:
+    """A detector's detection as the crop protocol carries it (score clamped to 0..1)."""
+    x1, y1, x2, y2 = (float(v) for v in det.box)
+    return WireDetection(
+        class_name=det.class_name,
+        class_id=det.class_id,
+        score=min(1.0, max(0.0, float(det.score))),
+        box=(x1, y1, x2, y2),
+        frame_width=frame_width,
+        frame_height=frame_height,
+    )

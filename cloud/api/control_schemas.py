@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.errors import ConfigError
+
 SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A site or agent id: one MQTT topic level (see docs/protocol.md)."""
 Segment = Annotated[str, Field(pattern=SEGMENT)]
@@ -36,6 +38,19 @@ class ConfigIssueOut(_Model):
     field: str = Field(description="Dotted path of the offending value, or empty.")
     line: int | None = Field(None, description="1-based line in the text.")
     column: int | None = None
+
+
+def issues_out(err: ConfigError) -> list[ConfigIssueOut]:
+    """The issues of a refused config or pipeline text, as the API reports them."""
+    return [
+        ConfigIssueOut(
+            message=issue.message,
+            field=issue.field,
+            line=issue.location.line if issue.location else None,
+            column=issue.location.column if issue.location else None,
+        )
+        for issue in err.issues
+    ]
 
 
 class ConfigValidation(_Model):

@@ -44,11 +44,10 @@ from lensflow.demo.prepare import (
 )
 from shared.classifiers.base import Image
 from shared.config.edge import EdgeConfig, config_hash
-from shared.crops import cut_crop, encode_jpeg
+from shared.crops import cut_crop, encode_jpeg, wire_detection
 from shared.detectors.base import Detection
 from shared.detectors.factory import load_configured_detector
 from shared.images import read_image, sample_image_paths
-from shared.protocol import Detection as CropDetection
 from shared.protocol import Provenance, new_crop_header
 
 logger = logging.getLogger(__name__)
@@ -185,21 +184,13 @@ class CropCutter:
         )
         jpeg = encode_jpeg(pixels, quality=config.jpeg_quality)
         height, width = frame.image.shape[:2]
-        x1, y1, x2, y2 = (float(v) for v in det.box)
         header = new_crop_header(
             jpeg=jpeg,
             site=self.edge.site,
             camera=frame.camera,
             captured_at=frame.captured_at,
             crop_box=crop_box,
-            detection=CropDetection(
-                class_name=det.class_name,
-                class_id=det.class_id,
-                score=min(1.0, max(0.0, float(det.score))),
-                box=(x1, y1, x2, y2),
-                frame_width=width,
-                frame_height=height,
-            ),
+            detection=wire_detection(det, frame_width=width, frame_height=height),
             provenance=self.provenance,
             sent_at=frame.captured_at + timedelta(milliseconds=300),
             attributes={"reason": "every_detection"},

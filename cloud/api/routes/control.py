@@ -19,11 +19,11 @@ from cloud.api.control_schemas import (
     AssignmentOut,
     AssignRequest,
     ConfigCreate,
-    ConfigIssueOut,
     ConfigText,
     ConfigValidation,
     ConfigVersionOut,
     EdgeOut,
+    issues_out,
 )
 from cloud.api.deps import DbSession
 from cloud.api.errors import ApiError
@@ -65,7 +65,7 @@ def validate(body: ConfigText, _caller: Operator) -> ConfigValidation:
     try:
         checked = validate_edge_config(body.text)
     except ConfigError as err:
-        return ConfigValidation(valid=False, issues=_issues(err))
+        return ConfigValidation(valid=False, issues=issues_out(err))
     return ConfigValidation(valid=True, config_hash=checked.config_hash, issues=[])
 
 
@@ -147,18 +147,6 @@ def get_edge(
     if edge is None and desired is None:
         raise ApiError(404, "unknown_edge", f"expected a known edge, got {site}/{agent_id}")
     return _edge_out((site, agent_id), edge, desired, control)
-
-
-def _issues(err: ConfigError) -> list[ConfigIssueOut]:
-    return [
-        ConfigIssueOut(
-            message=issue.message,
-            field=issue.field,
-            line=issue.location.line if issue.location else None,
-            column=issue.location.column if issue.location else None,
-        )
-        for issue in err.issues
-    ]
 
 
 def _version_out(row: EdgeConfigVersion) -> ConfigVersionOut:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.api.auth import Operator, Viewer
-from cloud.api.control_schemas import ConfigIssueOut
+from cloud.api.control_schemas import ConfigIssueOut, issues_out
 from cloud.api.deps import DbSession
 from cloud.api.errors import ApiError
 from cloud.storage.models import PipelineVersion
@@ -115,7 +115,7 @@ def validate(body: PipelineText, _caller: Viewer) -> PipelineValidation:
     try:
         compiled = compile_pipeline_text(body.yaml)
     except ConfigError as err:
-        return PipelineValidation(valid=False, issues=_issues(err), nodes=[])
+        return PipelineValidation(valid=False, issues=issues_out(err), nodes=[])
     nodes = [node.name for node in compiled.nodes]
     return PipelineValidation(valid=True, name=compiled.name, issues=[], nodes=nodes)
 
@@ -241,18 +241,6 @@ def _activate(session: Session, pipeline_id: int) -> PipelineVersion:
     session.commit()
     session.refresh(row)
     return row
-
-
-def _issues(err: ConfigError) -> list[ConfigIssueOut]:
-    return [
-        ConfigIssueOut(
-            message=issue.message,
-            field=issue.field,
-            line=issue.location.line if issue.location else None,
-            column=issue.location.column if issue.location else None,
-        )
-        for issue in err.issues
-    ]
 
 
 def _describe(err: ConfigError) -> str:
