@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
-from cloud.api.deps import ApiState
+from cloud.api.deps import ApiState, single_valued_query
 from cloud.api.errors import install_error_handlers
 from cloud.api.keys import KeyStore
 from cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
@@ -96,6 +96,7 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        dependencies=[Depends(single_valued_query)],
     )
     app.state.api = ApiState(
         config=config,

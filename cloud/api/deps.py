@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud.api.errors import ApiError
 from cloud.api.keys import KeyStore
 from cloud.storage.crops import CropStore
 from shared.config.cloud import CloudConfig
@@ -40,3 +41,21 @@ def get_session(state: Annotated[ApiState, Depends(get_state)]) -> Iterator[Sess
 
 State = Annotated[ApiState, Depends(get_state)]
 DbSession = Annotated[Session, Depends(get_session)]
+
+
+def single_valued_query(request: Request) -> None:
+    """Refuse a query parameter given more than once: every parameter of the API is scalar.
+
+    Without this, ``?camera=a&camera=b`` would silently mean ``camera=b``.
+
+    Raises:
+        ApiError: 400 ``repeated_parameter`` naming the parameter.
+
+    """
+    seen: set[str] = set()
+    for key, _ in request.query_params.multi_items():
+        if key in seen:
+            raise ApiError(
+                400, "repeated_parameter", f"expected query parameter {key!r} once, got it repeated"
+            )
+        seen.add(key)

@@ -255,3 +255,12 @@ def test_keyset_pages_have_no_duplicates_or_gaps_while_rows_arrive(seeded: ApiHa
 
 def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def test_a_query_parameter_given_twice_is_400_naming_it(seeded: ApiHarness) -> None:
+    response = seeded.get("/v1/results?camera=cam01&camera=cam02")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "repeated_parameter"
+    assert "'camera'" in error["message"]
