@@ -1,7 +1,8 @@
 """HTTP ingest, the gateway path: whole images detected, cropped and processed in the cloud.
 
 Each kept detection of an uploaded image becomes a crop that goes the way of the crops the
-edge sends: the pipeline DAG, the crop store and the results database (:mod:`cloud.processing`).
+edge sends: the pipeline DAG, the crop store and the results database
+(:mod:`lensflow.cloud.processing`).
 
 :class:`IngestService` loads the server's detector and the pipeline on first use, once, under
 a lock. :meth:`IngestService.ingest` blocks (detection, DAG, storage): the API calls it from a
@@ -21,18 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
-from cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
-from cloud.storage import CropStore, ResultStore
-from shared.classifiers.base import Image
-from shared.classifiers.registry import PluginRegistry
-from shared.config.cloud import CloudConfig, IngestConfig
-from shared.config.edge import DetectorConfig
-from shared.crops import cut_crop, encode_jpeg, wire_detection
-from shared.detectors.base import Detection, DetectorBackend
-from shared.detectors.factory import load_configured_detector
-from shared.errors import ImageError, LensflowError
-from shared.images import decode_image, describe_content, sniff_image_type
-from shared.protocol import Provenance, new_crop_header
+from lensflow.cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
+from lensflow.cloud.storage import CropStore, ResultStore
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.config.cloud import CloudConfig, IngestConfig
+from lensflow.shared.config.edge import DetectorConfig
+from lensflow.shared.crops import cut_crop, encode_jpeg, wire_detection
+from lensflow.shared.detectors.base import Detection, DetectorBackend
+from lensflow.shared.detectors.factory import load_configured_detector
+from lensflow.shared.errors import ImageError, LensflowError
+from lensflow.shared.images import decode_image, describe_content, sniff_image_type
+from lensflow.shared.protocol import Provenance, new_crop_header
 
 logger = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from cloud.storage import CropStore, ResultStore
-from cloud.storage.repository import CropEntry
-from shared.classifiers.base import Image
-from shared.classifiers.registry import PluginRegistry
-from shared.dag.compiler import load_pipeline
-from shared.dag.engine import ImageResult, Pipeline
-from shared.images import decode_image
-from shared.protocol import CropHeader
+from lensflow.cloud.storage import CropStore, ResultStore
+from lensflow.cloud.storage.repository import CropEntry
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.dag.engine import ImageResult, Pipeline
+from lensflow.shared.images import decode_image
+from lensflow.shared.protocol import CropHeader
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """What the cloud API answers, as the desktop app reads it (pydantic, unknown fields ignored).
 
-These mirror ``cloud.api.schemas`` and ``cloud.api.control_schemas`` without importing them:
+These mirror ``lensflow.cloud.api.schemas`` and ``lensflow.cloud.api.control_schemas`` without
+importing them:
 the desktop app talks to the API over HTTP only and does not need the cloud tier installed.
 Extra fields are ignored, so a newer server does not break an older app.
 """

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from PySide6.QtWidgets import QApplication
 
-from desktop.main_window import MainWindow
-from desktop.settings import SettingsStore
+from lensflow.desktop.main_window import MainWindow
+from lensflow.desktop.settings import SettingsStore
 
 
 def run(

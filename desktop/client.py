@@ -1,7 +1,7 @@
 """The desktop app's client of the cloud API (httpx, synchronous; run it off the UI thread).
 
-Every call returns typed answers (:mod:`desktop.api_types`) or raises one of
-:mod:`desktop.errors` with a message an operator can act on::
+Every call returns typed answers (:mod:`lensflow.desktop.api_types`) or raises one of
+:mod:`lensflow.desktop.errors` with a message an operator can act on::
 
     client = ApiClient("http://127.0.0.1:8000", key="lfk_...")
     page = client.results(ResultQuery(camera="cam01", reviewed=False), limit=200)
@@ -12,8 +12,9 @@ Every call returns typed answers (:mod:`desktop.api_types`) or raises one of
 
 One client may be used from several threads at once (httpx's connection pool is
 thread-safe); :meth:`ApiClient.close` releases its connections. The HTTP plumbing is in
-:mod:`desktop.client_http`, the search calls in :mod:`desktop.client_search`, the pipeline
-DAG calls in :mod:`desktop.client_pipelines`.
+:mod:`lensflow.desktop.client_http`, the search calls in :mod:`lensflow.desktop.client_search`, the
+pipeline
+DAG calls in :mod:`lensflow.desktop.client_pipelines`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Literal
 
 from pydantic import TypeAdapter
 
-from desktop.api_types import (
+from lensflow.desktop.api_types import (
     DETECTION_NODE,
     Aggregates,
     Assignment,
@@ -37,10 +38,10 @@ from desktop.api_types import (
     ResultPage,
     ResultQuery,
 )
-from desktop.client_http import DEFAULT_TIMEOUT_S
-from desktop.client_pipelines import PipelineCalls
-from desktop.client_search import SearchCalls
-from desktop.errors import (
+from lensflow.desktop.client_http import DEFAULT_TIMEOUT_S
+from lensflow.desktop.client_pipelines import PipelineCalls
+from lensflow.desktop.client_search import SearchCalls
+from lensflow.desktop.errors import (
     ApiError,
     ApiUnreachable,
     Conflict,
@@ -78,7 +79,7 @@ class ApiClient(SearchCalls, PipelineCalls):
     """A connection to one lensflow cloud API with one API key.
 
     Construct it with ``ApiClient(base_url, key=..., timeout_s=..., transport=...)`` (see
-    :class:`desktop.client_http.HttpApi`); nothing is sent until the first call.
+    :class:`lensflow.desktop.client_http.HttpApi`); nothing is sent until the first call.
     """
 
     def __enter__(self) -> ApiClient:

@@ -1,9 +1,9 @@
-"""The HTTP plumbing of :class:`desktop.client.ApiClient`: one httpx client, typed errors.
+"""The HTTP plumbing of :class:`lensflow.desktop.client.ApiClient`: one httpx client, typed errors.
 
 :class:`HttpApi` sends a request and either returns the successful answer or raises the
-:mod:`desktop.errors` exception of its status, with a message for the operator; it parses
-JSON answers into the :mod:`desktop.api_types` models. The calls themselves live in
-:mod:`desktop.client` and :mod:`desktop.client_search`.
+:mod:`lensflow.desktop.errors` exception of its status, with a message for the operator; it parses
+JSON answers into the :mod:`lensflow.desktop.api_types` models. The calls themselves live in
+:mod:`lensflow.desktop.client` and :mod:`lensflow.desktop.client_search`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, TypedDict, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from desktop.api_types import ConfigIssue
-from desktop.errors import (
+from lensflow.desktop.api_types import ConfigIssue
+from lensflow.desktop.errors import (
     ApiError,
     ApiUnreachable,
     Conflict,

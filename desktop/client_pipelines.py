@@ -1,4 +1,4 @@
-"""Pipeline DAG calls of :class:`desktop.client.ApiClient` (``/v1/pipelines``).
+"""Pipeline DAG calls of :class:`lensflow.desktop.client.ApiClient` (``/v1/pipelines``).
 
 ``POST /v1/pipelines/validate`` compiles a DAG text as the workers do (each issue at its
 line, or the nodes in execution order); ``POST /v1/pipelines`` stores a version (the same
@@ -13,9 +13,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from desktop.api_types import ConfigIssue
-from desktop.client_http import HttpApi
-from desktop.errors import ApiError, ValidationFailed
+from lensflow.desktop.api_types import ConfigIssue
+from lensflow.desktop.client_http import HttpApi
+from lensflow.desktop.errors import ApiError, ValidationFailed
 
 
 class _Model(BaseModel):

@@ -1,4 +1,4 @@
-"""Image search calls of :class:`desktop.client.ApiClient` (``/v1/search``).
+"""Image search calls of :class:`lensflow.desktop.client.ApiClient` (``/v1/search``).
 
 ``GET /v1/search/similar/{crop_id}`` and ``POST /v1/search/image`` (multipart ``file``)
 answer ``{"items": [<result item> + "similarity"], "k", "node"}``, best first. An API without
@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from desktop.api_types import SearchResult
-from desktop.client_http import HttpApi
-from desktop.errors import ApiError, NotEmbedded, NotFound, SearchUnavailable
+from lensflow.desktop.api_types import SearchResult
+from lensflow.desktop.client_http import HttpApi
+from lensflow.desktop.errors import ApiError, NotEmbedded, NotFound, SearchUnavailable
 
 
 class SearchCalls(HttpApi):

@@ -5,7 +5,7 @@ line. Publishing stores the text as a new config version and assigns it to the e
 selected in the table (all listed edges when none is selected); the cloud then pushes it and
 the table shows each edge's answer: pending until the edge acks, then applied or rejected
 (with its reason). The table refreshes on a timer. Every API call runs off the UI thread
-(:class:`desktop.workers.Runner`); every failure ends in the status line.
+(:class:`lensflow.desktop.workers.Runner`); every failure ends in the status line.
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import Assignment, ConfigIssue, ConfigValidation, ConfigVersion, EdgeInfo
-from desktop.edge_table import EdgeTableModel
-from desktop.errors import ApiError, ValidationFailed
-from desktop.workers import Runner
-from desktop.yaml_editor import YamlEditor
+from lensflow.desktop.api_types import (
+    Assignment,
+    ConfigIssue,
+    ConfigValidation,
+    ConfigVersion,
+    EdgeInfo,
+)
+from lensflow.desktop.edge_table import EdgeTableModel
+from lensflow.desktop.errors import ApiError, ValidationFailed
+from lensflow.desktop.workers import Runner
+from lensflow.desktop.yaml_editor import YamlEditor
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ _BAD = "color: #b00020"
 
 
 class ConfigApi(Protocol):
-    """What the editor needs of the API (:class:`desktop.client.ApiClient` is one)."""
+    """What the editor needs of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
 
     def configs(self, *, before: int | None = None, limit: int = 50) -> list[ConfigVersion]:
         """Config versions, newest first."""

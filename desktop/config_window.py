@@ -1,8 +1,8 @@
 """The configuration window: edge configs and the pipeline DAG as two tabs.
 
-``Edge configs`` is :class:`~desktop.config_editor.ConfigEditor` on the API (versions,
+``Edge configs`` is :class:`~lensflow.desktop.config_editor.ConfigEditor` on the API (versions,
 validate, publish, each edge's ack and online state); ``Pipeline DAG`` is
-:class:`~desktop.pipeline_editor.PipelineEditor` on a local pipeline file, opened on
+:class:`~lensflow.desktop.pipeline_editor.PipelineEditor` on a local pipeline file, opened on
 ``configs/pipeline.yaml`` when the app runs beside one, that validates with the API and
 publishes pipeline versions through it (``/v1/pipelines``). The main
 window keeps one such window per connection and raises it again when asked.
@@ -17,16 +17,16 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
-from desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
-from desktop.pipeline_editor import PipelineApi, PipelineEditor
-from desktop.workers import Runner
+from lensflow.desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
+from lensflow.desktop.pipeline_editor import PipelineApi, PipelineEditor
+from lensflow.desktop.workers import Runner
 
 DEFAULT_PIPELINE = Path("configs/pipeline.yaml")
 """The pipeline file opened at first, when it exists (relative to the working folder)."""
 
 
 class WindowApi(ConfigApi, PipelineApi, Protocol):
-    """What both pages need of the API (:class:`desktop.client.ApiClient` is one)."""
+    """What both pages need of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
 
 
 class ConfigWindow(QWidget):

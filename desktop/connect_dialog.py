@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.client import ApiClient
-from desktop.settings import DEFAULT_URL, Connection
-from desktop.workers import Runner
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.settings import DEFAULT_URL, Connection
+from lensflow.desktop.workers import Runner
 
 
 class ConnectDialog(QDialog):

@@ -8,7 +8,7 @@ from datetime import datetime
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
-from desktop.api_types import EdgeInfo
+from lensflow.desktop.api_types import EdgeInfo
 
 ACK_COLORS = {
     "applied": QColor(206, 240, 206),

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from desktop.api_types import ConfigIssue
-from shared.errors import LensflowError
+from lensflow.desktop.api_types import ConfigIssue
+from lensflow.shared.errors import LensflowError
 
 
 class ApiError(LensflowError):

@@ -2,7 +2,7 @@
 
 The export pages through the results API (keyset pages), keeps the crops that carry a label
 for one node, fetches each crop's JPEG and writes both formats around the same images (see
-:mod:`desktop.export_formats` for the layout and the box of each crop). Which crops go to
+:mod:`lensflow.desktop.export_formats` for the layout and the box of each crop). Which crops go to
 ``val`` depends on the crop id alone (a hash), so a re-export puts every crop in the same
 split, whatever else was added since.
 
@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from desktop.api_types import DETECTION_NODE, ResultItem, ResultPage, ResultQuery
-from desktop.errors import NotFound
-from desktop.export_formats import (
+from lensflow.desktop.api_types import DETECTION_NODE, ResultItem, ResultPage, ResultQuery
+from lensflow.desktop.errors import NotFound
+from lensflow.desktop.export_formats import (
     SPLITS,
     CocoWriter,
     ExportItem,
@@ -38,7 +38,7 @@ from desktop.export_formats import (
     write_data_yaml,
     write_yolo_label,
 )
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class ExportCancelledError(ExportError):
 
 
 class ExportSource(Protocol):
-    """What the export needs of the API (:class:`desktop.client.ApiClient` is one)."""
+    """What the export needs of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
 
     def results(
         self, query: ResultQuery | None = None, *, cursor: str | None = None, limit: int = ...
@@ -176,7 +176,7 @@ def export_dataset(
     Raises:
         ExportError: If ``out_dir`` is not new or empty, or no crop matches.
         ExportCancelledError: If ``cancel`` was set before the export completed.
-        desktop.errors.ApiError: If the API fails (a missing JPEG only skips its crop).
+        lensflow.desktop.errors.ApiError: If the API fails (a missing JPEG only skips its crop).
 
     """
     report = progress or (lambda _p: None)

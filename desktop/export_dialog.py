@@ -1,4 +1,6 @@
-"""The export's progress dialog: runs :func:`desktop.export.export_dataset` off the UI thread.
+"""The export's progress dialog: runs the dataset export off the UI thread.
+
+:func:`lensflow.desktop.export.export_dataset` does the work.
 
 The dialog shows what the export is doing (listing, writing n of N), and its Cancel button
 sets the export's cancel event: the export stops at the next crop and removes what it had
@@ -14,7 +16,7 @@ import threading
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QMessageBox, QProgressDialog, QWidget
 
-from desktop.export import (
+from lensflow.desktop.export import (
     ExportCancelledError,
     ExportOptions,
     ExportProgress,

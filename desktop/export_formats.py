@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from desktop.api_types import ResultItem
+from lensflow.desktop.api_types import ResultItem
 
 Split = Literal["train", "val"]
 SPLITS: tuple[Split, ...] = ("train", "val")

@@ -1,7 +1,8 @@
 """The filter bar: camera, class, label (and node), score range, time range, review state, sort.
 
 Every change emits :attr:`FilterBar.query_changed` with the new
-:class:`~desktop.api_types.ResultQuery`, debounced so typing a camera name sends one request.
+:class:`~lensflow.desktop.api_types.ResultQuery`, debounced so typing a camera name sends one
+request.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import ResultQuery
+from lensflow.desktop.api_types import ResultQuery
 
 ANY = "(any)"
 DEBOUNCE_MS = 300

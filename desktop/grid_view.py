@@ -1,4 +1,6 @@
-"""The thumbnail grid and the table: two views on one :class:`~desktop.models.ResultsModel`.
+"""The thumbnail grid and the table: two views on one results model.
+
+The model is :class:`~lensflow.desktop.models.ResultsModel`.
 
 Both are virtualised (Qt paints only the visible cells) and fetch the next page as they
 near the end of the loaded rows. The grid's delegate draws the thumbnail, the current label
@@ -20,9 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import ResultItem
-from desktop.models import ItemRole, ResultsModel
-from desktop.thumbs import THUMB_SIZE
+from lensflow.desktop.api_types import ResultItem
+from lensflow.desktop.models import ItemRole, ResultsModel
+from lensflow.desktop.thumbs import THUMB_SIZE
 
 CELL = QSize(THUMB_SIZE.width() + 16, THUMB_SIZE.height() + 44)
 _HUMAN = QColor("#1b7a1b")

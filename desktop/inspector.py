@@ -25,11 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import ResultDetail, ResultItem, SearchResult, SimilarItem
-from desktop.client import ApiClient
-from desktop.errors import NotEmbedded, SearchUnavailable
-from desktop.thumbs import ThumbnailLoader, decode, load_jpeg
-from desktop.workers import Runner, Task
+from lensflow.desktop.api_types import ResultDetail, ResultItem, SearchResult, SimilarItem
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.errors import NotEmbedded, SearchUnavailable
+from lensflow.desktop.thumbs import ThumbnailLoader, decode, load_jpeg
+from lensflow.desktop.workers import Runner, Task
 
 LARGE = QSize(360, 300)
 SIMILAR_K = 12

@@ -13,10 +13,10 @@ from dataclasses import replace
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from desktop.api_types import ResultItem, ResultPage, ResultQuery
-from desktop.client import ApiClient
-from desktop.models import ResultsModel
-from desktop.workers import Runner, Task
+from lensflow.desktop.api_types import ResultItem, ResultPage, ResultQuery
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.models import ResultsModel
+from lensflow.desktop.workers import Runner, Task
 
 DEFAULT_INTERVAL_MS = 5000
 POLL_LIMIT = 100

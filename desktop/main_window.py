@@ -1,12 +1,15 @@
 """The review window: filter bar, grid or table, inspector, relabel strip and status bar.
 
 Nothing here talks to the network on the UI thread: every API call goes through the
-:class:`~desktop.workers.Runner`, and every failure ends in the status bar's error line (and
+:class:`~lensflow.desktop.workers.Runner`, and every failure ends in the status bar's error line
+(and
 in :attr:`MainWindow.last_error`, which the tests read).
 
 File > Export asks for a folder and exports the crops the current filters list
-(:class:`~desktop.export_dialog.ExportDialog`: progress, cancel); File > Configuration opens
-the :class:`~desktop.config_window.ConfigWindow` (edge configs and the pipeline DAG as tabs).
+(:class:`~lensflow.desktop.export_dialog.ExportDialog`: progress, cancel); File > Configuration
+opens
+the :class:`~lensflow.desktop.config_window.ConfigWindow` (edge configs and the pipeline DAG as
+tabs).
 """
 
 from __future__ import annotations
@@ -26,20 +29,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import ResultItem
-from desktop.client import ApiClient
-from desktop.connect_dialog import ConnectDialog
-from desktop.errors import ApiError
-from desktop.filters import FilterBar
-from desktop.grid_view import GridView, ResultTable
-from desktop.inspector import Inspector
-from desktop.live import DEFAULT_INTERVAL_MS, LivePoller
-from desktop.models import ResultsModel
-from desktop.relabel import LabelBar, RelabelController
-from desktop.settings import Connection, SettingsStore
-from desktop.thumbs import DiskCache, ThumbnailLoader, default_cache_dir
-from desktop.window_tools import WindowTools
-from desktop.workers import Runner
+from lensflow.desktop.api_types import ResultItem
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.connect_dialog import ConnectDialog
+from lensflow.desktop.errors import ApiError
+from lensflow.desktop.filters import FilterBar
+from lensflow.desktop.grid_view import GridView, ResultTable
+from lensflow.desktop.inspector import Inspector
+from lensflow.desktop.live import DEFAULT_INTERVAL_MS, LivePoller
+from lensflow.desktop.models import ResultsModel
+from lensflow.desktop.relabel import LabelBar, RelabelController
+from lensflow.desktop.settings import Connection, SettingsStore
+from lensflow.desktop.thumbs import DiskCache, ThumbnailLoader, default_cache_dir
+from lensflow.desktop.window_tools import WindowTools
+from lensflow.desktop.workers import Runner
 
 logger = logging.getLogger(__name__)
 

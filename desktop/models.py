@@ -23,10 +23,16 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor
 
-from desktop.api_types import DETECTION_NODE, LabelEvent, ResultItem, ResultPage, ResultQuery
-from desktop.client import PAGE_LIMIT
-from desktop.thumbs import ThumbnailLoader
-from desktop.workers import Runner, Task
+from lensflow.desktop.api_types import (
+    DETECTION_NODE,
+    LabelEvent,
+    ResultItem,
+    ResultPage,
+    ResultQuery,
+)
+from lensflow.desktop.client import PAGE_LIMIT
+from lensflow.desktop.thumbs import ThumbnailLoader
+from lensflow.desktop.workers import Runner, Task
 
 logger = logging.getLogger(__name__)
 

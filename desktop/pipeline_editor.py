@@ -1,7 +1,7 @@
 """Edit the cloud's pipeline DAG (``configs/pipeline.yaml``) with its problems at their lines.
 
 The page works on a local file (open, edit, validate, save); validation is the workers' own
-(:func:`shared.dag.compiler.compile_pipeline`: schema, unknown or duplicate nodes, cycles,
+(:func:`lensflow.shared.dag.compiler.compile_pipeline`: schema, unknown or duplicate nodes, cycles,
 conditions, plugin classes and their params), run off the UI thread. Connected to an API it
 can also validate with the API (the server's plugins, e.g. model paths that exist there) and
 publish: store the text as a pipeline version and make it the active one of its name
@@ -24,15 +24,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import ConfigIssue
-from desktop.client_pipelines import PipelineValidation, PipelineVersion
-from desktop.errors import ApiError, ValidationFailed
-from desktop.workers import Runner
-from desktop.yaml_editor import YamlEditor
-from shared.config.pipeline import PipelineConfig
-from shared.config.yaml_loader import YamlDocument, load_model
-from shared.dag.compiler import compile_pipeline
-from shared.errors import ConfigError
+from lensflow.desktop.api_types import ConfigIssue
+from lensflow.desktop.client_pipelines import PipelineValidation, PipelineVersion
+from lensflow.desktop.errors import ApiError, ValidationFailed
+from lensflow.desktop.workers import Runner
+from lensflow.desktop.yaml_editor import YamlEditor
+from lensflow.shared.config.pipeline import PipelineConfig
+from lensflow.shared.config.yaml_loader import YamlDocument, load_model
+from lensflow.shared.dag.compiler import compile_pipeline
+from lensflow.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def pipeline_issues(text: str, *, source: str = "pipeline.yaml") -> list[ConfigI
 
 
 class PipelineApi(Protocol):
-    """What the page needs of the API (:class:`desktop.client.ApiClient` is one)."""
+    """What the page needs of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
 
     def validate_pipeline(self, text: str) -> PipelineValidation:
         """Compile a DAG text on the server."""

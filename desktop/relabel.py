@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from desktop.api_types import DETECTION_NODE, LabelBatch, ResultItem
-from desktop.client import ApiClient
-from desktop.errors import ApiError, ApiUnreachable
-from desktop.models import ResultsModel
-from desktop.workers import Runner
+from lensflow.desktop.api_types import DETECTION_NODE, LabelBatch, ResultItem
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.errors import ApiError, ApiUnreachable
+from lensflow.desktop.models import ResultsModel
+from lensflow.desktop.workers import Runner
 
 REJECT_LABEL = "rejected"
 """The label the reject key sets: the detection (or classifier output) is wrong."""
@@ -34,7 +34,7 @@ class RelabelController(QObject):
 
     Signals:
         message(str): Something done, for the status bar.
-        failed(object): An :class:`~desktop.errors.ApiError` (or other exception) to show.
+        failed(object): An :class:`~lensflow.desktop.errors.ApiError` (or other exception) to show.
         relabelled(int): A relabel of this many crops finished (the view may move on).
         shortcuts_changed(list): The labels the number keys now set, in key order.
 

@@ -22,8 +22,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QSize, QStandardPaths, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 
-from desktop.errors import ApiError
-from desktop.workers import Runner, Task
+from lensflow.desktop.errors import ApiError
+from lensflow.desktop.workers import Runner, Task
 
 logger = logging.getLogger(__name__)
 

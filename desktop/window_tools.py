@@ -1,9 +1,10 @@
 """The main window's File > Export and File > Configuration.
 
 Export asks for a folder and exports the labelled crops that the window's current filters
-list, labelled for the window's relabel node (:class:`~desktop.export_dialog.ExportDialog`:
+list, labelled for the window's relabel node (:class:`~lensflow.desktop.export_dialog.ExportDialog`:
 progress, cancel, YOLO and COCO). Configuration opens one
-:class:`~desktop.config_window.ConfigWindow` per connection (edge configs and the pipeline DAG
+:class:`~lensflow.desktop.config_window.ConfigWindow` per connection (edge configs and the pipeline
+DAG
 as tabs). Outcomes reach the window's status bar.
 """
 
@@ -15,14 +16,14 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
-from desktop.client import ApiClient
-from desktop.config_window import ConfigWindow
-from desktop.errors import ApiError
-from desktop.export import ExportOptions, dataset_folder
-from desktop.export_dialog import ExportDialog
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.config_window import ConfigWindow
+from lensflow.desktop.errors import ApiError
+from lensflow.desktop.export import ExportOptions, dataset_folder
+from lensflow.desktop.export_dialog import ExportDialog
 
 if TYPE_CHECKING:
-    from desktop.main_window import MainWindow
+    from lensflow.desktop.main_window import MainWindow
 
 _CANCEL_WAIT_MS = 3000
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.api_types import ConfigIssue
+from lensflow.desktop.api_types import ConfigIssue
 
 ISSUE_COLOR = QColor(255, 214, 214)
 """Background of a line with a problem."""

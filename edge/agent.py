@@ -15,17 +15,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
-from edge.camera import CameraWorker, ReadyCrop
-from edge.metrics import EdgeMetrics
-from edge.publisher import MqttPublisher
-from edge.remote_config import parse_pushed_config
-from edge.spool import Spool
-from shared.config.edge import CameraConfig, DetectorConfig, EdgeConfig, config_hash, payload_hash
-from shared.crops import wire_detection
-from shared.detectors.base import DetectorBackend
-from shared.detectors.factory import load_configured_detector
-from shared.errors import ConfigError, LensflowError
-from shared.protocol import (
+from lensflow.edge.camera import CameraWorker, ReadyCrop
+from lensflow.edge.metrics import EdgeMetrics
+from lensflow.edge.publisher import MqttPublisher
+from lensflow.edge.remote_config import parse_pushed_config
+from lensflow.edge.spool import Spool
+from lensflow.shared.config.edge import (
+    CameraConfig,
+    DetectorConfig,
+    EdgeConfig,
+    config_hash,
+    payload_hash,
+)
+from lensflow.shared.crops import wire_detection
+from lensflow.shared.detectors.base import DetectorBackend
+from lensflow.shared.detectors.factory import load_configured_detector
+from lensflow.shared.errors import ConfigError, LensflowError
+from lensflow.shared.protocol import (
     ConfigAck,
     Provenance,
     StatusMessage,

@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge.crops import ByteBudget, sharpness, usefulness
-from edge.filters import DetectionFilter
-from edge.metrics import EdgeMetrics
-from edge.sources import Frame, SourceStats, open_source
-from edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
-from shared.classifiers.base import Image
-from shared.config.edge import CameraConfig, CropConfig
-from shared.crops import cut_crop, encode_jpeg
-from shared.detectors.base import Detection, DetectorBackend
-from shared.errors import LensflowError
+from lensflow.edge.crops import ByteBudget, sharpness, usefulness
+from lensflow.edge.filters import DetectionFilter
+from lensflow.edge.metrics import EdgeMetrics
+from lensflow.edge.sources import Frame, SourceStats, open_source
+from lensflow.edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.config.edge import CameraConfig, CropConfig
+from lensflow.shared.crops import cut_crop, encode_jpeg
+from lensflow.shared.detectors.base import Detection, DetectorBackend
+from lensflow.shared.errors import LensflowError
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Crops: judge them (sharpness, usefulness) and keep their upload in budget.
 
-Cutting and encoding live in :mod:`shared.crops` (the cloud's HTTP ingest cuts the same way).
+Cutting and encoding live in :mod:`lensflow.shared.crops` (the cloud's HTTP ingest cuts the same
+way).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
-from shared.classifiers.base import Image
+from lensflow.shared.classifiers.base import Image
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Which detections are interesting enough to track and send.
 
 A :class:`DetectionFilter` is compiled once from a camera's
-:class:`~shared.config.edge.FilterConfig` and then applied to every frame's detections. The
+:class:`~lensflow.shared.config.edge.FilterConfig` and then applied to every frame's detections. The
 checks run in a fixed order — class, score, area, zone, mask — and a dropped detection is
 counted under the first check it fails, so the counters add up to the number dropped.
 
@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from shared.config.edge import FilterConfig, Point
-from shared.detectors.base import Detection
+from lensflow.shared.config.edge import FilterConfig, Point
+from lensflow.shared.detectors.base import Detection
 
 DropReason = Literal["class", "score", "area", "zone", "mask"]
 DROP_REASONS: tuple[DropReason, ...] = ("class", "score", "area", "zone", "mask")

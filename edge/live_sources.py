@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from edge.sources import JOIN_S, POLL_S, Backoff, Frame, _BaseSource, _Sampler
-from shared.classifiers.base import Image
+from lensflow.edge.sources import JOIN_S, POLL_S, Backoff, Frame, _BaseSource, _Sampler
+from lensflow.shared.classifiers.base import Image
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Publish crops to MQTT at least once, through the on-disk spool.
 
-:meth:`MqttPublisher.enqueue` only writes to the :class:`~edge.spool.Spool` and wakes the drain
+:meth:`MqttPublisher.enqueue` only writes to the :class:`~lensflow.edge.spool.Spool` and wakes the
+drain
 thread, which publishes the oldest rows with QoS 1, at most ``inflight`` unacknowledged; the
 PUBACK (``on_publish``) deletes the row. paho's in-memory queue is never trusted: nothing is
 published while disconnected, and on every (re)connect paho's leftovers are dropped and the
@@ -21,9 +22,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from edge.spool import Spool, SpooledMessage, SpoolError
-from shared.config.common import MqttConfig
-from shared.mqtt import make_client
+from lensflow.edge.spool import Spool, SpooledMessage, SpoolError
+from lensflow.shared.config.common import MqttConfig
+from lensflow.shared.mqtt import make_client
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from shared.config.edge import LOCAL_ONLY, EdgeConfig
-from shared.errors import ConfigError, ConfigIssue
+from lensflow.shared.config.edge import LOCAL_ONLY, EdgeConfig
+from lensflow.shared.errors import ConfigError, ConfigIssue
 
 MAX_CONFIG_BYTES = 256 * 1024
 

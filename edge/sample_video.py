@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.sources import SourceError
-from shared.classifiers.base import Image
-from shared.images import read_image, sample_image_paths
+from lensflow.edge.sources import SourceError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.images import read_image, sample_image_paths
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 

@@ -22,10 +22,10 @@ from typing import Protocol, assert_never
 import cv2
 import numpy as np
 
-from shared.classifiers.base import Image
-from shared.config import edge as cfg
-from shared.errors import ImageError, LensflowError
-from shared.images import IMAGE_SUFFIXES, read_image
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.config import edge as cfg
+from lensflow.shared.errors import ImageError, LensflowError
+from lensflow.shared.images import IMAGE_SUFFIXES, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ def open_source(
         return kind(
             config.path, camera=camera, fps=fps, loop=config.loop, realtime=realtime, stop=stop
         )
-    from edge.live_sources import StreamSource, UsbSource  # live sources need threads
+    from lensflow.edge.live_sources import StreamSource, UsbSource  # live sources need threads
 
     if isinstance(config, cfg.StreamSource):
         timeout = config.open_timeout_s

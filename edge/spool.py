@@ -1,7 +1,7 @@
 """The on-disk queue that holds crops until the broker acknowledges them.
 
 Every crop the agent sends is written here first and deleted only when the broker's PUBACK
-arrives (:mod:`edge.publisher`), so a crop survives a broker outage, a network outage and a
+arrives (:mod:`lensflow.edge.publisher`), so a crop survives a broker outage, a network outage and a
 SIGKILL of the agent. The store is one SQLite file in WAL mode; the queue is bounded in bytes
 (and optionally in messages) and drops the *oldest* rows when full, counting them in a
 counter that is persisted with the rows.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 logger = logging.getLogger(__name__)
 

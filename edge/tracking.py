@@ -20,9 +20,9 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from shared.classifiers.base import Image
-from shared.config.edge import CropConfig
-from shared.detectors.base import Detection
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.config.edge import CropConfig
+from lensflow.shared.detectors.base import Detection
 
 logger = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from models.export.fetch import cache_path, default_cache_dir, fetch_model
-from models.export.manifest import load_manifest
-from shared.errors import ModelError
+from lensflow.models.export.fetch import cache_path, default_cache_dir, fetch_model
+from lensflow.models.export.manifest import load_manifest
+from lensflow.shared.errors import ModelError
 
 if TYPE_CHECKING:  # the exporter pulls in the quantizers: imported only when exporting
-    from models.export.exporter import Format, Precision
+    from lensflow.models.export.exporter import Format, Precision
 
 Backend = Literal["openvino", "onnxruntime"]
 FORMAT: dict[Backend, Format] = {"openvino": "openvino", "onnxruntime": "onnx"}
@@ -39,15 +39,15 @@ def artifact_for(
         cache_dir=default_cache_dir(),
         manifest_dir=manifest.parent,
     )
-    from models.export.exporter import default_out_dir
+    from lensflow.models.export.exporter import default_out_dir
 
     out_dir = default_out_dir(weights, fmt=FORMAT[backend], precision=precision)
     artifact = out_dir / SUFFIX[backend]
     if artifact.exists():
         return artifact
-    from models.export.calibration import make_calibration_set
-    from models.export.exporter import ExportRequest, export_model
-    from shared.images import sample_image_paths
+    from lensflow.models.export.calibration import make_calibration_set
+    from lensflow.models.export.exporter import ExportRequest, export_model
+    from lensflow.shared.images import sample_image_paths
 
     calib = default_cache_dir() / "calibration" / "samples"
     if not calib.is_dir():
@@ -83,7 +83,7 @@ def classifier_artifact_for(
     path = Path(model)
     if path.exists():
         return path
-    from models.export.classifier import export_timm_classifier, timm_arch
+    from lensflow.models.export.classifier import export_timm_classifier, timm_arch
 
     artifact = classifier_artifact_path(model, manifest=manifest, features=features)
     if artifact.exists():
@@ -111,7 +111,7 @@ def classifier_artifact_path(model: str, *, manifest: Path, features: bool = Fal
             ``timm-state-dict``.
 
     """
-    from models.export.classifier import TIMM_KIND
+    from lensflow.models.export.classifier import TIMM_KIND
 
     entry = load_manifest(manifest).entry(model)
     if entry.kind != TIMM_KIND:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from shared.config.common import LoggingConfig
+from lensflow.shared.config.common import LoggingConfig
 
 
 class JsonFormatter(logging.Formatter):

@@ -23,7 +23,7 @@ from types import TracebackType
 import psycopg
 
 from lensflow.broker import free_port
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 DATABASE = "lensflow"
 SUPERUSER = "postgres"

@@ -24,7 +24,7 @@ import pika
 import pika.exceptions
 
 from lensflow.broker import free_port
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QWidget
 
-from desktop.api_types import ResultQuery
-from desktop.client import ApiClient
-from desktop.main_window import MainWindow
-from desktop.settings import SettingsStore
 from lensflow.bench.review_data import ReviewApi, SeededCrop
 from lensflow.bench.review_real import EMBEDDING_NODE
+from lensflow.desktop.api_types import ResultQuery
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.main_window import MainWindow
+from lensflow.desktop.settings import SettingsStore
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOR_NODE = "tshirt_color_classification"

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from shared.classifiers.base import Image
-from shared.detectors.base import Detection
-from shared.errors import ImageError
-from shared.protocol import Detection as WireDetection
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.base import Detection
+from lensflow.shared.errors import ImageError
+from lensflow.shared.protocol import Detection as WireDetection
 
 Box = tuple[int, int, int, int]
 """An integer box in frame pixels: x1, y1, x2, y2 (x2 and y2 exclusive)."""

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.classifiers.base import Image
-from shared.errors import ImageError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.errors import ImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 SNIFF_BYTES = 16

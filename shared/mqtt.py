@@ -1,4 +1,4 @@
-"""One way to build a paho MQTT client from a :class:`~shared.config.common.MqttConfig`.
+"""One way to build a paho MQTT client from a :class:`~lensflow.shared.config.common.MqttConfig`.
 
 The edge publisher, the cloud worker's MQTT intake and the control plane all connect the same
 way: protocol version, credentials, TLS (MQTTS) and reconnect backoff come from the config;
@@ -10,7 +10,7 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from shared.config.common import MqttConfig
+from lensflow.shared.config.common import MqttConfig
 
 
 def make_client(

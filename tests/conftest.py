@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from models.export.fetch import fetch_model
-from models.export.manifest import load_manifest
-from shared.classifiers.base import Image
-from shared.classifiers.registry import PluginRegistry
-from shared.images import read_image, sample_image_paths
+from lensflow.models.export.fetch import fetch_model
+from lensflow.models.export.manifest import load_manifest
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.images import read_image, sample_image_paths
 from tests.support.plugins import make_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def yolov8s_person_pt(model_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def person_onnx(yolov8s_person_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real person detector as ONNX (FP32, 640), exported once per session."""
-    from models.export.exporter import ultralytics_export
+    from lensflow.models.export.exporter import ultralytics_export
 
     workdir = tmp_path_factory.mktemp("onnx")
     return ultralytics_export(yolov8s_person_pt, fmt="onnx", imgsz=640, half=False, workdir=workdir)
@@ -69,7 +69,7 @@ def ssdlite_person_pb(model_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small calibration set: varied views of the real sample photos."""
-    from models.export.calibration import make_calibration_set
+    from lensflow.models.export.calibration import make_calibration_set
 
     folder = tmp_path_factory.mktemp("calib")
     make_calibration_set(sample_image_paths(), folder, count=16)

@@ -14,17 +14,23 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
-from cloud.api.deps import ApiState, single_valued_query
-from cloud.api.errors import install_error_handlers
-from cloud.api.keys import KeyStore
-from cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
-from cloud.api.routes import control, health, ingest, labels, pipelines, results, search
-from cloud.api.schemas import ErrorBody
-from cloud.control import ConfigService, Reconciler
-from cloud.search.embedder import NodeEmbedder
-from cloud.search.service import SearchService
-from cloud.storage import CropStore, ResultStore, create_engine_for, migrate, session_factory
-from shared.config.cloud import CloudConfig
+from lensflow.cloud.api.deps import ApiState, single_valued_query
+from lensflow.cloud.api.errors import install_error_handlers
+from lensflow.cloud.api.keys import KeyStore
+from lensflow.cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
+from lensflow.cloud.api.routes import control, health, ingest, labels, pipelines, results, search
+from lensflow.cloud.api.schemas import ErrorBody
+from lensflow.cloud.control import ConfigService, Reconciler
+from lensflow.cloud.search.embedder import NodeEmbedder
+from lensflow.cloud.search.service import SearchService
+from lensflow.cloud.storage import (
+    CropStore,
+    ResultStore,
+    create_engine_for,
+    migrate,
+    session_factory,
+)
+from lensflow.shared.config.cloud import CloudConfig
 
 logger = logging.getLogger(__name__)
 

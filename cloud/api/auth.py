@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from cloud.api.errors import ApiError
-from cloud.api.keys import KeyStore, Principal, Role
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.keys import KeyStore, Principal, Role
 
 bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import ConfigError
+from lensflow.shared.errors import ConfigError
 
 SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A site or agent id: one MQTT topic level (see docs/protocol.md)."""

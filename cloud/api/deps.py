@@ -10,10 +10,10 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.api.errors import ApiError
-from cloud.api.keys import KeyStore
-from cloud.storage.crops import CropStore
-from shared.config.cloud import CloudConfig
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.keys import KeyStore
+from lensflow.cloud.storage.crops import CropStore
+from lensflow.shared.config.cloud import CloudConfig
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.storage.errors import StorageError
+from lensflow.cloud.storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 

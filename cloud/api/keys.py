@@ -22,9 +22,9 @@ from sqlalchemy import CheckConstraint, Engine, MetaData, String, inspect, selec
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cloud.storage.db import session_factory
-from cloud.storage.models import NAMING_CONVENTION, BigIntPK, UtcDateTime, utcnow
-from shared.errors import LensflowError
+from lensflow.cloud.storage.db import session_factory
+from lensflow.cloud.storage.models import NAMING_CONVENTION, BigIntPK, UtcDateTime, utcnow
+from lensflow.shared.errors import LensflowError
 
 Role = Literal["viewer", "operator", "admin"]
 """What a key may do: viewers read, operators also relabel, admins also undo others' work."""
@@ -91,7 +91,7 @@ class KeyStore:
         """Keep keys in the database behind ``engine``.
 
         Args:
-            engine: An engine from :func:`cloud.storage.db.create_engine_for`.
+            engine: An engine from :func:`lensflow.cloud.storage.db.create_engine_for`.
 
         """
         self.engine = engine

@@ -27,8 +27,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cloud.api.auth import presented_token
-from cloud.api.errors import ApiError, error_response
+from lensflow.cloud.api.auth import presented_token
+from lensflow.cloud.api.errors import ApiError, error_response
 
 
 def rate_limit_key(request: Request) -> str:

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, String, and_, exists, func, not_, or_, select, tuple_
 from sqlalchemy.orm import aliased, selectinload
 
-from cloud.api.schemas import DETECTION_NODE, Order
-from cloud.storage.models import ClassifierResult, Crop, HumanLabel
+from lensflow.cloud.api.schemas import DETECTION_NODE, Order
+from lensflow.cloud.storage.models import ClassifierResult, Crop, HumanLabel
 
 Bucket = Literal["hour", "day"]
 GroupBy = Literal["camera", "class", "label"]

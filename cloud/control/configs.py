@@ -2,7 +2,8 @@
 
 An operator creates a version from YAML or JSON text (validated as an edge config, without
 the sections that stay local to each agent), then assigns it to edges. Each assignment holds
-the desired hash; the control plane (:mod:`cloud.control.reconciler`) publishes the version's
+the desired hash; the control plane (:mod:`lensflow.cloud.control.reconciler`) publishes the
+version's
 text on the edge's config topic and records what the edge acknowledges.
 """
 
@@ -17,13 +18,13 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.storage import StorageError, session_factory
-from cloud.storage.models import Edge, EdgeConfigAssignment, EdgeConfigVersion, utcnow
-from shared.config.edge import LOCAL_ONLY, EdgeConfig, config_hash
-from shared.config.edge import payload_hash as edge_payload_hash
-from shared.config.yaml_loader import YamlDocument, validation_issues
-from shared.errors import ConfigError, ConfigIssue
-from shared.protocol import ConfigAck
+from lensflow.cloud.storage import StorageError, session_factory
+from lensflow.cloud.storage.models import Edge, EdgeConfigAssignment, EdgeConfigVersion, utcnow
+from lensflow.shared.config.edge import LOCAL_ONLY, EdgeConfig, config_hash
+from lensflow.shared.config.edge import payload_hash as edge_payload_hash
+from lensflow.shared.config.yaml_loader import YamlDocument, validation_issues
+from lensflow.shared.errors import ConfigError, ConfigIssue
+from lensflow.shared.protocol import ConfigAck
 
 MAX_CONFIG_BYTES = 256 * 1024
 """Largest config text accepted; the agents refuse larger pushes too."""

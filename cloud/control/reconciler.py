@@ -19,13 +19,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud.control.configs import ConfigService, Push
-from cloud.storage import ResultStore, StorageError
-from cloud.storage.models import utcnow
-from shared.config.cloud import ControlConfig
-from shared.errors import ProtocolError
-from shared.mqtt import make_client
-from shared.protocol import (
+from lensflow.cloud.control.configs import ConfigService, Push
+from lensflow.cloud.storage import ResultStore, StorageError
+from lensflow.cloud.storage.models import utcnow
+from lensflow.shared.config.cloud import ControlConfig
+from lensflow.shared.errors import ProtocolError
+from lensflow.shared.mqtt import make_client
+from lensflow.shared.protocol import (
     ALL_CONFIG_ACKS,
     ALL_STATUS,
     TopicKind,

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.config.search import CacheConfig, MemoryCacheConfig, RedisCacheConfig
+from lensflow.shared.config.search import CacheConfig, MemoryCacheConfig, RedisCacheConfig
 
 logger = logging.getLogger(__name__)
 

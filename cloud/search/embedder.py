@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from cloud.search.cache import Embedding
-from cloud.search.errors import SearchError
-from shared.classifiers.base import BaseClassifier
-from shared.classifiers.registry import PluginRegistry
-from shared.dag.compiler import load_pipeline
-from shared.images import decode_image
+from lensflow.cloud.search.cache import Embedding
+from lensflow.cloud.search.errors import SearchError
+from lensflow.shared.classifiers.base import BaseClassifier
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.images import decode_image
 
 logger = logging.getLogger(__name__)
 

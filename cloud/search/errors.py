@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 
 class SearchError(LensflowError):

@@ -47,13 +47,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from cloud.search.errors import (
+from lensflow.cloud.search.errors import (
     LookupRejectedError,
     LookupThrottledError,
     LookupUnavailableError,
     ProductLookupError,
 )
-from shared.config.search import ProductLookupConfig
+from lensflow.shared.config.search import ProductLookupConfig
 
 logger = logging.getLogger(__name__)
 

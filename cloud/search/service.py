@@ -27,12 +27,12 @@ import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.search.cache import Embedding, EmbeddingCache, cached_embedding, open_cache
-from cloud.search.errors import SearchError, SearchInputError
-from cloud.search.index.base import Metadata, SearchFilter, VectorIndex
-from cloud.search.index.factory import open_index
-from cloud.storage.models import Crop, CropEmbedding
-from shared.config.search import MilvusIndexConfig, SearchConfig
+from lensflow.cloud.search.cache import Embedding, EmbeddingCache, cached_embedding, open_cache
+from lensflow.cloud.search.errors import SearchError, SearchInputError
+from lensflow.cloud.search.index.base import Metadata, SearchFilter, VectorIndex
+from lensflow.cloud.search.index.factory import open_index
+from lensflow.cloud.storage.models import Crop, CropEmbedding
+from lensflow.shared.config.search import MilvusIndexConfig, SearchConfig
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from cloud.storage.errors import StorageError
+from lensflow.cloud.storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from cloud.storage.errors import StorageError
+from lensflow.cloud.storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 

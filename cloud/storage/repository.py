@@ -19,9 +19,9 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from cloud.storage.db import session_factory
-from cloud.storage.errors import StorageError
-from cloud.storage.models import (
+from lensflow.cloud.storage.db import session_factory
+from lensflow.cloud.storage.errors import StorageError
+from lensflow.cloud.storage.models import (
     ClassifierResult,
     Crop,
     CropEmbedding,
@@ -29,7 +29,7 @@ from cloud.storage.models import (
     Edge,
     utcnow,
 )
-from cloud.storage.rows import (
+from lensflow.cloud.storage.rows import (
     camera_upsert,
     clean_text,
     crop_row,
@@ -37,8 +37,8 @@ from cloud.storage.rows import (
     insert_for,
     result_row,
 )
-from shared.dag.engine import NodeResult
-from shared.protocol import CropHeader, StatusMessage
+from lensflow.shared.dag.engine import NodeResult
+from lensflow.shared.protocol import CropHeader, StatusMessage
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ResultStore:
         """Write to and read from the (already migrated) database behind ``engine``.
 
         Args:
-            engine: An engine from :func:`cloud.storage.db.create_engine_for`.
+            engine: An engine from :func:`lensflow.cloud.storage.db.create_engine_for`.
 
         """
         self.engine = engine

@@ -1,6 +1,7 @@
 """Rows of the results database built from protocol headers and DAG results.
 
-Shared by the single and the batched writes of :class:`~cloud.storage.repository.ResultStore`:
+Shared by the single and the batched writes of
+:class:`~lensflow.cloud.storage.repository.ResultStore`:
 what a crop row, a classifier-result row and a camera upsert look like, and how plugin
 outputs become JSON that SQLite and PostgreSQL both accept.
 """
@@ -17,10 +18,10 @@ from sqlalchemy import Table, case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from cloud.storage.errors import StorageError
-from cloud.storage.models import Camera
-from shared.dag.engine import NodeResult
-from shared.protocol import CropHeader
+from lensflow.cloud.storage.errors import StorageError
+from lensflow.cloud.storage.models import Camera
+from lensflow.shared.dag.engine import NodeResult
+from lensflow.shared.protocol import CropHeader
 
 LABEL_KEYS = ("label", "color")
 """Output keys whose (string) value becomes a result's ``label``, first found wins."""

@@ -1,8 +1,9 @@
 """The worker's intake interface: where crop messages come from and how they are acknowledged.
 
-Two implementations ship: :class:`~cloud.worker.intake_mqtt.MqttIntake` (a persistent MQTT
+Two implementations ship: :class:`~lensflow.cloud.worker.intake_mqtt.MqttIntake` (a persistent MQTT
 session with a stable client id, the embedded default) and
-:class:`~cloud.worker.intake_amqp.AmqpIntake` (a RabbitMQ quorum queue, the scale-out path).
+:class:`~lensflow.cloud.worker.intake_amqp.AmqpIntake` (a RabbitMQ quorum queue, the scale-out
+path).
 Both deliver at least once: a delivery that is not acknowledged comes back, with its
 ``redelivered`` flag set, after the worker or its connection restarts.
 """

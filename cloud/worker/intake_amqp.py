@@ -25,10 +25,16 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from cloud.worker.intake import Backoff, Delivery, DeliveryHandler, Generation, IntakeSource
-from cloud.worker.metrics import WorkerMetrics
+from lensflow.cloud.worker.intake import (
+    Backoff,
+    Delivery,
+    DeliveryHandler,
+    Generation,
+    IntakeSource,
+)
+from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.rabbitmq import RabbitError, declare_crops_queue
-from shared.config.cloud import AmqpIntake as AmqpIntakeConfig
+from lensflow.shared.config.cloud import AmqpIntake as AmqpIntakeConfig
 
 logger = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud.worker.intake import Delivery, DeliveryHandler, Generation, IntakeSource
-from cloud.worker.metrics import WorkerMetrics
-from shared.config.cloud import MqttIntake as MqttIntakeConfig
-from shared.mqtt import make_client
+from lensflow.cloud.worker.intake import Delivery, DeliveryHandler, Generation, IntakeSource
+from lensflow.cloud.worker.metrics import WorkerMetrics
+from lensflow.shared.config.cloud import MqttIntake as MqttIntakeConfig
+from lensflow.shared.mqtt import make_client
 
 logger = logging.getLogger(__name__)
 

@@ -21,18 +21,18 @@ from typing import Literal, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
-from cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
-from cloud.worker.batcher import Batcher
-from cloud.worker.intake import Delivery, Intake
-from cloud.worker.metrics import WorkerMetrics
-from shared.classifiers.registry import PluginRegistry
-from shared.config.cloud import CloudConfig
-from shared.config.cloud import Intake as IntakeConfig
-from shared.dag.compiler import CompiledPipeline
-from shared.dag.engine import ImageResult
-from shared.errors import ImageError, ProtocolError
-from shared.protocol import CropMessage, decode_crop
+from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
+from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
+from lensflow.cloud.worker.batcher import Batcher
+from lensflow.cloud.worker.intake import Delivery, Intake
+from lensflow.cloud.worker.metrics import WorkerMetrics
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.config.cloud import CloudConfig
+from lensflow.shared.config.cloud import Intake as IntakeConfig
+from lensflow.shared.dag.compiler import CompiledPipeline
+from lensflow.shared.dag.engine import ImageResult
+from lensflow.shared.errors import ImageError, ProtocolError
+from lensflow.shared.protocol import CropMessage, decode_crop
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ def build_intake(config: IntakeConfig, *, metrics: WorkerMetrics | None = None) 
 
     """
     if config.type == "mqtt":
-        from cloud.worker.intake_mqtt import MqttIntake
+        from lensflow.cloud.worker.intake_mqtt import MqttIntake
 
         return MqttIntake(config, metrics=metrics)
-    from cloud.worker.intake_amqp import AmqpIntake
+    from lensflow.cloud.worker.intake_amqp import AmqpIntake
 
     return AmqpIntake(config, metrics=metrics)
 

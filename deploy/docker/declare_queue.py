@@ -16,9 +16,9 @@ import sys
 import time
 
 from lensflow.rabbitmq import RabbitError, declare_crops_queue
-from shared.config import load_cloud_config
-from shared.config.cloud import AmqpIntake
-from shared.errors import ConfigError
+from lensflow.shared.config import load_cloud_config
+from lensflow.shared.config.cloud import AmqpIntake
+from lensflow.shared.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:

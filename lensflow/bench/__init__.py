@@ -1,6 +1,6 @@
 """Benchmarks: each prints its figures and the ratio against its baseline, measured in one run."""
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 
 class BenchError(LensflowError):

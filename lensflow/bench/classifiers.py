@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lensflow.bench.samples import crop_images
-from shared.classifiers.base import BaseClassifier, Context, Image
-from shared.errors import LensflowError
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image
+from lensflow.shared.errors import LensflowError
 
 PLUGINS = ("vehicle_type", "embeddings", "tshirt_color", "car_make_vit")
 BATCH_SIZES = (1, 8)
@@ -145,20 +145,20 @@ def build_plugin(
 ) -> tuple[BaseClassifier, str]:
     """The plugin ``name`` as a pipeline would build it, and a description of its model."""
     if name == "vehicle_type":
-        from shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
+        from lensflow.shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
 
         vehicle = VehicleType(VehicleTypeParams(threads=threads))
         return vehicle, f"efficientnet-lite0 ({vehicle.model_path.parent.name})"
     if name == "embeddings":
-        from shared.classifiers.embeddings import Embeddings, EmbeddingsParams
+        from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
 
         embeddings = Embeddings(EmbeddingsParams(threads=threads))
         return embeddings, embeddings.model_id
     if name == "tshirt_color":
-        from shared.classifiers.shirt_color import ShirtColor
+        from lensflow.shared.classifiers.shirt_color import ShirtColor
 
         return ShirtColor(), "numpy/OpenCV (no model)"
-    from shared.classifiers.car_make_vit import CarMakeViT, CarMakeViTParams
+    from lensflow.shared.classifiers.car_make_vit import CarMakeViT, CarMakeViTParams
 
     folder = random_vit_export(workdir / f"vit-{vit}", size=vit)
     params = CarMakeViTParams(model=str(folder), runtime="onnxruntime", threads=threads)
@@ -173,14 +173,14 @@ def random_vit_export(folder: Path, *, size: ViTSize) -> Path:
         LensflowError: the export or its check failed.
 
     """
-    from shared.torch_env import install_torchvision_nms
+    from lensflow.shared.torch_env import install_torchvision_nms
 
     install_torchvision_nms()
     import torch
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
     from transformers.utils import logging as hf_logging
 
-    from models.export.hf import export_hf_classifier
+    from lensflow.models.export.hf import export_hf_classifier
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bars in the table
     labels = [f"make_{index:03d}" for index in range(STANFORD_CARS_CLASSES)]

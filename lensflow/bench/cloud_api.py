@@ -1,6 +1,6 @@
 """API latency: ``GET /v1/results`` with filters on a million rows in PostgreSQL, over HTTP.
 
-A private PostgreSQL cluster is migrated (``cloud.storage.migrate``) and bulk-loaded
+A private PostgreSQL cluster is migrated (``lensflow.cloud.storage.migrate``) and bulk-loaded
 (:mod:`lensflow.bench.cloud_rows`); ``lensflow cloud api`` serves it from a child process
 (uvicorn, as deployed) and a keep-alive HTTP client times filtered pages, camera + class +
 score range + 7-day capture window, 50 a page, each filter's first page and the next ones by
@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 import yaml
 
-from cloud.api import KeyStore
-from cloud.api.queries import ResultFilter, decode_cursor, page_query
-from cloud.storage import create_engine_for, migrate
 from lensflow.bench import BenchError
 from lensflow.bench.cloud_rows import CAMERAS, END, SPAN_DAYS, load_rows
 from lensflow.broker import free_port
+from lensflow.cloud.api import KeyStore
+from lensflow.cloud.api.queries import ResultFilter, decode_cursor, page_query
+from lensflow.cloud.storage import create_engine_for, migrate
 from lensflow.postgres import PostgresCluster
 
 TARGET_MS = 50.0

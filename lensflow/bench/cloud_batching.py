@@ -1,6 +1,6 @@
 """Classifier batching: images/s of a real classifier plugin at batch 1 and at batch N.
 
-The plugin is :class:`~shared.classifiers.onnx_classifier.OnnxClassifier` on a real model
+The plugin is :class:`~lensflow.shared.classifiers.onnx_classifier.OnnxClassifier` on a real model
 (EfficientNet-Lite0 from the model manifest, exported to ONNX with a dynamic batch axis). Both
 figures go through the same call the cloud DAG makes, ``process_batch(images, contexts)``:
 once per image, then once per N images, on the same real crops; rounds alternate the two and
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lensflow.bench.samples import crop_images
-from shared.classifiers.base import Context, Image, Output
-from shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
+from lensflow.shared.classifiers.base import Context, Image, Output
+from lensflow.shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 One publisher (a child process, MQTT v5, QoS 1) sends the same N real crop messages to a
 private mosquitto twice per round: once to a plain paho subscriber that only counts (the
-broker's publish → receive rate on this machine), once to a real :class:`cloud.worker.Worker`
+broker's publish → receive rate on this machine), once to a real
+:class:`lensflow.cloud.worker.Worker`
 whose pipeline is a single no-op node (its own cost: intake, JPEG decode, crop store,
 database commit, acknowledgement). Both consumers run in this process, with the same
 protocol, QoS and in-flight window; rounds alternate the two and the medians are kept.
@@ -31,17 +32,23 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud.worker.intake import Delivery, DeliveryHandler
-from cloud.worker.intake_mqtt import MqttIntake
-from cloud.worker.metrics import WorkerMetrics
-from cloud.worker.worker import Worker
 from lensflow.bench import BenchError
 from lensflow.bench.plugins import NOOP_CLASS
 from lensflow.bench.samples import crop_images
 from lensflow.broker import MosquittoBroker
-from shared.config.cloud import CloudConfig
-from shared.config.cloud import MqttIntake as MqttIntakeConfig
-from shared.protocol import Detection, Provenance, crops_topic, encode_crop, new_crop_header
+from lensflow.cloud.worker.intake import Delivery, DeliveryHandler
+from lensflow.cloud.worker.intake_mqtt import MqttIntake
+from lensflow.cloud.worker.metrics import WorkerMetrics
+from lensflow.cloud.worker.worker import Worker
+from lensflow.shared.config.cloud import CloudConfig
+from lensflow.shared.config.cloud import MqttIntake as MqttIntakeConfig
+from lensflow.shared.protocol import (
+    Detection,
+    Provenance,
+    crops_topic,
+    encode_crop,
+    new_crop_header,
+)
 
 logger = logging.getLogger(__name__)
 

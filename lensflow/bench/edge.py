@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from lensflow.artifacts import Backend
-from models.export.accuracy import detection_f1
-from models.export.reference import reference_detections
-from shared.classifiers.base import Image
-from shared.detectors.base import Detection, DetectorBackend
-from shared.detectors.factory import load_detector
-from shared.detectors.preprocess import preprocess
+from lensflow.models.export.accuracy import detection_f1
+from lensflow.models.export.reference import reference_detections
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.base import Detection, DetectorBackend
+from lensflow.shared.detectors.factory import load_detector
+from lensflow.shared.detectors.preprocess import preprocess
 
 OV_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
@@ -171,7 +171,7 @@ def _sustained(
     """Frames per second of the pipelined path (OpenVINO async requests, THROUGHPUT hint)."""
     detector: DetectorBackend
     if backend == "openvino":
-        from shared.detectors.openvino import OpenVinoDetector
+        from lensflow.shared.detectors.openvino import OpenVinoDetector
 
         pipelined = OpenVinoDetector(artifact, performance_hint="THROUGHPUT")
         detector = pipelined

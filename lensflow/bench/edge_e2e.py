@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.agent import EdgeAgent, default_loader
-from edge.sample_video import make_sample_video
 from lensflow.artifacts import Backend
 from lensflow.broker import MosquittoBroker
-from shared.classifiers.base import Image
-from shared.config.edge import EdgeConfig
-from shared.detectors.factory import load_detector
+from lensflow.edge.agent import EdgeAgent, default_loader
+from lensflow.edge.sample_video import make_sample_video
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.config.edge import EdgeConfig
+from lensflow.shared.detectors.factory import load_detector
 
 
 @dataclass(frozen=True)

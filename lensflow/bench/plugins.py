@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
 
 NOOP_CLASS = "lensflow.bench.plugins.NoOp"
 """The ``class`` of a pipeline node running :class:`NoOp`."""

@@ -3,7 +3,7 @@
 A private PostgreSQL is bulk-loaded (:mod:`lensflow.bench.cloud_rows`: crops with one
 classifier result each); every row is pointed at one of a few real crop JPEGs of the sample
 photos, so thumbnails load as in production. ``lensflow cloud api`` serves it from a child
-process and the real :class:`~desktop.main_window.MainWindow` runs offscreen in this
+process and the real :class:`~lensflow.desktop.main_window.MainWindow` runs offscreen in this
 process: the first-page time runs from the query to the first row in the model; the scroll
 time from there until 1,000 rows are loaded while the grid is scrolled down like an
 operator holding Page Down. A 10 ms heartbeat timer measures the longest stall of the UI
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import cv2
 
-from cloud.api import KeyStore
-from cloud.storage import CropStore, migrate
 from lensflow.bench import BenchError
 from lensflow.bench.cloud_api import ApiServer, api_config
 from lensflow.bench.cloud_rows import load_rows
 from lensflow.bench.samples import crop_images
+from lensflow.cloud.api import KeyStore
+from lensflow.cloud.storage import CropStore, migrate
 from lensflow.postgres import PostgresCluster
 
 FIRST_PAGE_TARGET_S = 1.0
@@ -101,7 +101,7 @@ def _real_jpegs(store: CropStore) -> list[str]:
 
 
 def _key(url: str) -> str:
-    from cloud.storage import create_engine_for
+    from lensflow.cloud.storage import create_engine_for
 
     engine = create_engine_for(url)
     try:
@@ -117,9 +117,9 @@ def _measure(result: ReviewBench, *, base_url: str, token: str, cache: Path) -> 
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from desktop.client import ApiClient
-    from desktop.main_window import MainWindow
-    from desktop.settings import Connection, SettingsStore
+    from lensflow.desktop.client import ApiClient
+    from lensflow.desktop.main_window import MainWindow
+    from lensflow.desktop.settings import Connection, SettingsStore
 
     app = QApplication.instance() or QApplication([])
     settings = SettingsStore(QSettings(str(cache / "bench.ini"), QSettings.Format.IniFormat))

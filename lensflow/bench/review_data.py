@@ -1,7 +1,8 @@
 """A served, seeded cloud API for the desktop review app: its tests, screenshots and benchmark.
 
 :func:`seed_crops` stores real crops of the sample photos (JPEGs in the crop store, rows
-through :class:`~cloud.storage.ResultStore`) with classifier results of two nodes and, given
+through :class:`~lensflow.cloud.storage.ResultStore`) with classifier results of two nodes and,
+given
 an embedder, a real embedding per crop under the :data:`SEARCH_NODE` node (the storage layer
 moves its ``vector`` into ``crop_embeddings``); :class:`ReviewApi` serves a database with
 ``lensflow cloud api`` in a child process, with image search over those embeddings (an exact
@@ -31,15 +32,15 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from cloud.api import KeyStore
-from cloud.api.keys import ROLES
-from cloud.storage import CropStore, ResultStore, create_engine_for, migrate
 from lensflow.bench.cloud_api import ApiServer, api_config
 from lensflow.bench.samples import crop_images
-from shared.classifiers.base import Image
-from shared.dag.engine import NodeResult
-from shared.errors import LensflowError
-from shared.protocol import Detection, Provenance, new_crop_header
+from lensflow.cloud.api import KeyStore
+from lensflow.cloud.api.keys import ROLES
+from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.dag.engine import NodeResult
+from lensflow.shared.errors import LensflowError
+from lensflow.shared.protocol import Detection, Provenance, new_crop_header
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +98,14 @@ class PluginEmbedder:
     """The pipeline's ``embeddings`` plugin (EfficientNet-Lite0 pooled features, 1280-d).
 
     Raises:
-        LensflowError: If its model is not there (see :mod:`shared.classifiers.embeddings`).
+        LensflowError: If its model is not there (see
+        :mod:`lensflow.shared.classifiers.embeddings`).
 
     """
 
     def __init__(self) -> None:
         """Load the plugin's model."""
-        from shared.classifiers.embeddings import Embeddings
+        from lensflow.shared.classifiers.embeddings import Embeddings
 
         self._plugin = Embeddings()
         self.model: str = self._plugin.model_id

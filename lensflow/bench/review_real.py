@@ -5,10 +5,11 @@ with made-up classes (fast: the review benchmark seeds 100k rows), :func:`seed_d
 stores what the demo's pipeline really produces: the offline person detector (``lensflow
 demo``'s edge detector, OpenVINO INT8, classes ``Normal``/``Fall``) finds people in the
 sample photos, varied views of them and frames of the sample clip; each detection is cut and
-encoded as the edge does (:func:`~shared.crops.cut_crop`, :func:`~shared.crops.encode_jpeg`)
+encoded as the edge does (:func:`~lensflow.shared.crops.cut_crop`,
+:func:`~lensflow.shared.crops.encode_jpeg`)
 and goes through the demo's classifier DAG (``configs/demo/pipeline.yaml``: shirt colour,
 vehicle type where the class is a vehicle, embeddings) with the cloud worker's own
-:class:`~cloud.processing.CropProcessor`, which stores the crops, the results and the
+:class:`~lensflow.cloud.processing.CropProcessor`, which stores the crops, the results and the
 embeddings (under the DAG's ``embedding`` node, :data:`EMBEDDING_NODE`).
 
 Models come from the model cache (``var/models``), fetched and exported on first use as the
@@ -28,12 +29,10 @@ import cv2
 import numpy as np
 import yaml
 
-from cloud.ingest import lensflow_version
-from cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
-from cloud.storage import CropStore, ResultStore
-from edge.filters import DetectionFilter
-from edge.sample_video import make_sample_video
 from lensflow.bench.review_data import T0, SeededCrop
+from lensflow.cloud.ingest import lensflow_version
+from lensflow.cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
+from lensflow.cloud.storage import CropStore, ResultStore
 from lensflow.demo.prepare import (
     CONFIG_DIR,
     PHOTOS_CAMERA,
@@ -42,13 +41,15 @@ from lensflow.demo.prepare import (
     DemoOptions,
     prepare_models,
 )
-from shared.classifiers.base import Image
-from shared.config.edge import EdgeConfig, config_hash
-from shared.crops import cut_crop, encode_jpeg, wire_detection
-from shared.detectors.base import Detection
-from shared.detectors.factory import load_configured_detector
-from shared.images import read_image, sample_image_paths
-from shared.protocol import Provenance, new_crop_header
+from lensflow.edge.filters import DetectionFilter
+from lensflow.edge.sample_video import make_sample_video
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.config.edge import EdgeConfig, config_hash
+from lensflow.shared.crops import cut_crop, encode_jpeg, wire_detection
+from lensflow.shared.detectors.base import Detection
+from lensflow.shared.detectors.factory import load_configured_detector
+from lensflow.shared.images import read_image, sample_image_paths
+from lensflow.shared.protocol import Provenance, new_crop_header
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def demo_frames(
         The frames, photos first, in capture order.
 
     """
-    from models.export.calibration import make_calibration_set
+    from lensflow.models.export.calibration import make_calibration_set
 
     with tempfile.TemporaryDirectory(prefix="lensflow-review-") as tmp:
         folder = Path(tmp)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.classifiers.base import Image
-from shared.images import read_image, sample_image_paths
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.images import read_image, sample_image_paths
 
 CROP_SIZE = (160, 200)
 """Width and height of a crop: a person-sized detection."""

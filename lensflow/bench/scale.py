@@ -1,7 +1,7 @@
 """``lensflow bench scale``: 1 → 2 worker processes on the RabbitMQ quorum queue, in one run.
 
 A private RabbitMQ (MQTT plugin) and database are started; an edge-like MQTT 3.1.1 client
-publishes N real crop messages (the wire protocol of :mod:`shared.protocol`) once, and the
+publishes N real crop messages (the wire protocol of :mod:`lensflow.shared.protocol`) once, and the
 ``amq.topic`` binding copies each into one durable quorum queue per phase, all before any
 worker starts, so publishing does not compete with the workers for the CPU. Then:
 
@@ -44,9 +44,9 @@ from lensflow.bench.scale_phase import (
 )
 from lensflow.postgres import PostgresCluster
 from lensflow.rabbitmq import RabbitNode, declare_crops_queue
-from shared.config.common import MqttConfig
-from shared.mqtt import make_client
-from shared.protocol import decode_crop
+from lensflow.shared.config.common import MqttConfig
+from lensflow.shared.mqtt import make_client
+from lensflow.shared.protocol import decode_crop
 
 TARGET = 1.8
 """Throughput of 2 workers over 1 worker that counts as scaling out."""

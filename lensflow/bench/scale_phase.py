@@ -18,7 +18,6 @@ import pika
 import yaml
 from sqlalchemy import Engine, text
 
-from cloud.storage import create_engine_for, migrate
 from lensflow.bench import BenchError
 from lensflow.bench.cloud_ingest import TOPIC
 from lensflow.bench.scale_workers import (
@@ -28,6 +27,7 @@ from lensflow.bench.scale_workers import (
     steady_rate,
     wait_until_up,
 )
+from lensflow.cloud.storage import create_engine_for, migrate
 from lensflow.rabbitmq import RabbitNode
 
 BINDING = TOPIC.replace("/", ".")

@@ -28,10 +28,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from cloud.search.index.base import Metadata, SearchFilter, VectorIndex
-from cloud.search.index.exact import ExactIndex
-from cloud.search.index.store import current_snapshot
-from shared.errors import LensflowError
+from lensflow.cloud.search.index.base import Metadata, SearchFilter, VectorIndex
+from lensflow.cloud.search.index.exact import ExactIndex
+from lensflow.cloud.search.index.store import current_snapshot
+from lensflow.shared.errors import LensflowError
 
 IndexKind = Literal["exact", "faiss", "milvus"]
 P95_TARGET_MS = 50.0
@@ -196,7 +196,7 @@ def _open(kind: IndexKind, dim: int, folder: Path, hnsw: HnswParams) -> VectorIn
     if kind == "exact":
         return ExactIndex(dim)
     if kind == "faiss":
-        from cloud.search.index.faiss_hnsw import FaissHnswIndex
+        from lensflow.cloud.search.index.faiss_hnsw import FaissHnswIndex
 
         return FaissHnswIndex(
             dim,
@@ -205,7 +205,7 @@ def _open(kind: IndexKind, dim: int, folder: Path, hnsw: HnswParams) -> VectorIn
             ef_search=hnsw.ef_search,
             path=folder,
         )
-    from cloud.search.index.milvus import MilvusIndex
+    from lensflow.cloud.search.index.milvus import MilvusIndex
 
     return MilvusIndex(
         dim,

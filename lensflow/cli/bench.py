@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lensflow.cli.choices import BackendChoice, IngestDatabaseChoice, PrecisionChoice
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
     from lensflow.artifacts import Backend
     from lensflow.bench.cloud import CloudBench
-    from models.export.exporter import Precision
+    from lensflow.models.export.exporter import Precision
 
 app = typer.Typer(
     help="Benchmarks (figures and ratios measured in the same run).", no_args_is_help=True
@@ -45,7 +45,7 @@ def edge(
     """Detector path vs raw engine, ultralytics predict and the engine's throughput limit."""
     from lensflow.artifacts import artifact_for
     from lensflow.bench.edge import run_edge_bench
-    from shared.images import read_image, sample_image_paths
+    from lensflow.shared.images import read_image, sample_image_paths
 
     runtime: Backend = backend.value
     bits: Precision = precision.value

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
     from lensflow.bench.classifiers import ClassifierBench

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lensflow.cli.choices import IngestDatabaseChoice
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
     from lensflow.bench.scale import ScaleBench

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
     from lensflow.bench.search import IndexKind, SearchBench
@@ -23,7 +23,7 @@ out = Console()
 
 
 class IndexChoice(StrEnum):
-    """``--index``: an index kind of :mod:`cloud.search.index`."""
+    """``--index``: an index kind of :mod:`lensflow.cloud.search.index`."""
 
     EXACT = "exact"
     FAISS = "faiss"

@@ -2,8 +2,9 @@
 
 Enums, so typer lists the choices in ``--help`` and rejects anything else with a usage error
 before a command runs. Each member's value is one of the strings of the matching ``Literal``
-type of the library (:data:`lensflow.artifacts.Backend`, :data:`models.export.exporter.Format`,
-:data:`models.export.exporter.Precision`, :data:`lensflow.bench.cloud.IngestDatabase`), so
+type of the library (:data:`lensflow.artifacts.Backend`,
+:data:`lensflow.models.export.exporter.Format`,
+:data:`lensflow.models.export.exporter.Precision`, :data:`lensflow.bench.cloud.IngestDatabase`), so
 ``choice.value`` type-checks where that ``Literal`` is expected: a value outside it is a mypy
 error at the call site.
 """

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from lensflow.cli.pipeline import _registry
-from shared.errors import ConfigError, LensflowError
+from lensflow.shared.errors import ConfigError, LensflowError
 
 app = typer.Typer(help="Cloud tier: workers and the HTTP API.", no_args_is_help=True)
 err_console = Console(stderr=True)
@@ -41,9 +41,9 @@ def worker(
     ] = "127.0.0.1",
 ) -> None:
     """Consume crops (MQTT or AMQP intake), run the pipeline DAG and store the results."""
-    from cloud.worker import Worker
+    from lensflow.cloud.worker import Worker
     from lensflow.logs import setup_logging
-    from shared.config import load_cloud_config
+    from lensflow.shared.config import load_cloud_config
 
     try:
         cfg = load_cloud_config(config)

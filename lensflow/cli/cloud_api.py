@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from shared.errors import ConfigError, LensflowError
+from lensflow.shared.errors import ConfigError, LensflowError
 
 if TYPE_CHECKING:
-    from shared.config.cloud import CloudConfig
+    from lensflow.shared.config.cloud import CloudConfig
 
 out = Console()
 err_console = Console(stderr=True)
@@ -32,7 +32,7 @@ class RoleChoice(StrEnum):
 
 def _load(config: Path) -> CloudConfig:
     """Load the cloud config, or print its problems and exit 1."""
-    from shared.config import load_cloud_config
+    from lensflow.shared.config import load_cloud_config
 
     try:
         return load_cloud_config(config)
@@ -50,7 +50,7 @@ def api(
     """Serve the cloud HTTP API (results, crops, aggregates, relabelling) with uvicorn."""
     import uvicorn
 
-    from cloud.api import create_app
+    from lensflow.cloud.api import create_app
     from lensflow.logs import setup_logging
 
     cfg = _load(config)
@@ -80,8 +80,8 @@ def create_key(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Create an API key and print it: it is shown only this once (only its hash is kept)."""
-    from cloud.api import KeyStore
-    from cloud.storage import create_engine_for
+    from lensflow.cloud.api import KeyStore
+    from lensflow.cloud.storage import create_engine_for
 
     cfg = _load(config)
     engine = create_engine_for(cfg.database.url.get_secret_value())

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 out = Console()
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from shared.errors import ConfigError, LensflowError
+from lensflow.shared.errors import ConfigError, LensflowError
 
 err_console = Console(stderr=True)
 
@@ -23,10 +23,10 @@ def edge(
     manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
 ) -> None:
     """Run the edge agent: detect, filter, track, and publish best crops over MQTT."""
-    from edge.agent import EdgeAgent, default_loader
     from lensflow.artifacts import artifact_for
+    from lensflow.edge.agent import EdgeAgent, default_loader
     from lensflow.logs import setup_logging
-    from shared.config import load_edge_config
+    from lensflow.shared.config import load_edge_config
 
     try:
         cfg = load_edge_config(config)

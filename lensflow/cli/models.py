@@ -23,15 +23,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from models.export.fetch import (
+from lensflow.models.export.fetch import (
     cache_path,
     cached_path,
     default_cache_dir,
     fetch_model,
     sha256_file,
 )
-from models.export.manifest import Manifest, ModelEntry, load_manifest
-from shared.errors import ConfigError, LensflowError
+from lensflow.models.export.manifest import Manifest, ModelEntry, load_manifest
+from lensflow.shared.errors import ConfigError, LensflowError
 
 app = typer.Typer(
     help="Model files: fetch them from the manifest (sha256-verified), list them, hash them.",

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from lensflow.cli.models import DEFAULT_MANIFEST, ManifestOption, fail, out
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 
 def export_classifier(
@@ -53,9 +53,9 @@ def export_classifier(
 def _export_to(model: str, *, manifest: Path, out_dir: Path, features: bool) -> Path:
     """Fetch manifest classifier ``model`` and export it into ``out_dir``."""
     from lensflow.artifacts import classifier_artifact_path
-    from models.export.classifier import export_timm_classifier, timm_arch
-    from models.export.fetch import default_cache_dir, fetch_model
-    from models.export.manifest import load_manifest
+    from lensflow.models.export.classifier import export_timm_classifier, timm_arch
+    from lensflow.models.export.fetch import default_cache_dir, fetch_model
+    from lensflow.models.export.manifest import load_manifest
 
     classifier_artifact_path(model, manifest=manifest)  # refuses a model that is no classifier
     entry = load_manifest(manifest).entry(model)

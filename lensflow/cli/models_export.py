@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from lensflow.cli.choices import FormatChoice, PrecisionChoice
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
-    from models.export.exporter import Format, Precision
+    from lensflow.models.export.exporter import Format, Precision
 
 out = Console()
 err_console = Console(stderr=True)
@@ -35,7 +35,7 @@ def export(
     manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
 ) -> None:
     """Export W to ONNX/OpenVINO (INT8 with calibration), gate its accuracy, write its card."""
-    from models.export.exporter import (
+    from lensflow.models.export.exporter import (
         AccuracyGateError,
         ExportRequest,
         default_out_dir,
@@ -90,8 +90,8 @@ def calib_set(
     source: Annotated[list[Path] | None, typer.Option(help="Source photos.")] = None,
 ) -> None:
     """Write varied views of a few photos (default: the sample photos) as a calibration set."""
-    from models.export.calibration import make_calibration_set
-    from shared.images import sample_image_paths
+    from lensflow.models.export.calibration import make_calibration_set
+    from lensflow.shared.images import sample_image_paths
 
     try:
         paths = make_calibration_set(source or sample_image_paths(), out_dir, count=count)
@@ -119,8 +119,8 @@ def export_hf(
     ] = 0.9,
 ) -> None:
     """Export SOURCE to ONNX (+ INT8), check it against transformers, write labels beside it."""
-    from models.export.calibration import load_images
-    from models.export.hf import export_hf_classifier
+    from lensflow.models.export.calibration import load_images
+    from lensflow.models.export.hf import export_hf_classifier
 
     try:
         check = [image for _, image in load_images(images)] if images is not None else None
@@ -156,8 +156,8 @@ def _resolve_weights(weights: str, manifest: Path) -> tuple[Path, str | None]:
     path = Path(weights)
     if path.exists() or path.suffix in {".pt", ".yaml", ".yml"}:
         return path, None
-    from models.export.fetch import default_cache_dir, fetch_model
-    from models.export.manifest import load_manifest
+    from lensflow.models.export.fetch import default_cache_dir, fetch_model
+    from lensflow.models.export.manifest import load_manifest
 
     entry = load_manifest(manifest).entry(weights)
     return fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent), weights

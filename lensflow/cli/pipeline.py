@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.classifiers.registry import PluginRegistry, default_registry
-from shared.dag.compiler import CompiledPipeline, load_pipeline
-from shared.errors import ConfigError, LensflowError
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
+from lensflow.shared.dag.compiler import CompiledPipeline, load_pipeline
+from lensflow.shared.errors import ConfigError, LensflowError
 
 app = typer.Typer(help="Pipeline DAG files.", no_args_is_help=True)
 out = Console()

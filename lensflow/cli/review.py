@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shared.errors import LensflowError
+from lensflow.shared.errors import LensflowError
 
 out = Console()
 
@@ -28,7 +28,7 @@ def review(
 ) -> None:
     """Review crops: browse, inspect, relabel from the keyboard, export, push configs."""
     try:
-        from desktop.app import run
+        from lensflow.desktop.app import run
     except ImportError as err:
         out.print(
             f"the review app needs the desktop extra (pip install 'lensflow[desktop]'): {err}",

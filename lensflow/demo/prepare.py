@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from shared.config.cloud import CloudConfig
-from shared.config.edge import EdgeConfig
-from shared.errors import LensflowError
+from lensflow.shared.config.cloud import CloudConfig
+from lensflow.shared.config.edge import EdgeConfig
+from lensflow.shared.errors import LensflowError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -157,9 +157,9 @@ def make_inputs(layout: Layout, *, max_images: int, frames: int) -> tuple[int, i
         The number of photos and of video frames written.
 
     """
-    from edge.sample_video import make_sample_video
-    from models.export.calibration import make_calibration_set
-    from shared.images import sample_image_paths
+    from lensflow.edge.sample_video import make_sample_video
+    from lensflow.models.export.calibration import make_calibration_set
+    from lensflow.shared.images import sample_image_paths
 
     for old in layout.photos.iterdir():
         old.unlink()

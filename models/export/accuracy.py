@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from shared.detectors.base import Detection
+from lensflow.shared.detectors.base import Detection
 
 
 @dataclass(frozen=True)

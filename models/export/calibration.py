@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.classifiers.base import Image
-from shared.errors import ImageError, ModelError
-from shared.images import IMAGE_SUFFIXES, read_image
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.errors import ImageError, ModelError
+from lensflow.shared.images import IMAGE_SUFFIXES, read_image
 
 logger = logging.getLogger(__name__)
 

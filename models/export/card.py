@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import ModelError
+from lensflow.shared.errors import ModelError
 
 CARD_NAME = "model_card.json"
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from models.export.torch_onnx import export_dynamic_batch
-from shared.errors import ModelError
+from lensflow.models.export.torch_onnx import export_dynamic_batch
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def export_timm_classifier(
 
 def _load_timm(weights: Path, *, arch: str) -> Any:
     """The timm model ``arch`` in eval mode, with ``weights`` mapped onto it in order."""
-    from models.export.ultralytics_env import install_torchvision_nms
+    from lensflow.models.export.ultralytics_env import install_torchvision_nms
 
     install_torchvision_nms()  # timm imports torchvision, whose ops may not load on CPU torch
     import timm

@@ -15,15 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from models.export.accuracy import F1Report, detection_f1
-from models.export.calibration import image_files, load_images
-from models.export.card import AccuracyCheck, ModelCard, sha256_file, tool_versions, write_card
-from models.export.quantize import quantize_onnx, quantize_openvino
-from models.export.reference import reference_detections
-from shared.classifiers.base import Image
-from shared.detectors.factory import load_detector
-from shared.detectors.preprocess import preprocess
-from shared.errors import ModelError
+from lensflow.models.export.accuracy import F1Report, detection_f1
+from lensflow.models.export.calibration import image_files, load_images
+from lensflow.models.export.card import (
+    AccuracyCheck,
+    ModelCard,
+    sha256_file,
+    tool_versions,
+    write_card,
+)
+from lensflow.models.export.quantize import quantize_onnx, quantize_openvino
+from lensflow.models.export.reference import reference_detections
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.factory import load_detector
+from lensflow.shared.detectors.preprocess import preprocess
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +194,7 @@ def ultralytics_export(
     weights: Path, *, fmt: Format, imgsz: int, half: bool, workdir: Path
 ) -> Path:
     """Run ultralytics' exporter into ``workdir``; return the .onnx or the IR's .xml."""
-    from models.export.ultralytics_env import prepare_ultralytics
+    from lensflow.models.export.ultralytics_env import prepare_ultralytics
 
     prepare_ultralytics()
     from ultralytics.models import YOLO

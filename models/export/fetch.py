@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from models.export.manifest import FileSource, ModelEntry, PypiSource, Source, UrlSource
-from shared.errors import ModelError
+from lensflow.models.export.manifest import FileSource, ModelEntry, PypiSource, Source, UrlSource
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 

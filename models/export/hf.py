@@ -12,7 +12,8 @@ DIR receives what the ``car_make_vit`` plugin's ``runtime: onnxruntime`` reads:
 * ``export.json`` — what was checked, with the numbers, file hashes and tool versions.
 
 Before anything is moved into DIR, the export is checked against transformers on real
-images, preprocessed once (:class:`~shared.classifiers.hf_checkpoint.ImageProcessorSpec`) and
+images, preprocessed once (:class:`~lensflow.shared.classifiers.hf_checkpoint.ImageProcessorSpec`)
+and
 fed to both: the FP32 logits must agree within ``atol``; INT8, whose logits move more, must
 pick the same top-1 class on at least ``min_int8_agreement`` of the images. A failed check
 raises :class:`ExportCheckError` and leaves DIR without a model.
@@ -34,17 +35,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.export.card import sha256_file
-from models.export.torch_onnx import export_dynamic_batch
-from shared.classifiers.base import Image
-from shared.classifiers.hf_checkpoint import (
+from lensflow.models.export.card import sha256_file
+from lensflow.models.export.torch_onnx import export_dynamic_batch
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.hf_checkpoint import (
     CONFIG_FILE,
     PREPROCESSOR_FILE,
     WEIGHT_FILES,
     ImageProcessorSpec,
     read_labels,
 )
-from shared.errors import ImageError, ModelError
+from lensflow.shared.errors import ImageError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def default_check_images() -> list[Image]:
         ModelError: the sample photos are not installed (pass images instead).
 
     """
-    from shared.images import read_image, sample_image_paths
+    from lensflow.shared.images import read_image, sample_image_paths
 
     try:
         photos = [read_image(path) for path in sample_image_paths()]
@@ -255,7 +256,7 @@ def _read_source(source: Path) -> tuple[tuple[str, ...], ImageProcessorSpec]:
 
 def _load_checkpoint(source: Path) -> Any:
     """The checkpoint as a transformers model in eval mode, on CPU."""
-    from shared.classifiers.hf_runtime import import_transformers
+    from lensflow.shared.classifiers.hf_runtime import import_transformers
 
     _, auto_model = import_transformers()
     try:

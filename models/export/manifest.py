@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from shared.config.base import StrictModel
-from shared.config.yaml_loader import load_model, read_yaml
-from shared.errors import ModelError
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.config.yaml_loader import load_model, read_yaml
+from lensflow.shared.errors import ModelError
 
 SCHEMES = ("pypi", "url", "file")
 SOURCE_FORMS = "pypi:NAME==VERSION#path/in/wheel, url:https://HOST/PATH or file:PATH"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from shared.errors import ModelError
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 

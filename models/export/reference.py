@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.classifiers.base import Image
-from shared.detectors.base import Detection
-from shared.errors import ModelError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.base import Detection
+from lensflow.shared.errors import ModelError
 
 
 def reference_detections(
@@ -24,7 +24,7 @@ def reference_detections(
     Works for a .pt checkpoint and for the exported artifacts ultralytics can load (.onnx,
     an OpenVINO folder), so the same function is the parity reference for both.
     """
-    from models.export.ultralytics_env import prepare_ultralytics
+    from lensflow.models.export.ultralytics_env import prepare_ultralytics
 
     prepare_ultralytics()
     from ultralytics.engine.results import Results

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ModelError
+from lensflow.shared.errors import ModelError
 
 
 def export_dynamic_batch(

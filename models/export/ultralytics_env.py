@@ -5,7 +5,7 @@ Two problems on these machines, both fixed by :func:`prepare_ultralytics`:
 * ultralytics reaches for the network (telemetry, pip auto-install, fonts, asset downloads)
   unless told it is offline, and writes its settings next to the repository by default;
 * ``torchvision==0.28.0``'s compiled ops need a CUDA torch, so ``import torchvision`` fails on
-  the CPU torch 2.13.0; :func:`shared.torch_env.install_torchvision_nms` (re-exported here)
+  the CPU torch 2.13.0; :func:`lensflow.shared.torch_env.install_torchvision_nms` (re-exported here)
   registers a pure-torch CPU ``torchvision::nms`` when, and only when, they cannot load.
 """
 
@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from shared.torch_env import install_torchvision_nms
+from lensflow.shared.torch_env import install_torchvision_nms
 
 __all__ = ["install_torchvision_nms", "prepare_ultralytics"]
 

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
-from shared.config.base import StrictModel
+from lensflow.shared.config.base import StrictModel
 
 Image = npt.NDArray[np.uint8]
 Context = Mapping[str, Any]

@@ -5,7 +5,7 @@ The model is a local folder — a checkpoint saved with ``save_pretrained`` for
 ``runtime: onnxruntime`` — or, with ``hub: true`` on a connected machine, a hub id. Labels come
 from the folder's ``config.json`` (``id2label``) and preprocessing from its
 ``preprocessor_config.json``, re-implemented in numpy (see
-:mod:`shared.classifiers.hf_checkpoint`), so the ONNX path imports no torch. A whole batch
+:mod:`lensflow.shared.classifiers.hf_checkpoint`), so the ONNX path imports no torch. A whole batch
 runs in one call. A missing folder fails when the pipeline is compiled; a corrupt model when
 the plugin is created — never per crop.
 
@@ -27,8 +27,8 @@ from typing import Literal, Self
 import numpy as np
 from pydantic import Field, model_validator
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.classifiers.hf_checkpoint import (
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.hf_checkpoint import (
     CONFIG_FILE,
     PREPROCESSOR_FILE,
     WEIGHT_FILES,
@@ -36,13 +36,13 @@ from shared.classifiers.hf_checkpoint import (
     ImageProcessorSpec,
     read_labels,
 )
-from shared.classifiers.hf_runtime import (
+from lensflow.shared.classifiers.hf_runtime import (
     LogitsRuntime,
     OnnxRuntimeLogits,
     TransformersLogits,
     download_from_hub,
 )
-from shared.config.base import StrictModel
+from lensflow.shared.config.base import StrictModel
 
 logger = logging.getLogger(__name__)
 

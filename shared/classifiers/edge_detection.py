@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import Field
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.config.base import StrictModel
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.config.base import StrictModel
 
 
 class EdgeDetectionParams(StrictModel):

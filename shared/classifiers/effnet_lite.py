@@ -2,7 +2,8 @@
 
 Both plugins run one ONNX export of the manifest's ``efficientnet-lite0`` (ImageNet-1k) with two
 outputs, ``logits`` (``(N, 1000)``) and ``features`` (``(N, 1280)``, the pooled activations the
-classifier layer reads), through :class:`~shared.classifiers.onnx_classifier.OnnxClassifier`'s
+classifier layer reads), through
+:class:`~lensflow.shared.classifiers.onnx_classifier.OnnxClassifier`'s
 preprocessing and batching.
 
 Where the model comes from (the node's ``model`` param):
@@ -29,9 +30,9 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
-from shared.config.base import StrictModel
-from shared.errors import LensflowError, ModelError
+from lensflow.shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.errors import LensflowError, ModelError
 
 DEFAULT_MODEL = "efficientnet-lite0"
 DEFAULT_MANIFEST = "configs/models.yaml"

@@ -1,7 +1,8 @@
 """Image embeddings for similar-image search: EfficientNet-Lite0's pooled features, L2-normalised.
 
 The vector is the 1280-d global-average-pooled activation that ImageNet EfficientNet-Lite0's
-classifier layer reads (real weights; see :mod:`shared.classifiers.effnet_lite` for where the
+classifier layer reads (real weights; see :mod:`lensflow.shared.classifiers.effnet_lite` for where
+the
 model comes from), divided by its L2 norm, so the dot product of two vectors is their cosine
 similarity. Crops are resized to 224x224 (no crop, aspect not kept) and normalised as in
 ImageNet training, exactly as the ``onnx_classifier`` and ``vehicle_type`` nodes do.
@@ -31,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.classifiers.effnet_lite import FEATURES, EffNetParams, is_path, load_effnet
-from shared.classifiers.onnx_classifier import FloatArray
-from shared.errors import ModelError
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.effnet_lite import FEATURES, EffNetParams, is_path, load_effnet
+from lensflow.shared.classifiers.onnx_classifier import FloatArray
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def model_identifier(model: str, path: Path, version: str) -> str:
 
     ``name`` is the manifest model name, or the file's name for a path.
     """
-    from models.export.fetch import sha256_file
+    from lensflow.models.export.fetch import sha256_file
 
     name = f"{path.parent.name}/{path.name}" if is_path(model) else model
     return f"embeddings-v{version}/{name}@sha256:{sha256_file(path)[:16]}"

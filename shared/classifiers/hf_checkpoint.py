@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image as PILImage
 
-from shared.classifiers.base import Image
-from shared.errors import ModelError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.errors import ModelError
 
 FloatArray = npt.NDArray[np.float32]
 

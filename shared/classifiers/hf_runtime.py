@@ -8,8 +8,9 @@ Two runtimes behind one small interface (:class:`LogitsRuntime`):
 * :class:`TransformersLogits` runs the checkpoint itself with transformers on torch — the
   reference runtime, and the way to use a hub id on a connected machine.
 
-Both load everything when constructed and raise :class:`~shared.errors.ModelError` for a
-missing or corrupt model, or :class:`~shared.errors.PluginUnavailableError` when the runtime
+Both load everything when constructed and raise :class:`~lensflow.shared.errors.ModelError` for a
+missing or corrupt model, or :class:`~lensflow.shared.errors.PluginUnavailableError` when the
+runtime
 cannot run here (its package or a requested provider is missing), so a pipeline fails when it
 is loaded, not on its first crop.
 """
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from shared.errors import ModelError, PluginUnavailableError
+from lensflow.shared.errors import ModelError, PluginUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def import_transformers() -> tuple[Any, Any]:
 
     """
     try:
-        from shared.torch_env import install_torchvision_nms
+        from lensflow.shared.torch_env import install_torchvision_nms
 
         install_torchvision_nms()  # transformers imports torchvision, whose ops may not load
         import torch

@@ -3,7 +3,7 @@
 The model takes a float ``(N, 3, H, W)`` RGB batch normalised by ``mean``/``std`` and returns
 one row of logits per image. :meth:`OnnxClassifier.process_batch` resizes the whole batch and
 runs it in one ONNX Runtime call (a model exported with a dynamic batch axis, as
-:func:`models.export.classifier.export_timm_classifier` does; a fixed-batch model gets the
+:func:`lensflow.models.export.classifier.export_timm_classifier` does; a fixed-batch model gets the
 batch in chunks).
 Give the node a ``batch:`` setting so the cloud worker hands it batches.
 
@@ -26,9 +26,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 from pydantic import Field, field_validator
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.config.base import StrictModel
-from shared.errors import PluginError
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.errors import PluginError
 
 FloatArray = npt.NDArray[np.float32]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -1,11 +1,13 @@
 """Resolve classifier plugins by registered key, entry point or dotted path.
 
 Discovery, not a hand-kept list: every module of this package that defines a
-:class:`~shared.classifiers.base.BaseClassifier` subclass with a ``key`` is registered under
+:class:`~lensflow.shared.classifiers.base.BaseClassifier` subclass with a ``key`` is registered
+under
 that key, and so is each ``lensflow.classifiers`` entry point of an installed package. A
 plugin whose module cannot be imported because an optional dependency is missing (OpenVINO,
 torch, transformers) is recorded as *unavailable* with the reason; resolving it raises
-:class:`~shared.errors.PluginUnavailableError` with that reason instead of crashing at import.
+:class:`~lensflow.shared.errors.PluginUnavailableError` with that reason instead of crashing at
+import.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
-from shared.classifiers.base import BaseClassifier
-from shared.errors import PluginError, PluginUnavailableError
+from lensflow.shared.classifiers.base import BaseClassifier
+from lensflow.shared.errors import PluginError, PluginUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class PluginRegistry:
             "path 'package.module.ClassName'"
         )
 
-    def discover(self, package: str = "shared.classifiers") -> PluginRegistry:
+    def discover(self, package: str = "lensflow.shared.classifiers") -> PluginRegistry:
         """Register the plugins of ``package``'s modules and of installed entry points."""
         module = importlib.import_module(package)
         for info in pkgutil.iter_modules(module.__path__):

@@ -26,8 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator, model_validator
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.colors import (
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.colors import (
     cie94,
     ciede2000,
     lab_to_rgb,
@@ -37,8 +37,8 @@ from shared.colors import (
     skin_mask,
     srgb_to_linear,
 )
-from shared.config.base import StrictModel
-from shared.errors import PluginError
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.errors import PluginError
 
 FloatArray = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]

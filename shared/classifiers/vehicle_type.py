@@ -1,6 +1,6 @@
 """Vehicle type of a crop, from ImageNet EfficientNet-Lite0's vehicle classes (real weights).
 
-The ImageNet-1k classifier (see :mod:`shared.classifiers.effnet_lite` for where the model
+The ImageNet-1k classifier (see :mod:`lensflow.shared.classifiers.effnet_lite` for where the model
 comes from) gives a probability per class; the road-vehicle classes are grouped into types
 (:data:`VEHICLE_TYPES`: school bus, trolleybus and minibus are a ``bus``; trailer truck, fire
 engine, garbage truck, tow truck, moving van, snowplow and tractor a ``truck``; ...).
@@ -40,10 +40,10 @@ import numpy as np
 import yaml
 from pydantic import Field
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.classifiers.effnet_lite import LOGITS, EffNetParams, load_effnet
-from shared.classifiers.onnx_classifier import FloatArray
-from shared.errors import ModelError
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.effnet_lite import LOGITS, EffNetParams, load_effnet
+from lensflow.shared.classifiers.onnx_classifier import FloatArray
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 

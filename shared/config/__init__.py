@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from shared.config.base import StrictModel, apply_env_overrides
-from shared.config.cloud import CloudConfig
-from shared.config.edge import EdgeConfig
-from shared.config.pipeline import NodeConfig, PipelineConfig
-from shared.config.yaml_loader import YamlDocument, load_config, load_model, read_yaml
+from lensflow.shared.config.base import StrictModel, apply_env_overrides
+from lensflow.shared.config.cloud import CloudConfig
+from lensflow.shared.config.edge import EdgeConfig
+from lensflow.shared.config.pipeline import NodeConfig, PipelineConfig
+from lensflow.shared.config.yaml_loader import YamlDocument, load_config, load_model, read_yaml
 
 EDGE_ENV_PREFIX = "LENSFLOW_EDGE__"
 CLOUD_ENV_PREFIX = "LENSFLOW_CLOUD__"

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
-from shared.config.base import StrictModel
-from shared.config.common import LoggingConfig, MqttConfig, TlsConfig
-from shared.config.edge import DetectorConfig
-from shared.config.search import SearchConfig
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.config.common import LoggingConfig, MqttConfig, TlsConfig
+from lensflow.shared.config.edge import DetectorConfig
+from lensflow.shared.config.search import SearchConfig
 
 
 class MqttIntake(StrictModel):

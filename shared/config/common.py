@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from shared.config.base import StrictModel
+from lensflow.shared.config.base import StrictModel
 
 SEGMENT = r"^[A-Za-z0-9_.-]{1,64}$"
 

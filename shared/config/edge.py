@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shared.config.base import StrictModel
-from shared.config.common import SEGMENT, LoggingConfig, MqttConfig
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.config.common import SEGMENT, LoggingConfig, MqttConfig
 
 Point = tuple[float, float]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 
-from shared.config.base import StrictModel
+from lensflow.shared.config.base import StrictModel
 
 NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 

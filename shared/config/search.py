@@ -1,6 +1,6 @@
 """Schema of the ``search:`` section of the cloud config: vector index, embedding cache, lookup.
 
-Only pydantic and :class:`shared.config.base.StrictModel`: importing it loads no backend
+Only pydantic and :class:`lensflow.shared.config.base.StrictModel`: importing it loads no backend
 (faiss, pymilvus, redis, httpx), so a config can be validated where none is installed.
 
 Example::
@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from shared.config.base import StrictModel
+from lensflow.shared.config.base import StrictModel
 
 DEFAULT_DIM = 1280
 """Embedding size of EfficientNet-Lite0's pooled features, the default embedder."""

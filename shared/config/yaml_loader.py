@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import ConfigError, ConfigIssue, SourceLocation
+from lensflow.shared.errors import ConfigError, ConfigIssue, SourceLocation
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

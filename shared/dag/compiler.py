@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from shared.classifiers.base import BaseClassifier, validate_params
-from shared.classifiers.registry import PluginRegistry, default_registry
-from shared.config.pipeline import NodeConfig, PipelineConfig
-from shared.config.yaml_loader import YamlDocument, load_model, read_yaml
-from shared.dag.conditions import Condition, compile_condition
-from shared.errors import ConditionError, ConfigError, ConfigIssue, PluginError
+from lensflow.shared.classifiers.base import BaseClassifier, validate_params
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
+from lensflow.shared.config.pipeline import NodeConfig, PipelineConfig
+from lensflow.shared.config.yaml_loader import YamlDocument, load_model, read_yaml
+from lensflow.shared.dag.conditions import Condition, compile_condition
+from lensflow.shared.errors import ConditionError, ConfigError, ConfigIssue, PluginError
 
 INPUT_KEY = "input"  # context key of the image's own metadata; not a valid node name
 

@@ -1,7 +1,7 @@
 """Compile the structured condition form (YAML data) into condition objects.
 
 The string form is first parsed into this same structured data by
-:mod:`shared.dag.condition_parse`, so both spellings compile to equal objects.
+:mod:`lensflow.shared.dag.condition_parse`, so both spellings compile to equal objects.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared.dag.condition_parse import (
+from lensflow.shared.dag.condition_parse import (
     MAX_DEPTH,
     MAX_LIST_ITEMS,
     MAX_PARTS,
@@ -18,8 +18,8 @@ from shared.dag.condition_parse import (
     constant_problem,
     parse_expression,
 )
-from shared.dag.condition_values import Op, brief_repr
-from shared.dag.conditions import (
+from lensflow.shared.dag.condition_values import Op, brief_repr
+from lensflow.shared.dag.conditions import (
     AllOf,
     Always,
     AnyOf,
@@ -30,7 +30,7 @@ from shared.dag.conditions import (
     Not,
     Path,
 )
-from shared.errors import ConditionError
+from lensflow.shared.errors import ConditionError
 
 _OP_KEYS = frozenset(Op)
 _FORMS = "all, any, not, exists, contains, not_contains, eq, ne, lt, le, gt, ge, in, not_in, "

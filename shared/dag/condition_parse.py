@@ -3,7 +3,7 @@
 The string form is parsed with ``ast.parse(text, mode="eval")`` and walked against an
 allow-list; it is never evaluated or turned into code. Every construct outside the condition
 language is rejected at load, with a message naming it. What the walk produces is plain data
-in the structured form (see :mod:`shared.dag.conditions`), so both forms go through one
+in the structured form (see :mod:`lensflow.shared.dag.conditions`), so both forms go through one
 compiler and give equal condition objects::
 
     "'car' in context['det']['classes']"    -> {"contains": [["det", "classes"], "car"]}
@@ -17,8 +17,8 @@ import ast
 import warnings
 from typing import Any
 
-from shared.dag.condition_values import brief_repr
-from shared.errors import ConditionError
+from lensflow.shared.dag.condition_values import brief_repr
+from lensflow.shared.errors import ConditionError
 
 MAX_SOURCE_CHARS = 2_000
 MAX_AST_NODES = 500

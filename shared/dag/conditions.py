@@ -4,7 +4,7 @@ A DAG node may carry ``when:``, evaluated once per image against ``context``: a 
 upstream node name to that node's output dict. A condition is written as structured YAML data
 or as a Python-like string; both compile, once at load, into the same tree of frozen
 dataclasses evaluated with an operator table. Config text is never evaluated (strings are
-parsed by :mod:`shared.dag.condition_parse` against an allow-list).
+parsed by :mod:`lensflow.shared.dag.condition_parse` against an allow-list).
 
 Structured form; ``PATH`` is ``node.key.subkey`` (integer segments index lists) or a list of
 keys, ``V`` a constant::
@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
-from shared.dag.condition_values import (
+from lensflow.shared.dag.condition_values import (
     _OPERATORS,
     _SYMBOLS,
     MISSING,
@@ -336,7 +336,7 @@ def compile_condition(spec: str | bool | Mapping[str, Any] | Condition | None) -
 
     """
     # The parser builds the classes above, so it imports this module; import it lazily.
-    from shared.dag.condition_compile import compile_spec
+    from lensflow.shared.dag.condition_compile import compile_spec
 
     if spec is None:
         return Always(True)

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.classifiers.base import BaseClassifier, Image, Output
-from shared.dag.compiler import INPUT_KEY, CompiledNode, CompiledPipeline
+from lensflow.shared.classifiers.base import BaseClassifier, Image, Output
+from lensflow.shared.dag.compiler import INPUT_KEY, CompiledNode, CompiledPipeline
 
 logger = logging.getLogger(__name__)
 

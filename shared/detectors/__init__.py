@@ -1,6 +1,6 @@
 """Object detectors: one interface, one pre/post-processing, one module per runtime.
 
-The backend classes are imported on first use (``from shared.detectors import
+The backend classes are imported on first use (``from lensflow.shared.detectors import
 OpenVinoDetector``), so importing this package never imports onnxruntime or openvino.
 """
 
@@ -9,27 +9,36 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from shared.detectors.base import (
+from lensflow.shared.detectors.base import (
     Detection,
     DetectionBatch,
     DetectorBackend,
     ModelInfo,
     StageTimes,
 )
-from shared.detectors.factory import load_detector
-from shared.detectors.metadata import YoloMetadata, parse_yolo_metadata, read_openvino_metadata
-from shared.detectors.postprocess import DecodeSettings, class_aware_nms, decode_yolo, nms
-from shared.detectors.preprocess import Letterbox, PreparedBatch, letterbox_geometry, preprocess
+from lensflow.shared.detectors.factory import load_detector
+from lensflow.shared.detectors.metadata import (
+    YoloMetadata,
+    parse_yolo_metadata,
+    read_openvino_metadata,
+)
+from lensflow.shared.detectors.postprocess import DecodeSettings, class_aware_nms, decode_yolo, nms
+from lensflow.shared.detectors.preprocess import (
+    Letterbox,
+    PreparedBatch,
+    letterbox_geometry,
+    preprocess,
+)
 
 if TYPE_CHECKING:
-    from shared.detectors.onnxruntime import OnnxRuntimeDetector
-    from shared.detectors.openvino import OpenVinoDetector
-    from shared.detectors.ssd_openvino import SsdOpenVinoDetector
+    from lensflow.shared.detectors.onnxruntime import OnnxRuntimeDetector
+    from lensflow.shared.detectors.openvino import OpenVinoDetector
+    from lensflow.shared.detectors.ssd_openvino import SsdOpenVinoDetector
 
 _LAZY = {
-    "OnnxRuntimeDetector": "shared.detectors.onnxruntime",
-    "OpenVinoDetector": "shared.detectors.openvino",
-    "SsdOpenVinoDetector": "shared.detectors.ssd_openvino",
+    "OnnxRuntimeDetector": "lensflow.shared.detectors.onnxruntime",
+    "OpenVinoDetector": "lensflow.shared.detectors.openvino",
+    "SsdOpenVinoDetector": "lensflow.shared.detectors.ssd_openvino",
 }
 
 __all__ = [

@@ -3,8 +3,8 @@
 A backend runs one exported detection model on a batch of frames and returns, per frame, the
 detections in frame pixels, with the time spent in each stage. Backends are small classes
 around one runtime each (``onnxruntime.py``, ``openvino.py``, ``ssd_openvino.py``); they share
-pre-processing (:mod:`shared.detectors.preprocess`) and YOLO post-processing
-(:mod:`shared.detectors.postprocess`).
+pre-processing (:mod:`lensflow.shared.detectors.preprocess`) and YOLO post-processing
+(:mod:`lensflow.shared.detectors.postprocess`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from shared.classifiers.base import Image
+from lensflow.shared.classifiers.base import Image
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Pick and load a detector backend for a model file.
 
 The runtime modules are imported only here, on demand: ``onnxruntime`` and ``openvino`` are
-optional extras, and a missing one becomes a :class:`~shared.errors.ModelError` naming the
+optional extras, and a missing one becomes a :class:`~lensflow.shared.errors.ModelError` naming the
 extra to install, not an ImportError at start-up.
 """
 
@@ -13,11 +13,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from shared.detectors.base import DetectorBackend
-from shared.errors import ModelError
+from lensflow.shared.detectors.base import DetectorBackend
+from lensflow.shared.errors import ModelError
 
 if TYPE_CHECKING:
-    from shared.config.edge import DetectorConfig
+    from lensflow.shared.config.edge import DetectorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ Family = Literal["auto", "yolo", "ssd"]
 
 # (backend, family) -> (module, class) of the implementation.
 IMPLEMENTATIONS: dict[tuple[str, str], tuple[str, str]] = {
-    ("onnxruntime", "yolo"): ("shared.detectors.onnxruntime", "OnnxRuntimeDetector"),
-    ("openvino", "yolo"): ("shared.detectors.openvino", "OpenVinoDetector"),
-    ("openvino", "ssd"): ("shared.detectors.ssd_openvino", "SsdOpenVinoDetector"),
+    ("onnxruntime", "yolo"): ("lensflow.shared.detectors.onnxruntime", "OnnxRuntimeDetector"),
+    ("openvino", "yolo"): ("lensflow.shared.detectors.openvino", "OpenVinoDetector"),
+    ("openvino", "ssd"): ("lensflow.shared.detectors.ssd_openvino", "SsdOpenVinoDetector"),
 }
 # The runtime package each backend imports -> the pip extra that installs it.
 EXTRAS = {"onnxruntime": "lensflow[cpu]", "openvino": "lensflow[edge]"}

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from shared.errors import ModelError
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 

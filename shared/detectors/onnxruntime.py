@@ -10,12 +10,12 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from shared.classifiers.base import Image
-from shared.detectors.base import DetectionBatch, DetectorBackend, ModelInfo
-from shared.detectors.metadata import parse_yolo_metadata, resolve_input_size
-from shared.detectors.postprocess import DecodeSettings, detect_yolo, validate_output_shape
-from shared.detectors.preprocess import FloatArray
-from shared.errors import DetectorError, ModelError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.base import DetectionBatch, DetectorBackend, ModelInfo
+from lensflow.shared.detectors.metadata import parse_yolo_metadata, resolve_input_size
+from lensflow.shared.detectors.postprocess import DecodeSettings, detect_yolo, validate_output_shape
+from lensflow.shared.detectors.preprocess import FloatArray
+from lensflow.shared.errors import DetectorError, ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -19,21 +19,21 @@ import numpy as np
 import numpy.typing as npt
 import openvino as ov
 
-from shared.classifiers.base import Image
-from shared.detectors.base import Detection, DetectionBatch, DetectorBackend, ModelInfo
-from shared.detectors.metadata import (
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.base import Detection, DetectionBatch, DetectorBackend, ModelInfo
+from lensflow.shared.detectors.metadata import (
     YoloMetadata,
     read_openvino_metadata,
     resolve_input_size,
 )
-from shared.detectors.postprocess import (
+from lensflow.shared.detectors.postprocess import (
     DecodeSettings,
     decode_yolo,
     detect_yolo,
     validate_output_shape,
 )
-from shared.detectors.preprocess import FloatArray, Letterbox, fixed_batches, preprocess
-from shared.errors import DetectorError, ImageError, ModelError
+from lensflow.shared.detectors.preprocess import FloatArray, Letterbox, fixed_batches, preprocess
+from lensflow.shared.errors import DetectorError, ImageError, ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from shared.classifiers.base import Image
-from shared.detectors.base import Detection, DetectionBatch, StageTimes
-from shared.detectors.preprocess import FloatArray, Letterbox, fixed_batches, preprocess
-from shared.errors import ImageError, ModelError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.base import Detection, DetectionBatch, StageTimes
+from lensflow.shared.detectors.preprocess import FloatArray, Letterbox, fixed_batches, preprocess
+from lensflow.shared.errors import ImageError, ModelError
 
 IntArray = npt.NDArray[np.int64]
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from shared.classifiers.base import Image
+from lensflow.shared.classifiers.base import Image
 
 PAD_VALUE = 114
 FloatArray = npt.NDArray[np.float32]

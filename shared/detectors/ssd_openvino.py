@@ -27,10 +27,16 @@ import numpy as np
 import numpy.typing as npt
 import openvino as ov
 
-from shared.classifiers.base import Image
-from shared.detectors.base import Detection, DetectionBatch, DetectorBackend, ModelInfo, StageTimes
-from shared.detectors.openvino import compile_model, read_model, resolve_model_file
-from shared.errors import DetectorError, ImageError, ModelError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.detectors.base import (
+    Detection,
+    DetectionBatch,
+    DetectorBackend,
+    ModelInfo,
+    StageTimes,
+)
+from lensflow.shared.detectors.openvino import compile_model, read_model, resolve_model_file
+from lensflow.shared.errors import DetectorError, ImageError, ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The lensflow wire protocol: MQTT topics, the crop envelope, status and config-ack messages.
 
 The one doc page is ``docs/protocol.md``. Every ``decode_*`` function here raises only
-:class:`~shared.errors.ProtocolError` on bad input, whatever the bytes.
+:class:`~lensflow.shared.errors.ProtocolError` on bad input, whatever the bytes.
 """
 
-from shared.errors import ProtocolError
-from shared.protocol.envelope import (
+from lensflow.shared.errors import ProtocolError
+from lensflow.shared.protocol.envelope import (
     DEFAULT_MAX_MESSAGE_BYTES,
     FORMAT_VERSION,
     JPEG_SOI,
@@ -22,7 +22,7 @@ from shared.protocol.envelope import (
     encode_status,
     new_crop_header,
 )
-from shared.protocol.messages import (
+from lensflow.shared.protocol.messages import (
     MAX_ATTRIBUTES,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
@@ -33,7 +33,7 @@ from shared.protocol.messages import (
     StatusMessage,
     new_crop_id,
 )
-from shared.protocol.topics import (
+from lensflow.shared.protocol.topics import (
     ALL_CONFIG_ACKS,
     ALL_CROPS,
     ALL_STATUS,

@@ -1,9 +1,9 @@
 """The versioned crop envelope, and the codecs of the small JSON messages.
 
 A crop message is ``b"LFC"`` + 1 format byte + 4-byte big-endian header length + a UTF-8
-JSON header (:class:`~shared.protocol.messages.CropHeader`) + the raw JPEG bytes;
+JSON header (:class:`~lensflow.shared.protocol.messages.CropHeader`) + the raw JPEG bytes;
 ``docs/protocol.md`` describes it byte by byte. Every ``decode_*`` function returns a valid
-message or raises :class:`~shared.errors.ProtocolError`, whatever bytes it is given, so a
+message or raises :class:`~lensflow.shared.errors.ProtocolError`, whatever bytes it is given, so a
 worker can route a bad message to its dead-letter record instead of crashing.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import ProtocolError
-from shared.protocol.messages import (
+from lensflow.shared.errors import ProtocolError
+from lensflow.shared.protocol.messages import (
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     ConfigAck,
@@ -30,7 +30,7 @@ from shared.protocol.messages import (
     new_crop_id,
     short_repr,
 )
-from shared.protocol.topics import TopicKind, parse_topic
+from lensflow.shared.protocol.topics import TopicKind, parse_topic
 
 MAGIC = b"LFC"
 """First three bytes of every crop message."""

@@ -1,9 +1,9 @@
 """The message schemas of the wire protocol: the crop header, status and config ack.
 
 These are pydantic models with strict types, unknown keys rejected and every field
-described; :mod:`shared.protocol.envelope` frames and parses them. Constructing a model
+described; :mod:`lensflow.shared.protocol.envelope` frames and parses them. Constructing a model
 directly raises pydantic's ``ValidationError``; the ``decode_*``/``encode_*`` functions and
-:func:`~shared.protocol.envelope.new_crop_header` translate that to ``ProtocolError``.
+:func:`~lensflow.shared.protocol.envelope.new_crop_header` translate that to ``ProtocolError``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from shared.protocol.topics import SEGMENT_PATTERN
+from lensflow.shared.protocol.topics import SEGMENT_PATTERN
 
 SCHEMA_VERSION = 1
 """Version of the JSON messages this package writes."""

@@ -2,7 +2,7 @@
 
 Every topic is ``lensflow/v1/{site}/{camera}/{kind}`` where ``kind`` is one of ``crops``,
 ``status``, ``config`` or ``config/ack``. ``v1`` versions the *topic layout*; the messages
-carry their own schema version (see :mod:`shared.protocol.envelope`). The layout is
+carry their own schema version (see :mod:`lensflow.shared.protocol.envelope`). The layout is
 described for humans in ``docs/protocol.md``.
 """
 
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.errors import ProtocolError
+from lensflow.shared.errors import ProtocolError
 
 TOPIC_ROOT = "lensflow"
 """First segment of every lensflow topic."""

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from cloud.storage import CropStore, ResultStore, create_engine_for, migrate
 from lensflow.bench.review_real import EMBEDDING_DIM, EMBEDDING_NODE, demo_frames
 from lensflow.bench.review_real import seed_detected_crops as seed
+from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
 
 pytestmark = [pytest.mark.integration]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.export.classifier import export_timm_classifier
+from lensflow.models.export.classifier import export_timm_classifier
 from tests.conftest import fetch
 
 

@@ -19,18 +19,18 @@ import pytest
 from typer.testing import CliRunner
 
 from lensflow.cli import app
-from models.export.hf import (
+from lensflow.models.export.hf import (
     ExportCheckError,
     check_logits,
     check_top1,
     export_hf_classifier,
 )
-from shared.classifiers.base import Image
-from shared.classifiers.car_make_vit import CarMakeViT, CarMakeViTParams
-from shared.classifiers.registry import default_registry
-from shared.dag.compiler import load_pipeline
-from shared.dag.engine import Pipeline
-from shared.errors import ConfigError, ModelError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.car_make_vit import CarMakeViT, CarMakeViTParams
+from lensflow.shared.classifiers.registry import default_registry
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.dag.engine import Pipeline
+from lensflow.shared.errors import ConfigError, ModelError
 from tests.support.plugins import BrightnessCarMake, make_registry
 
 MAKES = ["audi", "bmw", "ford", "toyota", "volvo"]
@@ -39,7 +39,7 @@ MAKES = ["audi", "bmw", "ford", "toyota", "volvo"]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ViT (32x32 input, 2 layers) with 5 car makes, saved like a real checkpoint."""
-    from shared.torch_env import install_torchvision_nms
+    from lensflow.shared.torch_env import install_torchvision_nms
 
     install_torchvision_nms()
     import torch
@@ -162,7 +162,7 @@ def test_int8_export_agrees_on_top1_for_most_crops(
 def test_onnx_runtime_path_imports_no_torch(exported: Path, repo_root: Path) -> None:
     code = (
         "import sys\n"
-        "from shared.classifiers.car_make_vit import CarMakeViT, CarMakeViTParams\n"
+        "from lensflow.shared.classifiers.car_make_vit import CarMakeViT, CarMakeViTParams\n"
         f"CarMakeViT(CarMakeViTParams(model={str(exported)!r})).warmup()\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
@@ -236,7 +236,9 @@ def test_a_corrupt_model_file_fails_when_the_pipeline_is_built(
 def test_the_real_plugin_is_discovered_and_the_test_registry_swaps_in_the_fake() -> None:
     assert default_registry().resolve("car_make_vit") is CarMakeViT
     assert make_registry().resolve("car_make_vit") is BrightnessCarMake
-    assert make_registry().resolve("shared.classifiers.car_make_vit.CarMakeViT") is CarMakeViT
+    assert (
+        make_registry().resolve("lensflow.shared.classifiers.car_make_vit.CarMakeViT") is CarMakeViT
+    )
 
 
 def test_cli_export_hf_writes_a_model_the_plugin_loads(

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.export.fetch import sha256_file
-from shared.classifiers.base import Image
-from shared.classifiers.embeddings import Embeddings, EmbeddingsParams
-from shared.classifiers.registry import PluginRegistry
+from lensflow.models.export.fetch import sha256_file
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
+from lensflow.shared.classifiers.registry import PluginRegistry
 from tests.conftest import fetch
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.classifiers.base import Image
-from shared.classifiers.hf_checkpoint import ImageProcessorSpec, read_labels
-from shared.errors import ModelError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.hf_checkpoint import ImageProcessorSpec, read_labels
+from lensflow.shared.errors import ModelError
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def crops(sample_images: dict[str, Image]) -> list[Image]:
 def test_preprocessing_matches_transformers_image_processors(
     crops: list[Image], processor: str
 ) -> None:
-    from shared.torch_env import install_torchvision_nms
+    from lensflow.shared.torch_env import install_torchvision_nms
 
     install_torchvision_nms()
     import transformers

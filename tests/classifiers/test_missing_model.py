@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.classifiers.embeddings import Embeddings, EmbeddingsParams
-from shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
-from shared.errors import ModelError
+from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
+from lensflow.shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
+from lensflow.shared.errors import ModelError
 
 LENSFLOW = [sys.executable, "-m", "lensflow"]
 EXPORTED = Path("efficientnet-lite0") / "export" / "onnx-fp32-features" / "model.onnx"
@@ -52,7 +52,7 @@ def test_an_unexported_model_without_the_export_extra_names_the_expected_path(
     # given an empty model cache, and an export step that cannot run (its module is absent)
     monkeypatch.setenv("LENSFLOW_MODEL_CACHE", str(tmp_path))
     monkeypatch.setattr(
-        "shared.classifiers.effnet_lite.EXPORT_MODULES", ("lensflow_no_such_module",)
+        "lensflow.shared.classifiers.effnet_lite.EXPORT_MODULES", ("lensflow_no_such_module",)
     )
     manifest = str(repo_root / "configs" / "models.yaml")
     # when the params are read, then the error names the expected file and the command
@@ -85,7 +85,7 @@ def test_a_corrupt_model_fails_when_the_plugin_is_created(tmp_path: Path) -> Non
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_logits_only_export_is_refused_with_the_fix(model_cache: Path, tmp_path: Path) -> None:
-    from models.export.classifier import export_timm_classifier
+    from lensflow.models.export.classifier import export_timm_classifier
     from tests.conftest import fetch
 
     weights = fetch("efficientnet-lite0", model_cache)

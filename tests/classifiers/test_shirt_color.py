@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from shared.classifiers.base import Image
-from shared.classifiers.registry import PluginRegistry, default_registry
-from shared.classifiers.shirt_color import ShirtColor, ShirtColorParams
-from shared.colors import ciede2000, rgb_to_lab
-from shared.dag.compiler import load_pipeline
-from shared.dag.engine import Pipeline
-from shared.errors import PluginError
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
+from lensflow.shared.classifiers.shirt_color import ShirtColor, ShirtColorParams
+from lensflow.shared.colors import ciede2000, rgb_to_lab
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.dag.engine import Pipeline
+from lensflow.shared.errors import PluginError
 from tests.support.plugins import (
     AspectVehicleType,
     BrightnessCarMake,

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.classifiers.base import Image
-from shared.classifiers.registry import PluginRegistry, default_registry
-from shared.classifiers.vehicle_type import (
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
+from lensflow.shared.classifiers.vehicle_type import (
     TYPES,
     VEHICLE_TYPES,
     VehicleType,
     VehicleTypeParams,
     imagenet_labels,
 )
-from shared.dag.compiler import load_pipeline
-from shared.dag.engine import Pipeline
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.dag.engine import Pipeline
 from tests.support.plugins import BrightnessCarMake
 
 pytestmark = pytest.mark.integration

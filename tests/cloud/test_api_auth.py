@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.api.keys import ApiKey, KeyStore
+from lensflow.cloud.api.keys import ApiKey, KeyStore
 from tests.support.api import ApiHarness, running_api, seed
 
 

@@ -21,14 +21,14 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.api.routes.ingest import use_ingest
-from cloud.ingest import IngestService, lensflow_version, load_server_detector
-from cloud.storage.models import DeadLetter
-from shared.classifiers.base import Image
-from shared.config.cloud import CloudConfig, DatabaseConfig, IngestConfig
-from shared.config.edge import DetectorConfig
-from shared.detectors.base import DetectorBackend
-from shared.images import decode_image, sample_image_paths
+from lensflow.cloud.api.routes.ingest import use_ingest
+from lensflow.cloud.ingest import IngestService, lensflow_version, load_server_detector
+from lensflow.cloud.storage.models import DeadLetter
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.config.cloud import CloudConfig, DatabaseConfig, IngestConfig
+from lensflow.shared.config.edge import DetectorConfig
+from lensflow.shared.detectors.base import DetectorBackend
+from lensflow.shared.images import decode_image, sample_image_paths
 from tests.support.api import ApiHarness, running_api
 from tests.support.plugins import make_registry
 
@@ -61,7 +61,7 @@ Loaded = tuple[DetectorBackend, str]
 @pytest.fixture(scope="module")
 def person_onnx(yolov8s_person_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real person detector as ONNX (FP32, 640)."""
-    from models.export.exporter import ultralytics_export
+    from lensflow.models.export.exporter import ultralytics_export
 
     workdir = tmp_path_factory.mktemp("onnx")
     return ultralytics_export(yolov8s_person_pt, fmt="onnx", imgsz=640, half=False, workdir=workdir)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.storage.models import HumanLabel, LabelEvent
+from lensflow.cloud.storage.models import HumanLabel, LabelEvent
 from tests.support.api import ApiHarness, running_api, seed
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from cloud.search.service import SYNC_FILE, SearchService
-from cloud.storage import create_engine_for
-from shared.config.search import ExactIndexConfig, SearchConfig
+from lensflow.cloud.search.service import SYNC_FILE, SearchService
+from lensflow.cloud.storage import create_engine_for
+from lensflow.shared.config.search import ExactIndexConfig, SearchConfig
 from tests.support.api import T0, ApiHarness, running_api, seed
 from tests.support.plugins import color_embedding
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cloud.control import ConfigService, validate_edge_config
-from cloud.control.configs import payload_hash
-from cloud.storage import ResultStore, create_engine_for, migrate
-from cloud.storage.models import utcnow
-from edge.remote_config import parse_pushed_config
-from shared.config.edge import EdgeConfig, config_hash
-from shared.errors import ConfigError
-from shared.protocol import ConfigAck, StatusMessage
+from lensflow.cloud.control import ConfigService, validate_edge_config
+from lensflow.cloud.control.configs import payload_hash
+from lensflow.cloud.storage import ResultStore, create_engine_for, migrate
+from lensflow.cloud.storage.models import utcnow
+from lensflow.edge.remote_config import parse_pushed_config
+from lensflow.shared.config.edge import EdgeConfig, config_hash
+from lensflow.shared.errors import ConfigError
+from lensflow.shared.protocol import ConfigAck, StatusMessage
 from tests.support.api import ApiHarness, running_api
 
 CONFIG = """\

@@ -18,13 +18,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.agent import EdgeAgent, default_loader
 from lensflow.broker import MosquittoBroker
-from shared.config.cloud import ControlConfig
-from shared.config.common import MqttConfig
-from shared.config.edge import EdgeConfig
-from shared.images import sample_image_paths
-from shared.protocol import config_topic
+from lensflow.edge.agent import EdgeAgent, default_loader
+from lensflow.shared.config.cloud import ControlConfig
+from lensflow.shared.config.common import MqttConfig
+from lensflow.shared.config.edge import EdgeConfig
+from lensflow.shared.images import sample_image_paths
+from lensflow.shared.protocol import config_topic
 from tests.support.api import ApiHarness, running_api
 from tests.support.brokers import mosquitto, wait_for  # noqa: F401
 

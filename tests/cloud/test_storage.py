@@ -18,12 +18,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, inspect, select
 
-from cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
-from cloud.storage.db import alembic_config
-from cloud.storage.models import Base, Camera, ClassifierResult
-from cloud.storage.repository import DEAD_LETTER_HEAD, DEAD_LETTER_MAX_PAYLOAD
-from shared.dag.engine import NodeResult
-from shared.protocol import StatusMessage
+from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
+from lensflow.cloud.storage.db import alembic_config
+from lensflow.cloud.storage.models import Base, Camera, ClassifierResult
+from lensflow.cloud.storage.repository import DEAD_LETTER_HEAD, DEAD_LETTER_MAX_PAYLOAD
+from lensflow.shared.dag.engine import NodeResult
+from lensflow.shared.protocol import StatusMessage
 from tests.support.protocol_samples import CAPTURED, make_header, real_jpeg
 
 TABLES = {

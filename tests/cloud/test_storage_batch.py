@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
-from cloud.storage.models import ClassifierResult, CropEmbedding
-from cloud.storage.repository import CropEntry
-from shared.dag.engine import NodeResult
+from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
+from lensflow.cloud.storage.models import ClassifierResult, CropEmbedding
+from lensflow.cloud.storage.repository import CropEntry
+from lensflow.shared.dag.engine import NodeResult
 from tests.support.protocol_samples import make_header
 
 RESULTS = {"color": NodeResult(node="color", status="ok", output={"color": "red", "score": 0.9})}

@@ -17,13 +17,13 @@ from pathlib import Path
 import pika
 import pytest
 
-from cloud.worker import Worker, WorkerMetrics
-from cloud.worker.intake_amqp import AmqpIntake, topic_of
+from lensflow.cloud.worker import Worker, WorkerMetrics
+from lensflow.cloud.worker.intake_amqp import AmqpIntake, topic_of
 from lensflow.rabbitmq import RabbitNode, declare_crops_queue
-from shared.classifiers.registry import PluginRegistry
-from shared.config import load_cloud_config
-from shared.config.cloud import AmqpIntake as AmqpIntakeConfig
-from shared.protocol import crops_topic
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.config import load_cloud_config
+from lensflow.shared.config.cloud import AmqpIntake as AmqpIntakeConfig
+from lensflow.shared.protocol import crops_topic
 from tests.support.brokers import wait_for
 from tests.support.rabbit import rabbit_node  # noqa: F401
 from tests.support.worker import (

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cloud.storage import CropStore, ResultStore, create_engine_for, session_factory
-from cloud.storage.models import DeadLetter
-from cloud.worker import Worker
-from cloud.worker.intake_mqtt import MqttIntake
 from lensflow.broker import MosquittoBroker, MosquittoConfig, free_port
-from shared.classifiers.registry import PluginRegistry
-from shared.config import load_cloud_config
-from shared.protocol import SCHEMA_VERSION, crops_topic, encode_crop, new_crop_header
+from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, session_factory
+from lensflow.cloud.storage.models import DeadLetter
+from lensflow.cloud.worker import Worker
+from lensflow.cloud.worker.intake_mqtt import MqttIntake
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.config import load_cloud_config
+from lensflow.shared.protocol import SCHEMA_VERSION, crops_topic, encode_crop, new_crop_header
 from tests.support.brokers import mosquitto, wait_for  # noqa: F401
 from tests.support.protocol_samples import frame, header_doc, make_header
 from tests.support.worker import (

@@ -24,8 +24,8 @@ from compose_spec import PyOptions
 from dockerfile_parse import DockerfileParser
 
 from lensflow.rabbitmq import RabbitNode
-from shared.config import load_cloud_config, load_edge_config
-from shared.config.cloud import AmqpIntake
+from lensflow.shared.config import load_cloud_config, load_edge_config
+from lensflow.shared.config.cloud import AmqpIntake
 from tests.deploy.support import (
     COMPOSE,
     DEPLOY,

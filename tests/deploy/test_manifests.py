@@ -17,8 +17,8 @@ import yaml
 from cloudcoil.models.keda import v1alpha1 as keda
 from pydantic import BaseModel, ValidationError
 
-from shared.config import load_cloud_config
-from shared.config.cloud import AmqpIntake
+from lensflow.shared.config import load_cloud_config
+from lensflow.shared.config.cloud import AmqpIntake
 from tests.deploy.support import DEPLOY, KUBERNETES_VERSION, k8s_documents, k8s_kind, parse_cli
 
 DOCS = k8s_documents()

@@ -12,9 +12,9 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
-from desktop.main_window import MainWindow
-from desktop.settings import SettingsStore
 from lensflow.bench.review_data import T0, CropEmbedder, ReviewApi, SeededCrop
+from lensflow.desktop.main_window import MainWindow
+from lensflow.desktop.settings import SettingsStore
 
 SEEDED = 60
 _fresh = itertools.count(1)

@@ -9,8 +9,8 @@ import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 from pytestqt.qtbot import QtBot
 
-from desktop.client import ApiClient
-from desktop.main_window import MainWindow
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.main_window import MainWindow
 from tests.desktop.app_support import SEEDED, ReviewSetup, filter_camera, open_window
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from keyring.backend import KeyringBackend
 from keyring.backends import fail
 from PySide6.QtCore import QSettings
 
-from desktop.settings import Connection, SettingsStore
+from lensflow.desktop.settings import Connection, SettingsStore
 
 
 class MemoryKeyring(KeyringBackend):

@@ -11,13 +11,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog
 from pytestqt.qtbot import QtBot
 
-from cloud.storage import ResultStore, create_engine_for
-from cloud.storage.models import utcnow
-from desktop.api_types import ResultQuery
-from desktop.client import ApiClient
-from desktop.inspector import SIMILAR_K
-from desktop.main_window import MainWindow
-from shared.protocol import StatusMessage
+from lensflow.cloud.storage import ResultStore, create_engine_for
+from lensflow.cloud.storage.models import utcnow
+from lensflow.desktop.api_types import ResultQuery
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.inspector import SIMILAR_K
+from lensflow.desktop.main_window import MainWindow
+from lensflow.shared.protocol import StatusMessage
 from tests.desktop.app_support import ReviewSetup, filter_camera
 
 pytestmark = pytest.mark.integration
@@ -112,10 +112,12 @@ def test_export_from_the_menu_writes_the_filtered_labelled_crops(
     (tmp_path / "exports").mkdir()
     (tmp_path / "exports" / "notes.txt").write_text("not empty")
     monkeypatch.setattr(
-        "desktop.window_tools.QFileDialog.getExistingDirectory",
+        "lensflow.desktop.window_tools.QFileDialog.getExistingDirectory",
         lambda *_args: str(tmp_path / "exports"),
     )
-    monkeypatch.setattr("desktop.export_dialog.QMessageBox.information", lambda *_args: None)
+    monkeypatch.setattr(
+        "lensflow.desktop.export_dialog.QMessageBox.information", lambda *_args: None
+    )
 
     _trigger(window, "&Export…")
     dialog = window.tools.export_dialog

@@ -10,18 +10,18 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from cloud.control import ConfigService
-from cloud.storage import ResultStore, create_engine_for
-from cloud.storage.models import utcnow
-from desktop.api_types import ConfigIssue, ConfigVersion, EdgeInfo
-from desktop.client import ApiClient
-from desktop.config_editor import ConfigEditor
-from desktop.edge_table import COLUMN_NAMES, EdgeTableModel
-from desktop.pipeline_editor import PipelineEditor, pipeline_issues
-from desktop.yaml_editor import YamlEditor
 from lensflow.bench.review_data import ReviewApi
 from lensflow.broker import free_port
-from shared.protocol import ConfigAck, StatusMessage
+from lensflow.cloud.control import ConfigService
+from lensflow.cloud.storage import ResultStore, create_engine_for
+from lensflow.cloud.storage.models import utcnow
+from lensflow.desktop.api_types import ConfigIssue, ConfigVersion, EdgeInfo
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.config_editor import ConfigEditor
+from lensflow.desktop.edge_table import COLUMN_NAMES, EdgeTableModel
+from lensflow.desktop.pipeline_editor import PipelineEditor, pipeline_issues
+from lensflow.desktop.yaml_editor import YamlEditor
+from lensflow.shared.protocol import ConfigAck, StatusMessage
 
 CONFIG = """\
 detector: {backend: onnxruntime, model: /models/person.onnx, conf_threshold: 0.3}

@@ -20,10 +20,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 from pytestqt.qtbot import QtBot
 
-from cloud.storage import ResultStore, create_engine_for
-from desktop.api_types import Detection, ResultItem, ResultQuery
-from desktop.client import ApiClient
-from desktop.export import (
+from lensflow.bench.review_data import T0, ReviewApi
+from lensflow.cloud.storage import ResultStore, create_engine_for
+from lensflow.desktop.api_types import Detection, ResultItem, ResultQuery
+from lensflow.desktop.client import ApiClient
+from lensflow.desktop.export import (
     ExportCancelledError,
     ExportError,
     ExportOptions,
@@ -31,13 +32,12 @@ from desktop.export import (
     export_dataset,
     split_of,
 )
-from desktop.export_dialog import ExportDialog
-from desktop.export_formats import FormatError, box_in_crop, jpeg_size
-from lensflow.bench.review_data import T0, ReviewApi
-from shared.crops import cut_crop, encode_jpeg
-from shared.images import read_image, sample_image_paths
-from shared.protocol import Detection as WireDetection
-from shared.protocol import Provenance, new_crop_header
+from lensflow.desktop.export_dialog import ExportDialog
+from lensflow.desktop.export_formats import FormatError, box_in_crop, jpeg_size
+from lensflow.shared.crops import cut_crop, encode_jpeg
+from lensflow.shared.images import read_image, sample_image_paths
+from lensflow.shared.protocol import Detection as WireDetection
+from lensflow.shared.protocol import Provenance, new_crop_header
 
 HUMAN = {  # crop index -> human label of the detection node
     0: "person",
@@ -204,7 +204,7 @@ def _expected() -> dict[str, str]:
 @pytest.mark.integration
 @pytest.mark.slow  # importing ultralytics takes ~5 s
 def test_the_yolo_export_loads_in_ultralytics(client: ApiClient, tmp_path: Path) -> None:
-    from models.export.ultralytics_env import prepare_ultralytics
+    from lensflow.models.export.ultralytics_env import prepare_ultralytics
 
     prepare_ultralytics(tmp_path / "yolo-settings")
     from ultralytics.data.dataset import YOLODataset

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.export.ultralytics_env import prepare_ultralytics
+from lensflow.models.export.ultralytics_env import prepare_ultralytics
 
 
 @pytest.fixture(scope="session")

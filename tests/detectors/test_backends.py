@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from shared.detectors import load_detector
-from shared.detectors.metadata import parse_yolo_metadata
-from shared.detectors.onnxruntime import OnnxRuntimeDetector, select_providers
-from shared.detectors.openvino import OpenVinoDetector
-from shared.detectors.ssd_openvino import SsdOpenVinoDetector
-from shared.errors import DetectorError, ImageError, ModelError
-from shared.images import read_image
+from lensflow.shared.detectors import load_detector
+from lensflow.shared.detectors.metadata import parse_yolo_metadata
+from lensflow.shared.detectors.onnxruntime import OnnxRuntimeDetector, select_providers
+from lensflow.shared.detectors.openvino import OpenVinoDetector
+from lensflow.shared.detectors.ssd_openvino import SsdOpenVinoDetector
+from lensflow.shared.errors import DetectorError, ImageError, ModelError
+from lensflow.shared.images import read_image
 
 YOLO_BACKENDS = [OnnxRuntimeDetector, OpenVinoDetector]  # both read .onnx files
 
@@ -245,8 +245,8 @@ def test_factory_refuses_a_family_the_backend_cannot_run(make_onnx):
 @pytest.mark.parametrize(
     ("runtime", "module", "extra"),
     [
-        ("onnxruntime", "shared.detectors.onnxruntime", "lensflow[cpu]"),
-        ("openvino", "shared.detectors.openvino", "lensflow[edge]"),
+        ("onnxruntime", "lensflow.shared.detectors.onnxruntime", "lensflow[cpu]"),
+        ("openvino", "lensflow.shared.detectors.openvino", "lensflow[edge]"),
     ],
 )
 def test_missing_runtime_is_a_model_error_naming_the_extra(

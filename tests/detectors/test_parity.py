@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.detectors.base import Detection
-from shared.detectors.onnxruntime import OnnxRuntimeDetector
-from shared.detectors.openvino import OpenVinoDetector
+from lensflow.shared.detectors.base import Detection
+from lensflow.shared.detectors.onnxruntime import OnnxRuntimeDetector
+from lensflow.shared.detectors.openvino import OpenVinoDetector
 
 pytestmark = [
     pytest.mark.integration,

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.detectors.base import Detection
-from shared.detectors.postprocess import (
+from lensflow.shared.detectors.base import Detection
+from lensflow.shared.detectors.postprocess import (
     DecodeSettings,
     class_aware_nms,
     decode_yolo,
     nms,
     validate_output_shape,
 )
-from shared.detectors.preprocess import letterbox_geometry
-from shared.errors import ModelError
+from lensflow.shared.detectors.preprocess import letterbox_geometry
+from lensflow.shared.errors import ModelError
 
 NAMES = {0: "person", 1: "car"}
 IDENTITY = letterbox_geometry((640, 640), (640, 640))  # frame == input: no scale, no pad

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.detectors.preprocess import (
+from lensflow.shared.detectors.preprocess import (
     PAD_VALUE,
     fixed_batches,
     letterbox_geometry,

@@ -12,11 +12,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.agent import EdgeAgent, default_loader
 from lensflow.broker import MosquittoBroker, free_port
-from shared.config.edge import EdgeConfig
-from shared.images import sample_image_paths
-from shared.protocol import (
+from lensflow.edge.agent import EdgeAgent, default_loader
+from lensflow.shared.config.edge import EdgeConfig
+from lensflow.shared.images import sample_image_paths
+from lensflow.shared.protocol import (
     ALL_CROPS,
     config_ack_topic,
     config_topic,
@@ -112,7 +112,7 @@ def test_folder_of_real_photos_publishes_decodable_crops(
 def test_video_made_from_real_photos_sends_one_best_crop_per_track(
     mosquitto: MosquittoBroker, tmp_path: Path, person_onnx: Path
 ) -> None:
-    from edge.sample_video import make_sample_video
+    from lensflow.edge.sample_video import make_sample_video
 
     video = make_sample_video(tmp_path / "street.avi", frames=24)
     config = agent_config(

@@ -8,17 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.crops import (
+from lensflow.edge.crops import (
     AREA_HALF,
     SHARPNESS_HALF,
     ByteBudget,
     sharpness,
     usefulness,
 )
-from shared.classifiers.base import Image
-from shared.crops import cut_crop, encode_jpeg
-from shared.errors import ImageError
-from shared.images import decode_image
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.crops import cut_crop, encode_jpeg
+from lensflow.shared.errors import ImageError
+from lensflow.shared.images import decode_image
 
 
 @pytest.fixture

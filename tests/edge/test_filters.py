@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.filters import DROP_REASONS, DetectionFilter, points_in_polygon
-from shared.config.edge import FilterConfig
-from shared.detectors.base import Detection
+from lensflow.edge.filters import DROP_REASONS, DetectionFilter, points_in_polygon
+from lensflow.shared.config.edge import FilterConfig
+from lensflow.shared.detectors.base import Detection
 
 # A 200 x 200 square zone; a triangle whose right edge runs from (600, 300) up to (500, 100),
 # i.e. x = 525 at y = 150.

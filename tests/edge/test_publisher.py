@@ -21,11 +21,11 @@ from typing import Literal
 
 import pytest
 
-from edge.publisher import MqttPublisher
-from edge.spool import Spool
 from lensflow.broker import MosquittoBroker
-from shared.config.common import MqttConfig
-from shared.protocol import (
+from lensflow.edge.publisher import MqttPublisher
+from lensflow.edge.spool import Spool
+from lensflow.shared.config.common import MqttConfig
+from lensflow.shared.protocol import (
     StatusMessage,
     config_topic,
     crops_topic,
@@ -163,9 +163,9 @@ def test_broker_outage_mid_run_loses_nothing(
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from edge.publisher import MqttPublisher
-    from edge.spool import Spool
-    from shared.config.common import MqttConfig
+    from lensflow.edge.publisher import MqttPublisher
+    from lensflow.edge.spool import Spool
+    from lensflow.shared.config.common import MqttConfig
 
     mode, port, spool_file, count, marker = sys.argv[1:6]
     will = Path(sys.argv[6]).read_bytes()

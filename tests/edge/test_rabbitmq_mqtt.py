@@ -1,6 +1,7 @@
 """RabbitMQ as the crops work queue: edges publish MQTT 3.1.1, cloud workers consume AMQP.
 
-The edge's :class:`~edge.publisher.MqttPublisher` (spooled, QoS 1) publishes to RabbitMQ's MQTT
+The edge's :class:`~lensflow.edge.publisher.MqttPublisher` (spooled, QoS 1) publishes to RabbitMQ's
+MQTT
 plugin, which routes into ``amq.topic`` (``/`` becomes ``.``); the quorum queue declared by
 :func:`~lensflow.rabbitmq.declare_crops_queue` holds the crops for pika consumers.
 """
@@ -19,8 +20,8 @@ import pika
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edge.publisher import MqttPublisher
-from edge.spool import Spool
+from lensflow.edge.publisher import MqttPublisher
+from lensflow.edge.spool import Spool
 from lensflow.rabbitmq import (
     CROPS_QUEUE,
     RabbitError,
@@ -28,7 +29,7 @@ from lensflow.rabbitmq import (
     declare_crops_queue,
     find_rabbitmq_server,
 )
-from shared.config.common import MqttConfig
+from lensflow.shared.config.common import MqttConfig
 from tests.support.rabbit import rabbit_node  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import sources
-from edge.live_sources import StreamSource, UsbSource
-from edge.sample_video import make_sample_video, write_video
-from edge.sources import (
+from lensflow.edge import sources
+from lensflow.edge.live_sources import StreamSource, UsbSource
+from lensflow.edge.sample_video import make_sample_video, write_video
+from lensflow.edge.sources import (
     Backoff,
     FolderSource,
     Frame,
@@ -30,8 +30,8 @@ from edge.sources import (
     VideoSource,
     open_source,
 )
-from shared.classifiers.base import Image
-from shared.config import edge as cfg
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.config import edge as cfg
 
 
 def fast() -> Backoff:
@@ -125,7 +125,7 @@ def stop_and_time(stop: threading.Event, thread: threading.Thread) -> float:
 def test_folder_skips_a_corrupt_image_and_delivers_the_others(photo_folder, caplog):
     source = FolderSource(photo_folder, camera="gate", fps=5)
 
-    with caplog.at_level(logging.WARNING, logger="edge.sources"):
+    with caplog.at_level(logging.WARNING, logger="lensflow.edge.sources"):
         frames = list(source)
 
     assert [f.source_pos for f in frames] == ["a.jpg", "c.png"]

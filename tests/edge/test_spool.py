@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.spool import Spool, SpoolError
+from lensflow.edge.spool import Spool, SpoolError
 
 TOPIC = "lensflow/v1/site/cam/crops"
 
@@ -143,7 +143,7 @@ def test_a_put_survives_sigkill_of_the_process(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     script = textwrap.dedent(f"""
         import os, signal
-        from edge.spool import Spool
+        from lensflow.edge.spool import Spool
         spool = Spool({str(path)!r}, max_bytes=10_000_000)
         for i in range(50):
             spool.put("t", b"p" * 1000, key=f"k{{i}}")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from models.export.card import read_card, sha256_file
-from models.export.exporter import AccuracyGateError, ExportRequest, export_model
-from shared.errors import ModelError
+from lensflow.models.export.card import read_card, sha256_file
+from lensflow.models.export.exporter import AccuracyGateError, ExportRequest, export_model
+from lensflow.shared.errors import ModelError
 
 pytestmark = pytest.mark.integration
 

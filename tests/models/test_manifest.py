@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.export.manifest import (
+from lensflow.models.export.manifest import (
     FileSource,
     Manifest,
     PypiSource,
@@ -14,7 +14,7 @@ from models.export.manifest import (
     load_manifest,
     parse_source,
 )
-from shared.errors import ConfigError, ModelError
+from lensflow.shared.errors import ConfigError, ModelError
 
 SHA = "a" * 64
 

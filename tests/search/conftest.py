@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.search.index.base import Metadata, VectorIndex
-from cloud.search.index.exact import ExactIndex
-from cloud.search.index.faiss_hnsw import FaissHnswIndex
-from cloud.search.index.milvus import MilvusIndex
+from lensflow.cloud.search.index.base import Metadata, VectorIndex
+from lensflow.cloud.search.index.exact import ExactIndex
+from lensflow.cloud.search.index.faiss_hnsw import FaissHnswIndex
+from lensflow.cloud.search.index.milvus import MilvusIndex
 from tests.search.provider import ProviderServer
 from tests.support.redis import redis_server
 

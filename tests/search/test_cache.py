@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import redis
 
-from cloud.search.cache import (
+from lensflow.cloud.search.cache import (
     MemoryEmbeddingCache,
     RedisEmbeddingCache,
     cache_key,
     cached_embedding,
     open_cache,
 )
-from shared.config.search import RedisCacheConfig
+from lensflow.shared.config.search import RedisCacheConfig
 from tests.support.redis import RedisServer
 
 MODEL = "efficientnet-lite0@1"
@@ -103,7 +103,7 @@ def test_redis_down_falls_back_to_computing_and_logs_once(
     cached_embedding(cache, b"image-a", model=MODEL, compute=embed)
     # when Redis goes away
     redis_server.stop()
-    with caplog.at_level(logging.INFO, logger="cloud.search.cache"):
+    with caplog.at_level(logging.INFO, logger="lensflow.cloud.search.cache"):
         vectors = [
             cached_embedding(cache, b"image-a", model=MODEL, compute=embed) for _ in range(3)
         ]
@@ -113,7 +113,7 @@ def test_redis_down_falls_back_to_computing_and_logs_once(
     assert sum("failed" in r.getMessage() for r in caplog.records) == 1
     # when it comes back (empty: it saves nothing), the cache works again
     redis_server.start()
-    with caplog.at_level(logging.INFO, logger="cloud.search.cache"):
+    with caplog.at_level(logging.INFO, logger="lensflow.cloud.search.cache"):
         cached_embedding(cache, b"image-a", model=MODEL, compute=embed)
         cached_embedding(cache, b"image-a", model=MODEL, compute=embed)
     assert embed.calls == 5

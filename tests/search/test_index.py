@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud.search.errors import SearchInputError
-from cloud.search.index.base import Metadata, SearchFilter, VectorIndex
-from cloud.search.index.exact import ExactIndex
+from lensflow.cloud.search.errors import SearchInputError
+from lensflow.cloud.search.index.base import Metadata, SearchFilter, VectorIndex
+from lensflow.cloud.search.index.exact import ExactIndex
 from tests.search.conftest import CAMERAS, DIM, KINDS, Dataset, IndexMaker
 
 T0 = 1_700_000_000.0

@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cloud.search.errors import (
+from lensflow.cloud.search.errors import (
     LookupRejectedError,
     LookupThrottledError,
     LookupUnavailableError,
     ProductLookupError,
 )
-from cloud.search.lookup import Product, ProductLookup, retry_after_s
-from shared.config.search import ProductLookupConfig
+from lensflow.cloud.search.lookup import Product, ProductLookup, retry_after_s
+from lensflow.shared.config.search import ProductLookupConfig
 from tests.search.provider import ProviderServer, Reply
 
 T = TypeVar("T")

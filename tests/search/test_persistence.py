@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from cloud.search.errors import VectorIndexError
-from cloud.search.index.exact import ExactIndex
-from cloud.search.index.factory import open_index
-from cloud.search.index.faiss_hnsw import FaissHnswIndex
-from cloud.search.index.milvus import MilvusIndex
-from cloud.search.index.store import current_snapshot, write_snapshot
-from shared.config.search import SearchConfig
+from lensflow.cloud.search.errors import VectorIndexError
+from lensflow.cloud.search.index.exact import ExactIndex
+from lensflow.cloud.search.index.factory import open_index
+from lensflow.cloud.search.index.faiss_hnsw import FaissHnswIndex
+from lensflow.cloud.search.index.milvus import MilvusIndex
+from lensflow.cloud.search.index.store import current_snapshot, write_snapshot
+from lensflow.shared.config.search import SearchConfig
 from tests.search.conftest import DIM, Dataset
 
 

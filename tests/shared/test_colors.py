@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.colors import cie94, ciede2000, lab_to_rgb, rgb_to_lab, skin_mask
+from lensflow.shared.colors import cie94, ciede2000, lab_to_rgb, rgb_to_lab, skin_mask
 
 # Sharma, Wu and Dalal (2005), Table 1: (L1, a1, b1), (L2, a2, b2), CIEDE2000
 SHARMA = [

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.dag import condition_parse, conditions
-from shared.dag.conditions import (
+from lensflow.shared.dag import condition_parse, conditions
+from lensflow.shared.dag.conditions import (
     Compare,
     Condition,
     Count,
@@ -25,7 +25,7 @@ from shared.dag.conditions import (
     Path,
     compile_condition,
 )
-from shared.errors import ConditionError
+from lensflow.shared.errors import ConditionError
 from tests.support.conditions_data import CTX, MISMATCH_CASES, MISSING_CASES, OPERATOR_CASES
 
 REJECTED = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import (
+from lensflow.shared.config import (
     CloudConfig,
     EdgeConfig,
     PipelineConfig,
@@ -15,7 +15,7 @@ from shared.config import (
     load_config,
     load_edge_config,
 )
-from shared.errors import ConfigError
+from lensflow.shared.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.classifiers.registry import PluginRegistry
-from shared.dag.compiler import load_pipeline
-from shared.errors import ConfigError
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.errors import ConfigError
 
 
 def compile_text(tmp_path: Path, registry: PluginRegistry, text: str):
@@ -80,9 +80,9 @@ pipeline:
         # a dotted path to a module that does not exist (the design's example path)
         ("{name: x, class: classification.makes.StanfordViT}", "no module 'classification.makes'"),
         # a dotted path to something that is not a plugin
-        ("{name: x, class: shared.errors.ConfigError}", "is not a classifier"),
+        ("{name: x, class: lensflow.shared.errors.ConfigError}", "is not a classifier"),
         # a dotted path to a missing attribute
-        ("{name: x, class: shared.errors.Nope}", "has no 'Nope'"),
+        ("{name: x, class: lensflow.shared.errors.Nope}", "has no 'Nope'"),
         # a parameter the plugin does not take
         ("{name: x, class: edge_detection, params: {min_scroe: 0.5}}", "unknown parameter"),
         # a parameter out of range

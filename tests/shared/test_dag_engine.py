@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.classifiers.registry import PluginRegistry
-from shared.dag.compiler import load_pipeline
-from shared.dag.engine import Pipeline
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.dag.engine import Pipeline
 
 BRIGHT = np.full((64, 48, 3), 200, dtype=np.uint8)
 DARK = np.full((64, 48, 3), 10, dtype=np.uint8)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.classifiers.base import Image
-from shared.classifiers.registry import PluginRegistry
-from shared.dag.compiler import load_pipeline
-from shared.dag.engine import Pipeline
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.dag.engine import Pipeline
 
 # (image, class the edge reported, box in frame pixels, nodes expected to run)
 CROPS = [

@@ -7,9 +7,9 @@ import struct
 import cv2
 import pytest
 
-from shared.classifiers.base import Image
-from shared.errors import ImageError
-from shared.images import decode_image, describe_content, image_size, sniff_image_type
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.errors import ImageError
+from lensflow.shared.images import decode_image, describe_content, image_size, sniff_image_type
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from models.export.classifier import export_timm_classifier
-from models.export.fetch import fetch_model
-from models.export.manifest import load_manifest
-from shared.classifiers.base import Image
-from shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
-from shared.classifiers.registry import PluginRegistry
+from lensflow.models.export.classifier import export_timm_classifier
+from lensflow.models.export.fetch import fetch_model
+from lensflow.models.export.manifest import load_manifest
+from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
+from lensflow.shared.classifiers.registry import PluginRegistry
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.protocol import (
+from lensflow.shared.protocol import (
     ProtocolError,
     crops_topic,
     decode_crop,

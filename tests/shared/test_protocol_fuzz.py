@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.protocol import (
+from lensflow.shared.protocol import (
     MAGIC,
     PREAMBLE,
     CropHeader,

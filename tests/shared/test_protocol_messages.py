@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.protocol import (
+from lensflow.shared.protocol import (
     ConfigAck,
     ProtocolError,
     StatusMessage,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.protocol import (
+from lensflow.shared.protocol import (
     ALL_CROPS,
     ProtocolError,
     TopicKind,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.classifiers.edge_detection import EdgeDetection
-from shared.classifiers.registry import PluginRegistry, default_registry
-from shared.errors import PluginError, PluginUnavailableError
+from lensflow.shared.classifiers.edge_detection import EdgeDetection
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
+from lensflow.shared.errors import PluginError, PluginUnavailableError
 from tests.support.plugins import Echo
 
 
@@ -48,10 +48,11 @@ def test_plugin_with_missing_dependency_is_unavailable_not_a_crash(
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "needs_gpu.py").write_text(
-        "import lensflow_no_such_runtime\nfrom shared.classifiers.base import BaseClassifier\n"
+        "import lensflow_no_such_runtime\n"
+        "from lensflow.shared.classifiers.base import BaseClassifier\n"
     )
     (package / "fine.py").write_text(
-        "from shared.classifiers.base import BaseClassifier\n"
+        "from lensflow.shared.classifiers.base import BaseClassifier\n"
         "class Fine(BaseClassifier):\n    key = 'fine'\n"
         "    def process(self, image, context):\n        return {}\n"
     )

@@ -13,15 +13,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from cloud.api import KeyStore, create_app
-from cloud.api.routes.search import use_search
-from cloud.search.embedder import NodeEmbedder
-from cloud.search.service import SearchService
-from cloud.storage import CropStore, ResultStore, create_engine_for
-from shared.config.cloud import ApiConfig, CloudConfig, ControlConfig, DatabaseConfig
-from shared.config.search import SearchConfig
-from shared.dag.engine import NodeResult
-from shared.protocol import Detection, Provenance, new_crop_header
+from lensflow.cloud.api import KeyStore, create_app
+from lensflow.cloud.api.routes.search import use_search
+from lensflow.cloud.search.embedder import NodeEmbedder
+from lensflow.cloud.search.service import SearchService
+from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for
+from lensflow.shared.config.cloud import ApiConfig, CloudConfig, ControlConfig, DatabaseConfig
+from lensflow.shared.config.search import SearchConfig
+from lensflow.shared.dag.engine import NodeResult
+from lensflow.shared.protocol import Detection, Provenance, new_crop_header
 from tests.support.plugins import make_registry
 from tests.support.protocol_samples import real_jpeg
 

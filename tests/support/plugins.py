@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.classifiers.registry import PluginRegistry
-from shared.config.base import StrictModel
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.config.base import StrictModel
 
 PALETTE = {
     "red": (0, 0, 200),
@@ -154,8 +154,8 @@ def make_registry() -> PluginRegistry:
 
     ``car_make_vit`` is a real plugin (a ViT checkpoint); here it is the brightness fake, so
     pipeline tests need no model. The real one stays reachable by its dotted path,
-    ``shared.classifiers.car_make_vit.CarMakeViT``. Likewise ``tshirt_color`` is the
-    mean-colour fake here and ``shared.classifiers.shirt_color.ShirtColor`` by default.
+    ``lensflow.shared.classifiers.car_make_vit.CarMakeViT``. Likewise ``tshirt_color`` is the
+    mean-colour fake here and ``lensflow.shared.classifiers.shirt_color.ShirtColor`` by default.
     """
     registry = PluginRegistry().discover()
     for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo, ColorEmbedding):

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from shared.protocol import (
+from lensflow.shared.protocol import (
     MAGIC,
     PREAMBLE,
     CropHeader,

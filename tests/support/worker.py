@@ -21,10 +21,16 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import create_engine, text
 
-from shared.classifiers.base import BaseClassifier, Context, Image, Output
-from shared.config.base import StrictModel
-from shared.images import read_image, sample_image_paths
-from shared.protocol import Detection, Provenance, crops_topic, encode_crop, new_crop_header
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.images import read_image, sample_image_paths
+from lensflow.shared.protocol import (
+    Detection,
+    Provenance,
+    crops_topic,
+    encode_crop,
+    new_crop_header,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "site1"

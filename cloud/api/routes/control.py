@@ -1,7 +1,7 @@
 """Edge configs (validate, version, assign) and edges (status, heartbeat counters, config acks).
 
 The database holds each edge's desired config; assigning a version wakes the control plane
-(:mod:`cloud.control.reconciler`), which publishes it to the edges and records their acks.
+(:mod:`lensflow.cloud.control.reconciler`), which publishes it to the edges and records their acks.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import select
 
-from cloud.api.auth import Operator, Viewer
-from cloud.api.control_schemas import (
+from lensflow.cloud.api.auth import Operator, Viewer
+from lensflow.cloud.api.control_schemas import (
     SEGMENT,
     AssignmentOut,
     AssignRequest,
@@ -25,12 +25,12 @@ from cloud.api.control_schemas import (
     EdgeOut,
     issues_out,
 )
-from cloud.api.deps import DbSession
-from cloud.api.errors import ApiError
-from cloud.control.configs import ConfigService, validate_edge_config
-from cloud.control.reconciler import Reconciler
-from cloud.storage.models import Edge, EdgeConfigAssignment, EdgeConfigVersion, utcnow
-from shared.errors import ConfigError
+from lensflow.cloud.api.deps import DbSession
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.control.configs import ConfigService, validate_edge_config
+from lensflow.cloud.control.reconciler import Reconciler
+from lensflow.cloud.storage.models import Edge, EdgeConfigAssignment, EdgeConfigVersion, utcnow
+from lensflow.shared.errors import ConfigError
 
 configs_router = APIRouter(prefix="/v1/configs", tags=["configs"])
 edges_router = APIRouter(prefix="/v1/edges", tags=["edges"])

@@ -18,9 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cloud.api.deps import State
-from cloud.api.errors import ApiError
-from cloud.api.schemas import Health
+from lensflow.cloud.api.deps import State
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 

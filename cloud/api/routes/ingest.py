@@ -23,12 +23,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from cloud.api.auth import Operator
-from cloud.api.deps import ApiState, State
-from cloud.api.errors import ApiError
-from cloud.api.routes.results import to_item
-from cloud.api.schemas import ErrorBody, ProvenanceOut, ResultItem, UtcTime
-from cloud.ingest import (
+from lensflow.cloud.api.auth import Operator
+from lensflow.cloud.api.deps import ApiState, State
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.routes.results import to_item
+from lensflow.cloud.api.schemas import ErrorBody, ProvenanceOut, ResultItem, UtcTime
+from lensflow.cloud.ingest import (
     ImageTooLargeError,
     IngestError,
     IngestNotConfiguredError,
@@ -40,11 +40,11 @@ from cloud.ingest import (
     check_image_size,
     check_image_type,
 )
-from cloud.storage import ResultStore
-from cloud.storage.models import Crop
-from shared.errors import ProtocolError
-from shared.images import SNIFF_BYTES
-from shared.protocol import SEGMENT_PATTERN, validate_segment
+from lensflow.cloud.storage import ResultStore
+from lensflow.cloud.storage.models import Crop
+from lensflow.shared.errors import ProtocolError
+from lensflow.shared.images import SNIFF_BYTES
+from lensflow.shared.protocol import SEGMENT_PATTERN, validate_segment
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -110,7 +110,7 @@ def use_ingest(app: FastAPI, service: IngestService) -> None:
     launcher with extra plugins); call it before the first upload.
 
     Args:
-        app: An app from :func:`~cloud.api.app.create_app`.
+        app: An app from :func:`~lensflow.cloud.api.app.create_app`.
         service: The ingest service to use.
 
     """

@@ -19,13 +19,13 @@ from fastapi import APIRouter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.api.auth import Operator
-from cloud.api.deps import DbSession
-from cloud.api.errors import ApiError
-from cloud.api.keys import Principal
-from cloud.api.routes.results import event_out
-from cloud.api.schemas import DETECTION_NODE, LabelBatch, RelabelRequest, UndoRequest
-from cloud.storage.models import ClassifierResult, Crop, HumanLabel, LabelEvent, utcnow
+from lensflow.cloud.api.auth import Operator
+from lensflow.cloud.api.deps import DbSession
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.keys import Principal
+from lensflow.cloud.api.routes.results import event_out
+from lensflow.cloud.api.schemas import DETECTION_NODE, LabelBatch, RelabelRequest, UndoRequest
+from lensflow.cloud.storage.models import ClassifierResult, Crop, HumanLabel, LabelEvent, utcnow
 
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
 

@@ -18,16 +18,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud.api.auth import Operator, Viewer
-from cloud.api.control_schemas import ConfigIssueOut, issues_out
-from cloud.api.deps import DbSession
-from cloud.api.errors import ApiError
-from cloud.storage.models import PipelineVersion
-from shared.classifiers.registry import PluginRegistry, default_registry
-from shared.config.pipeline import PipelineConfig
-from shared.config.yaml_loader import YamlDocument, load_model
-from shared.dag.compiler import CompiledPipeline, compile_pipeline
-from shared.errors import ConfigError, ConfigIssue, LensflowError
+from lensflow.cloud.api.auth import Operator, Viewer
+from lensflow.cloud.api.control_schemas import ConfigIssueOut, issues_out
+from lensflow.cloud.api.deps import DbSession
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.storage.models import PipelineVersion
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
+from lensflow.shared.config.pipeline import PipelineConfig
+from lensflow.shared.config.yaml_loader import YamlDocument, load_model
+from lensflow.shared.dag.compiler import CompiledPipeline, compile_pipeline
+from lensflow.shared.errors import ConfigError, ConfigIssue, LensflowError
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 

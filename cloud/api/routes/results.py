@@ -11,10 +11,10 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from cloud.api.auth import Viewer
-from cloud.api.deps import DbSession, State
-from cloud.api.errors import ApiError
-from cloud.api.queries import (
+from lensflow.cloud.api.auth import Viewer
+from lensflow.cloud.api.deps import DbSession, State
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.queries import (
     Bucket,
     GroupBy,
     ResultFilter,
@@ -24,7 +24,7 @@ from cloud.api.queries import (
     page_query,
     parse_bucket,
 )
-from cloud.api.schemas import (
+from lensflow.cloud.api.schemas import (
     CROP_ID_PATTERN,
     DETECTION_NODE,
     MAX_PAGE,
@@ -44,7 +44,7 @@ from cloud.api.schemas import (
     Text,
     UtcTime,
 )
-from cloud.storage.models import Crop, LabelEvent
+from lensflow.cloud.storage.models import Crop, LabelEvent
 
 router = APIRouter(prefix="/v1", tags=["results"])
 

@@ -13,16 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from cloud.api.auth import Viewer
-from cloud.api.deps import DbSession
-from cloud.api.errors import ApiError
-from cloud.api.routes.results import CropIdPath, to_item
-from cloud.api.schemas import Name, ResultItem, Text, UtcTime
-from cloud.search.errors import SearchError, SearchInputError
-from cloud.search.index.base import SearchFilter
-from cloud.search.service import Neighbour, SearchService, SearchUnavailableError
-from cloud.storage.models import Crop
-from shared.errors import ImageError
+from lensflow.cloud.api.auth import Viewer
+from lensflow.cloud.api.deps import DbSession
+from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.routes.results import CropIdPath, to_item
+from lensflow.cloud.api.schemas import Name, ResultItem, Text, UtcTime
+from lensflow.cloud.search.errors import SearchError, SearchInputError
+from lensflow.cloud.search.index.base import SearchFilter
+from lensflow.cloud.search.service import Neighbour, SearchService, SearchUnavailableError
+from lensflow.cloud.storage.models import Crop
+from lensflow.shared.errors import ImageError
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 

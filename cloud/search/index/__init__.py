@@ -1,6 +1,6 @@
 """Vector indexes behind one interface (:class:`VectorIndex`); backends load lazily."""
 
-from cloud.search.index.base import Hit, Metadata, SearchFilter, VectorIndex
-from cloud.search.index.factory import open_index
+from lensflow.cloud.search.index.base import Hit, Metadata, SearchFilter, VectorIndex
+from lensflow.cloud.search.index.factory import open_index
 
 __all__ = ["Hit", "Metadata", "SearchFilter", "VectorIndex", "open_index"]

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cloud.search.errors import SearchInputError
+from lensflow.cloud.search.errors import SearchInputError
 
 Vectors = NDArray[np.float32]
 """A ``(n, dim)`` float32 array."""

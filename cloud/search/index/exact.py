@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cloud.search.errors import VectorIndexError
-from cloud.search.index.base import (
+from lensflow.cloud.search.errors import VectorIndexError
+from lensflow.cloud.search.index.base import (
     Hit,
     Metadata,
     SearchFilter,
@@ -25,7 +25,7 @@ from cloud.search.index.base import (
     hits,
     top_k,
 )
-from cloud.search.index.store import (
+from lensflow.cloud.search.index.store import (
     RowStore,
     current_snapshot,
     grow,

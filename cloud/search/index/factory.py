@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from cloud.search.errors import VectorIndexError
-from cloud.search.index.base import VectorIndex
-from cloud.search.index.store import current_snapshot
-from shared.config.search import (
+from lensflow.cloud.search.errors import VectorIndexError
+from lensflow.cloud.search.index.base import VectorIndex
+from lensflow.cloud.search.index.store import current_snapshot
+from lensflow.shared.config.search import (
     ExactIndexConfig,
     FaissIndexConfig,
     IndexConfig,
@@ -34,12 +34,12 @@ def open_index(config: IndexConfig) -> VectorIndex:
     index: VectorIndex
     match config:
         case ExactIndexConfig():
-            from cloud.search.index.exact import ExactIndex
+            from lensflow.cloud.search.index.exact import ExactIndex
 
             index = ExactIndex(config.dim, path=config.path)
         case FaissIndexConfig():
             try:
-                from cloud.search.index.faiss_hnsw import FaissHnswIndex
+                from lensflow.cloud.search.index.faiss_hnsw import FaissHnswIndex
             except ImportError as err:
                 raise _missing("faiss-cpu", err) from err
             index = FaissHnswIndex(
@@ -52,7 +52,7 @@ def open_index(config: IndexConfig) -> VectorIndex:
             )
         case MilvusIndexConfig():
             try:
-                from cloud.search.index.milvus import MilvusIndex
+                from lensflow.cloud.search.index.milvus import MilvusIndex
             except ImportError as err:
                 raise _missing("pymilvus (and milvus-lite for a local file)", err) from err
             return MilvusIndex(

@@ -25,8 +25,8 @@ import faiss
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cloud.search.errors import VectorIndexError
-from cloud.search.index.base import (
+from lensflow.cloud.search.errors import VectorIndexError
+from lensflow.cloud.search.index.base import (
     Hit,
     Metadata,
     SearchFilter,
@@ -38,7 +38,7 @@ from cloud.search.index.base import (
     hits,
     top_k,
 )
-from cloud.search.index.store import (
+from lensflow.cloud.search.index.store import (
     RowStore,
     current_snapshot,
     json_writer,

@@ -24,8 +24,8 @@ import grpc
 from numpy.typing import ArrayLike
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from cloud.search.errors import VectorIndexError
-from cloud.search.index.base import (
+from lensflow.cloud.search.errors import VectorIndexError
+from lensflow.cloud.search.index.base import (
     Hit,
     Metadata,
     SearchFilter,

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cloud.search.errors import VectorIndexError
-from cloud.search.index.base import Metadata, SearchFilter
+from lensflow.cloud.search.errors import VectorIndexError
+from lensflow.cloud.search.index.base import Metadata, SearchFilter
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Alembic environment of the lensflow results database.
 
-Run programmatically by :func:`cloud.storage.db.migrate`, which hands over an open
+Run programmatically by :func:`lensflow.cloud.storage.db.migrate`, which hands over an open
 connection in ``config.attributes["connection"]``; or by the alembic CLI with
 ``cloud/storage/alembic.ini``, where the URL comes from ``-x url=...`` or the ini's
 ``sqlalchemy.url``. SQLite runs in batch mode so that later migrations can alter tables.
@@ -13,9 +13,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from cloud.storage.db import create_engine_for
-from cloud.storage.errors import StorageError
-from cloud.storage.models import Base
+from lensflow.cloud.storage.db import create_engine_for
+from lensflow.cloud.storage.errors import StorageError
+from lensflow.cloud.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
