@@ -26,14 +26,13 @@ from typing import Any, Literal
 import yaml
 
 from lensflow.desktop.api_types import ResultItem
+from lensflow.shared.images import image_size
 
 Split = Literal["train", "val"]
 SPLITS: tuple[Split, ...] = ("train", "val")
 NormBox = tuple[float, float, float, float]
 """x1, y1, x2, y2 as fractions of the image's width and height."""
 
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers
-_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])  # markers without a length
 
 
 class FormatError(ValueError):
@@ -81,7 +80,7 @@ def box_in_crop(item: ResultItem) -> NormBox:
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
-    """The ``(width, height)`` of a JPEG, read from its start-of-frame header.
+    """The ``(width, height)`` of a JPEG, read from its header (no decoding).
 
     Raises:
         FormatError: If ``data`` is not a JPEG with a frame header.
@@ -89,25 +88,10 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     """
     if data[:2] != b"\xff\xd8":
         raise FormatError(f"expected JPEG bytes (FF D8), got {data[:4].hex(' ') or 'nothing'}")
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            raise FormatError(f"expected a JPEG marker at byte {at}, got {data[at]:#04x}")
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker in _STANDALONE:
-            at += 2
-            continue
-        length = int.from_bytes(data[at + 2 : at + 4], "big")
-        if marker in _SOF and at + 9 <= len(data):
-            height = int.from_bytes(data[at + 5 : at + 7], "big")
-            width = int.from_bytes(data[at + 7 : at + 9], "big")
-            if width and height:
-                return width, height
-        at += 2 + length
-    raise FormatError("expected a JPEG with a frame header (SOF), got none")
+    size = image_size(data)
+    if size is None or not all(size):
+        raise FormatError("expected a JPEG with a frame header (SOF), got none")
+    return size
 
 
 def yolo_line(class_id: int, box: NormBox) -> str:

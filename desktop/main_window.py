@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         self.relabel = RelabelController(self.runner, self.model, self.selected_items)
         self.label_bar = LabelBar(self.relabel)
         self.live = LivePoller(self.runner, self.model, interval_ms=live_interval_ms)
-        self.tools = WindowTools(self)
+        self.tools = WindowTools(self, parent=self)
         self._inspect_timer = QTimer(self)
         self._inspect_timer.setSingleShot(True)
         self._inspect_timer.setInterval(INSPECT_DELAY_MS)

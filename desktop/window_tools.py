@@ -11,19 +11,35 @@ as tabs). Outcomes reach the window's status bar.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.config_window import ConfigWindow
 from lensflow.desktop.errors import ApiError
 from lensflow.desktop.export import ExportOptions, dataset_folder
 from lensflow.desktop.export_dialog import ExportDialog
+from lensflow.desktop.models import ResultsModel
+from lensflow.desktop.relabel import RelabelController
+from lensflow.desktop.workers import Runner
 
-if TYPE_CHECKING:
-    from lensflow.desktop.main_window import MainWindow
+
+class ToolHost(Protocol):
+    """What the tools need of the window they serve (the main window provides it)."""
+
+    client: ApiClient | None
+    model: ResultsModel
+    relabel: RelabelController
+    runner: Runner
+
+    def show_message(self, text: str) -> None:
+        """Say ``text`` in the status bar."""
+
+    def show_error(self, err: object) -> None:
+        """Say what went wrong, in the window."""
+
 
 _CANCEL_WAIT_MS = 3000
 
@@ -37,10 +53,11 @@ class WindowTools(QObject):
 
     """
 
-    def __init__(self, window: MainWindow) -> None:
-        """Serve ``window``'s menu actions."""
-        super().__init__(window)
+    def __init__(self, window: ToolHost, *, parent: QWidget) -> None:
+        """Serve ``window``'s menu actions; dialogs open over ``parent`` (the window itself)."""
+        super().__init__(parent)
         self.window = window
+        self.parent_widget = parent
         self.config_window: ConfigWindow | None = None
         self.export_dialog: ExportDialog | None = None
 
@@ -58,7 +75,7 @@ class WindowTools(QObject):
         if self._client_for("Export") is None:
             return
         chosen = QFileDialog.getExistingDirectory(
-            self.window, "Export labelled crops (YOLO and COCO) into a folder"
+            self.parent_widget, "Export labelled crops (YOLO and COCO) into a folder"
         )
         if chosen:
             self.export_to(Path(chosen))
@@ -85,7 +102,7 @@ class WindowTools(QObject):
             query=self.window.model.query,
             node=self.window.relabel.node,
         )
-        dialog = ExportDialog(client, options, self.window, show_messages=show_messages)
+        dialog = ExportDialog(client, options, self.parent_widget, show_messages=show_messages)
         dialog.finished_export.connect(lambda: self._export_finished(dialog))
         self.export_dialog = dialog
         dialog.start()
@@ -108,7 +125,9 @@ class WindowTools(QObject):
         if client is None:
             return None
         if self.config_window is None:
-            self.config_window = ConfigWindow(client, runner=self.window.runner, parent=self.window)
+            self.config_window = ConfigWindow(
+                client, runner=self.window.runner, parent=self.parent_widget
+            )
         self.config_window.show()
         self.config_window.raise_()
         self.config_window.activateWindow()

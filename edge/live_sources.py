@@ -18,13 +18,14 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from lensflow.edge.sources import JOIN_S, POLL_S, Backoff, Frame, _BaseSource, _Sampler
+from lensflow.edge.source_base import JOIN_S, POLL_S, BaseSource, Frame, Sampler
 from lensflow.shared.classifiers.base import Image
+from lensflow.shared.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
 
-class _LiveSource(_BaseSource):
+class _LiveSource(BaseSource):
     """A capture read by a daemon thread that reconnects with backoff until stopped."""
 
     def __init__(
@@ -83,7 +84,7 @@ class _LiveSource(_BaseSource):
     def _read_until_lost(
         self, capture: cv2.VideoCapture, latest: queue.Queue[tuple[Image, float]]
     ) -> None:
-        opened, sampler, frames = time.monotonic(), _Sampler(self.fps), 0
+        opened, sampler, frames = time.monotonic(), Sampler(self.fps), 0
         while not self._stop.is_set():
             ok, image = capture.read()
             if not ok or image is None:

@@ -30,6 +30,7 @@ from lensflow.cloud.storage import (
     migrate,
     session_factory,
 )
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.cloud import CloudConfig
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,22 @@ logger = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
 _ERROR: dict[str, Any] = {"model": ErrorBody}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _ERROR | {"description": "Well-formed but unusable: an invalid cursor or range..."},
-    401: _ERROR | {"description": "No API key, or an unknown one."},
+    400: _ERROR
+    | {
+        "description": "Well-formed but unusable: an invalid cursor or range...; or both "
+        "`Authorization` and `X-API-Key` sent (`ambiguous_credentials`)."
+    },
+    401: _ERROR
+    | {
+        "description": "No API key; a malformed one (an `Authorization` that is not "
+        "`Bearer <key>`, an empty `X-API-Key`); or an unknown or revoked one.",
+        "headers": {
+            "WWW-Authenticate": {
+                "description": 'The challenge: `Bearer realm="lensflow"`.',
+                "schema": {"type": "string"},
+            }
+        },
+    },
     403: _ERROR | {"description": "The key's role is too low."},
     404: _ERROR | {"description": "No such crop or batch."},
     413: _ERROR | {"description": "Request body over the limit."},
@@ -49,7 +64,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 """Error responses every ``/v1`` route may give, all with the same JSON body."""
 
 
-def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    config: CloudConfig, *, engine: Engine | None = None, registry: PluginRegistry | None = None
+) -> FastAPI:
     """Build the API application.
 
     The results database is migrated to the latest schema and the ``api_keys`` table is
@@ -59,6 +76,9 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         config: The cloud config (database, crop store, ``api`` limits).
         engine: The results database's engine; one is created from ``config.database.url``
             (and disposed of at shutdown) when not given.
+        registry: Plugins for the pipeline's nodes (image search, HTTP ingest), with the model
+            store their model names resolve through; the discovered default, without a model
+            store, when None (``lensflow cloud api`` passes the manifest's store).
 
     Returns:
         The FastAPI application.
@@ -68,6 +88,7 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         ApiKeyError: If the ``api_keys`` table cannot be created.
 
     """
+    registry = registry or default_registry()
     owns_engine = engine is None
     if engine is None:
         engine = create_engine_for(config.database.url.get_secret_value())
@@ -110,6 +131,7 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         sessions=session_factory(engine),
         crops=CropStore(config.crop_store),
         keys=keys,
+        registry=registry,
     )
     app.state.keys = keys
     app.state.control = control.ControlState(
@@ -118,7 +140,7 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
         offline_after_s=config.control.offline_after_s if config.control else 60.0,
     )
     app.state.metrics = health.ApiMetrics()
-    app.state.search = _search_service(config, engine)
+    app.state.search = _search_service(config, engine, registry)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(results.router, responses=ERROR_RESPONSES)
@@ -139,9 +161,11 @@ def create_app(config: CloudConfig, *, engine: Engine | None = None) -> FastAPI:
     return app
 
 
-def _search_service(config: CloudConfig, engine: Engine) -> SearchService | None:
+def _search_service(
+    config: CloudConfig, engine: Engine, registry: PluginRegistry
+) -> SearchService | None:
     """The configured image search (its index opened, its embedder loaded on first use)."""
     if config.search is None:
         return None
-    embedder = NodeEmbedder(config.pipeline, config.search.node)
+    embedder = NodeEmbedder(config.pipeline, config.search.node, registry=registry)
     return SearchService(config.search, engine=engine, embedder=embedder)

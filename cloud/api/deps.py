@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lensflow.cloud.api.errors import ApiError
 from lensflow.cloud.api.keys import KeyStore
 from lensflow.cloud.storage.crops import CropStore
+from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.cloud import CloudConfig
 
 
@@ -25,6 +26,8 @@ class ApiState:
     sessions: sessionmaker[Session]
     crops: CropStore
     keys: KeyStore
+    registry: PluginRegistry
+    """Plugins, and the model store their model names resolve through (search, ingest)."""
 
 
 def get_state(request: Request) -> ApiState:

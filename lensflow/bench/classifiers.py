@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lensflow.bench.samples import crop_images
-from lensflow.shared.classifiers.base import BaseClassifier, Context, Image
+from lensflow.models.export.artifacts import ManifestModelStore
+from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, validate_params
+from lensflow.shared.classifiers.model_store import CONTEXT_KEY
 from lensflow.shared.errors import LensflowError
 
 PLUGINS = ("vehicle_type", "embeddings", "tshirt_color", "car_make_vit")
@@ -144,15 +146,20 @@ def build_plugin(
     name: str, *, vit: ViTSize, threads: int | None, workdir: Path
 ) -> tuple[BaseClassifier, str]:
     """The plugin ``name`` as a pipeline would build it, and a description of its model."""
+    models = {CONTEXT_KEY: ManifestModelStore()}  # model names resolve as in a worker
     if name == "vehicle_type":
         from lensflow.shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
 
-        vehicle = VehicleType(VehicleTypeParams(threads=threads))
+        params = validate_params(VehicleType, {"threads": threads}, context=models)
+        assert isinstance(params, VehicleTypeParams)
+        vehicle = VehicleType(params)
         return vehicle, f"efficientnet-lite0 ({vehicle.model_path.parent.name})"
     if name == "embeddings":
         from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
 
-        embeddings = Embeddings(EmbeddingsParams(threads=threads))
+        embedding_params = validate_params(Embeddings, {"threads": threads}, context=models)
+        assert isinstance(embedding_params, EmbeddingsParams)
+        embeddings = Embeddings(embedding_params)
         return embeddings, embeddings.model_id
     if name == "tshirt_color":
         from lensflow.shared.classifiers.shirt_color import ShirtColor

@@ -6,14 +6,15 @@ given
 an embedder, a real embedding per crop under the :data:`SEARCH_NODE` node (the storage layer
 moves its ``vector`` into ``crop_embeddings``); :class:`ReviewApi` serves a database with
 ``lensflow cloud api`` in a child process, with image search over those embeddings (an exact
-index), and issues a key per role.
+index), and issues a key per role (:mod:`lensflow.bench.review_api`).
 
 The embedder is the pipeline's own ``embeddings`` plugin (EfficientNet-Lite0, 1280-d) when
 its model is there, else :class:`QuadrantColors` (12-d mean colours of the crop's quarters:
 crude, but similar crops are similar in it too).
 
 That seeding is fast (the review benchmark stores 100k rows) but its classes and labels are
-made up; :meth:`ReviewApi.seed_detected` stores real detections instead: the demo's detector
+made up; :meth:`lensflow.bench.review_api.ReviewApi.seed_detected` stores real detections
+instead: the demo's detector
 and classifier DAG over the sample photos and clip (:mod:`lensflow.bench.review_real`; the
 screenshots use it, with ``search_node`` set to its ``embedding`` node).
 """
@@ -23,20 +24,15 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from lensflow.bench.cloud_api import ApiServer, api_config
 from lensflow.bench.samples import crop_images
-from lensflow.cloud.api import KeyStore
-from lensflow.cloud.api.keys import ROLES
-from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from lensflow.cloud.storage import CropStore, ResultStore
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.dag.engine import NodeResult
 from lensflow.shared.errors import LensflowError
@@ -267,97 +263,3 @@ def _node_results(class_name: str, chooser: random.Random) -> Iterator[tuple[str
             version="0.9",
         ),
     )
-
-
-@dataclass
-class ReviewApi:
-    """``lensflow cloud api`` serving a database in a child process, with a key per role.
-
-    Use as a context manager; ``tokens`` maps ``viewer``/``operator``/``admin`` to keys.
-    With ``search`` on (the default), the API gets a ``search:`` section (an exact index of
-    the embedder's dimension over ``search_node``) and :meth:`seed` stores a real
-    embedding per crop; the embedder is :func:`default_embedder`'s unless one is given.
-    """
-
-    folder: Path
-    database_url: str | None = None
-    search: bool = True
-    search_node: str = SEARCH_NODE
-    embedder: CropEmbedder | None = None
-    tokens: dict[str, str] = field(default_factory=dict)
-    base_url: str = ""
-    _server: ApiServer | None = None
-
-    @property
-    def url(self) -> str:
-        """The database URL (a SQLite file in ``folder`` unless one was given)."""
-        return self.database_url or f"sqlite:///{self.folder / 'review.sqlite3'}"
-
-    @property
-    def crops(self) -> CropStore:
-        """The crop store the API serves JPEGs from."""
-        return CropStore(self.folder / "api-crops")
-
-    def seed(self, count: int, **options: Any) -> list[SeededCrop]:
-        """Store ``count`` crops while the API runs (see :func:`seed_crops` for ``options``).
-
-        With search on, each crop also gets its embedding; the API indexes it within
-        :data:`SYNC_INTERVAL_S`.
-        """
-        if self.search:
-            options.setdefault("embedder", self.embedder)
-        engine = create_engine_for(self.url)
-        try:
-            return seed_crops(ResultStore(engine), self.crops, count=count, **options)
-        finally:
-            engine.dispose()
-
-    def seed_detected(self, **options: Any) -> list[SeededCrop]:
-        """Store real crops while the API runs: the demo's detector and DAG over its inputs.
-
-        See :func:`lensflow.bench.review_real.seed_detected_crops` for ``options``; the
-        embeddings go under the DAG's ``embedding`` node, so serve with ``search_node`` set
-        to it (:data:`lensflow.bench.review_real.EMBEDDING_NODE`) to search them.
-        """
-        from lensflow.bench.review_real import seed_detected_crops
-
-        engine = create_engine_for(self.url)
-        try:
-            return seed_detected_crops(ResultStore(engine), self.crops, **options)
-        finally:
-            engine.dispose()
-
-    def search_section(self) -> dict[str, Any] | None:
-        """The ``search:`` section of the served config (None with search off)."""
-        if not self.search:
-            return None
-        if self.embedder is None:
-            self.embedder = default_embedder()
-        index = {"type": "exact", "dim": self.embedder.dim, "path": str(self.folder / "index")}
-        return {"index": index, "node": self.search_node, "sync_interval_s": SYNC_INTERVAL_S}
-
-    def __enter__(self) -> ReviewApi:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        engine = create_engine_for(self.url)
-        try:
-            migrate(engine)
-            keys = KeyStore(engine)
-            keys.ensure_table()
-            for role in ROLES:
-                self.tokens[role] = keys.create(name=f"review-{role}", role=role).token
-        finally:
-            engine.dispose()
-        config = api_config(self.folder, url=self.url, search=self.search_section())
-        self._server = ApiServer(config, folder=self.folder)
-        self._server.__enter__()
-        self.base_url = self._server.base_url
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.__exit__()

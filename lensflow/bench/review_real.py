@@ -34,7 +34,7 @@ from lensflow.cloud.ingest import lensflow_version
 from lensflow.cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
 from lensflow.cloud.storage import CropStore, ResultStore
 from lensflow.demo.prepare import (
-    CONFIG_DIR,
+    DEMO_CONFIGS,
     PHOTOS_CAMERA,
     VIDEO_CAMERA,
     DemoError,
@@ -43,12 +43,15 @@ from lensflow.demo.prepare import (
 )
 from lensflow.edge.filters import DetectionFilter
 from lensflow.edge.sample_video import make_sample_video
+from lensflow.models.export.artifacts import ManifestModelStore
 from lensflow.shared.classifiers.base import Image
+from lensflow.shared.classifiers.registry import default_registry
 from lensflow.shared.config.edge import EdgeConfig, config_hash
 from lensflow.shared.crops import cut_crop, encode_jpeg, wire_detection
 from lensflow.shared.detectors.base import Detection
 from lensflow.shared.detectors.factory import load_configured_detector
 from lensflow.shared.images import read_image, sample_image_paths
+from lensflow.shared.paths import shipped_config
 from lensflow.shared.protocol import Provenance, new_crop_header
 
 logger = logging.getLogger(__name__)
@@ -57,8 +60,8 @@ EMBEDDING_NODE = "embedding"
 """The demo DAG's embeddings node: the node whose vectors the API searches."""
 EMBEDDING_DIM = 1280
 """Length of the ``embeddings`` plugin's vectors (EfficientNet-Lite0 pooled features)."""
-PIPELINE = CONFIG_DIR / "pipeline.yaml"
-"""The demo's classifier DAG, from the repo root."""
+PIPELINE = f"{DEMO_CONFIGS}/pipeline.yaml"
+"""The demo's classifier DAG, a shipped config."""
 _BATCH = 16  # crops per DAG call
 
 
@@ -118,7 +121,7 @@ def _clip_frames(path: Path, *, every: int) -> Iterator[Image]:
 
 
 def demo_edge_config(
-    *, config_dir: Path = CONFIG_DIR, log: Callable[[str], object] = logger.info
+    *, config_dir: Path | None = None, log: Callable[[str], object] = logger.info
 ) -> EdgeConfig:
     """The demo's edge config with its detector's exported artifact (exported on first use).
 
@@ -127,6 +130,7 @@ def demo_edge_config(
         LensflowError: The models cannot be fetched or exported.
 
     """
+    config_dir = config_dir or shipped_config(f"{DEMO_CONFIGS}/edge.yaml").parent
     options = DemoOptions(config_dir=config_dir)
     detector, _classifier = prepare_models(options, log)
     template = config_dir / "edge.yaml"
@@ -205,7 +209,7 @@ def seed_detected_crops(
     *,
     frames: Sequence[Frame] | None = None,
     edge: EdgeConfig | None = None,
-    pipeline: Path = PIPELINE,
+    pipeline: Path | None = None,
 ) -> list[SeededCrop]:
     """Detect, cut, classify and store the crops of ``frames`` as the demo's tiers would.
 
@@ -215,7 +219,7 @@ def seed_detected_crops(
         frames: What the cameras saw; :func:`demo_frames` when None.
         edge: The edge config (detector, filters, crop settings); :func:`demo_edge_config`
             when None.
-        pipeline: The classifier DAG the cloud worker runs.
+        pipeline: The classifier DAG the cloud worker runs; the demo's when None.
 
     Returns:
         The stored crops, in capture order.
@@ -231,7 +235,9 @@ def seed_detected_crops(
         decoded = cutter.cut(frames)
     finally:
         cutter.close()
-    processor = CropProcessor.load(pipeline, registry=None, results=results, crops=crops)
+    registry = default_registry().with_models(ManifestModelStore())
+    dag = pipeline or shipped_config(PIPELINE)
+    processor = CropProcessor.load(dag, registry=registry, results=results, crops=crops)
     seeded = []
     for at in range(0, len(decoded), _BATCH):
         batch = decoded[at : at + _BATCH]

@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lensflow.cli.choices import BackendChoice, IngestDatabaseChoice, PrecisionChoice
+from lensflow.cli.defaults import manifest_or_default, shipped_help
 from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
-    from lensflow.artifacts import Backend
     from lensflow.bench.cloud import CloudBench
+    from lensflow.models.export.artifacts import Backend
     from lensflow.models.export.exporter import Precision
 
 app = typer.Typer(
@@ -40,23 +41,33 @@ def edge(
     end_to_end: Annotated[
         bool, typer.Option("--end-to-end", help="Source to acknowledged crop on a real broker.")
     ] = False,
-    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+    manifest: Annotated[
+        Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
+    ] = None,
 ) -> None:
     """Detector path vs raw engine, ultralytics predict and the engine's throughput limit."""
-    from lensflow.artifacts import artifact_for
     from lensflow.bench.edge import run_edge_bench
+    from lensflow.models.export.artifacts import artifact_for
     from lensflow.shared.images import read_image, sample_image_paths
 
     runtime: Backend = backend.value
     bits: Precision = precision.value
     try:
         artifact = artifact_for(
-            model, backend=runtime, precision=bits, manifest=manifest, log=out.print
+            model,
+            backend=runtime,
+            precision=bits,
+            manifest=manifest_or_default(manifest),
+            log=out.print,
         )
         fp32 = None
         if bits == "int8" and runtime == "openvino" and not Path(model).exists():
             fp32 = artifact_for(
-                model, backend=runtime, precision="fp32", manifest=manifest, log=out.print
+                model,
+                backend=runtime,
+                precision="fp32",
+                manifest=manifest_or_default(manifest),
+                log=out.print,
             )
         if end_to_end:
             _end_to_end(artifact, backend=runtime, frames=frames)
@@ -149,14 +160,18 @@ def cloud(
     batch: Annotated[int, typer.Option(min=2, help="Batch size compared with 1.")] = 16,
     images: Annotated[int, typer.Option(min=2, help="Crops per classifier measurement.")] = 64,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON.")] = None,
-    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+    manifest: Annotated[
+        Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
+    ] = None,
 ) -> None:
     """Worker ingest vs bare broker, batched vs unbatched classifier, API p95 on 1 M rows."""
-    from lensflow.artifacts import classifier_artifact_for
     from lensflow.bench.cloud import run_cloud_bench
+    from lensflow.models.export.artifacts import classifier_artifact_for
 
     try:
-        model = classifier_artifact_for(classifier, manifest=manifest, log=out.print)
+        model = classifier_artifact_for(
+            classifier, manifest=manifest_or_default(manifest), log=out.print
+        )
         result = run_cloud_bench(
             crops=crops,
             rows=rows,

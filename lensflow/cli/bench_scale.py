@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lensflow.cli.choices import IngestDatabaseChoice
+from lensflow.cli.defaults import manifest_or_default, shipped_help
 from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
@@ -42,14 +43,18 @@ def scale(
         bool, typer.Option("--pin", help="Pin worker n to CPU n-1 (one core per worker).")
     ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON.")] = None,
-    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+    manifest: Annotated[
+        Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
+    ] = None,
 ) -> None:
     """Throughput of 1 vs 2 `lensflow cloud worker` processes; every crop stored exactly once."""
-    from lensflow.artifacts import classifier_artifact_for
     from lensflow.bench.scale import run_scale_bench
+    from lensflow.models.export.artifacts import classifier_artifact_for
 
     try:
-        model = classifier_artifact_for(classifier, manifest=manifest, log=out.print)
+        model = classifier_artifact_for(
+            classifier, manifest=manifest_or_default(manifest), log=out.print
+        )
         result = run_scale_bench(
             crops=crops,
             classifier=model,

@@ -2,7 +2,7 @@
 
 Enums, so typer lists the choices in ``--help`` and rejects anything else with a usage error
 before a command runs. Each member's value is one of the strings of the matching ``Literal``
-type of the library (:data:`lensflow.artifacts.Backend`,
+type of the library (:data:`lensflow.models.export.artifacts.Backend`,
 :data:`lensflow.models.export.exporter.Format`,
 :data:`lensflow.models.export.exporter.Precision`, :data:`lensflow.bench.cloud.IngestDatabase`), so
 ``choice.value`` type-checks where that ``Literal`` is expected: a value outside it is a mypy

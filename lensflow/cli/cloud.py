@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lensflow.cli.pipeline import _registry
+from lensflow.cli.defaults import config_or_default, shipped_help
+from lensflow.cli.pipeline import plugin_registry
 from lensflow.shared.errors import ConfigError, LensflowError
 
 app = typer.Typer(help="Cloud tier: workers and the HTTP API.", no_args_is_help=True)
@@ -25,9 +26,10 @@ def cloud() -> None:
 
 @app.command("worker")
 def worker(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Cloud config YAML.")] = Path(
-        "configs/cloud.yaml"
-    ),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help=shipped_help("Cloud config YAML", "cloud.yaml")),
+    ] = None,
     plugins: Annotated[
         list[str] | None,
         typer.Option("--plugins", help="Extra module(s) whose classifier plugins to register."),
@@ -41,12 +43,12 @@ def worker(
     ] = "127.0.0.1",
 ) -> None:
     """Consume crops (MQTT or AMQP intake), run the pipeline DAG and store the results."""
+    from lensflow.cli.logs import setup_logging
     from lensflow.cloud.worker import Worker
-    from lensflow.logs import setup_logging
     from lensflow.shared.config import load_cloud_config
 
     try:
-        cfg = load_cloud_config(config)
+        cfg = load_cloud_config(config_or_default(config, "cloud.yaml"))
     except ConfigError as err:
         for issue in err.issues:
             err_console.print(str(issue), markup=False, soft_wrap=True)
@@ -54,7 +56,7 @@ def worker(
     setup_logging(cfg.logging)
     logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO is per-frame chatter
     try:
-        registry = _registry(plugins or [])
+        registry = plugin_registry(plugins or [])
         cloud_worker = Worker(cfg, registry=registry)
     except ConfigError as err:
         for issue in err.issues:

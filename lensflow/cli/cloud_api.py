@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from lensflow.cli.defaults import config_or_default, shipped_help
 from lensflow.shared.errors import ConfigError, LensflowError
 
 if TYPE_CHECKING:
@@ -18,8 +19,11 @@ out = Console()
 err_console = Console(stderr=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Cloud config YAML.")]
-DEFAULT_CONFIG = Path("configs/cloud.yaml")
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help=shipped_help("Cloud config YAML", "cloud.yaml")),
+]
+DEFAULT_CONFIG = None
 
 
 class RoleChoice(StrEnum):
@@ -30,12 +34,12 @@ class RoleChoice(StrEnum):
     ADMIN = "admin"
 
 
-def _load(config: Path) -> CloudConfig:
-    """Load the cloud config, or print its problems and exit 1."""
+def _load(config: Path | None) -> CloudConfig:
+    """Load the cloud config (the shipped one when None), or print its problems and exit 1."""
     from lensflow.shared.config import load_cloud_config
 
     try:
-        return load_cloud_config(config)
+        return load_cloud_config(config_or_default(config, "cloud.yaml"))
     except ConfigError as err:
         for issue in err.issues:
             err_console.print(str(issue), markup=False, soft_wrap=True)
@@ -50,13 +54,14 @@ def api(
     """Serve the cloud HTTP API (results, crops, aggregates, relabelling) with uvicorn."""
     import uvicorn
 
+    from lensflow.cli.logs import setup_logging
+    from lensflow.cli.pipeline import plugin_registry
     from lensflow.cloud.api import create_app
-    from lensflow.logs import setup_logging
 
     cfg = _load(config)
     setup_logging(cfg.logging)
     try:
-        app = create_app(cfg)
+        app = create_app(cfg, registry=plugin_registry([]))
     except (LensflowError, OSError) as err:
         err_console.print(f"cloud API cannot start: {err}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lensflow.cli.defaults import config_or_default, shipped_help
 from lensflow.shared.errors import LensflowError
 
 out = Console()
@@ -30,9 +31,10 @@ def demo(
         str,
         typer.Option(help="Edge detector: a manifest name (yolo11n for COCO) or an artifact."),
     ] = "yolov8s-person",
-    pipeline: Annotated[Path, typer.Option(help="Pipeline the worker runs.")] = Path(
-        "configs/demo/pipeline.yaml"
-    ),
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(help=shipped_help("Pipeline the worker runs", "demo/pipeline.yaml")),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(min=5, help="Seconds to wait for every crop to be stored.")
     ] = 300.0,
@@ -45,16 +47,19 @@ def demo(
 
     Prints per camera counts, classifier results, an image search and how to review them.
     """
+    from lensflow.cli.logs import setup_file_logging
     from lensflow.demo import DemoOptions, run_demo
     from lensflow.demo.run import Terminated
 
+    # the summary is the demo's terminal output; library chatter (exports) goes to the file
+    setup_file_logging(workdir.resolve() / "logs" / "demo.log")
     options = DemoOptions(
         workdir=workdir,
         once=once,
         max_images=max_images,
         frames=frames,
         detector=detector,
-        pipeline=pipeline,
+        pipeline=config_or_default(pipeline, "demo/pipeline.yaml"),
         timeout_s=timeout,
         api_port=api_port,
         json_out=json_out,

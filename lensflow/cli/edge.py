@@ -10,26 +10,30 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from lensflow.cli.defaults import config_or_default, manifest_or_default, shipped_help
 from lensflow.shared.errors import ConfigError, LensflowError
 
 err_console = Console(stderr=True)
 
 
 def edge(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Edge config YAML.")] = Path(
-        "configs/edge.yaml"
-    ),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help=shipped_help("Edge config YAML", "edge.yaml")),
+    ] = None,
     once: Annotated[bool, typer.Option(help="Exit when every source is exhausted.")] = False,
-    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+    manifest: Annotated[
+        Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
+    ] = None,
 ) -> None:
     """Run the edge agent: detect, filter, track, and publish best crops over MQTT."""
-    from lensflow.artifacts import artifact_for
+    from lensflow.cli.logs import setup_logging
     from lensflow.edge.agent import EdgeAgent, default_loader
-    from lensflow.logs import setup_logging
+    from lensflow.models.export.artifacts import artifact_for
     from lensflow.shared.config import load_edge_config
 
     try:
-        cfg = load_edge_config(config)
+        cfg = load_edge_config(config_or_default(config, "edge.yaml"))
     except ConfigError as err:
         for issue in err.issues:
             err_console.print(str(issue), markup=False, soft_wrap=True)
@@ -41,7 +45,7 @@ def edge(
             detector.model,
             backend=detector.backend,
             precision=detector.precision,
-            manifest=manifest,
+            manifest=manifest_or_default(manifest),
             log=logging.getLogger("lensflow.edge").info,
         )
         return default_loader(detector.model_copy(update={"model": str(path)}))

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from lensflow.shared.config.common import LoggingConfig
 
@@ -36,3 +37,21 @@ def setup_logging(config: LoggingConfig) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level)
+
+
+
+def setup_file_logging(log_file: Path, *, terminal_level: int = logging.WARNING) -> None:
+    """Log everything at INFO to ``log_file``, and only ``terminal_level`` and up to stderr.
+
+    For commands whose terminal output is a report of their own (the demo): library chatter
+    (a quantizer's hundreds of INFO lines) goes to the file, warnings and errors still show.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(log_file, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_terminal = logging.StreamHandler(sys.stderr)
+    to_terminal.setLevel(terminal_level)
+    to_terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [to_file, to_terminal]
+    root.setLevel(logging.INFO)

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from lensflow.cli.defaults import manifest_or_default, shipped_help
 from lensflow.models.export.fetch import (
     cache_path,
     cached_path,
@@ -40,17 +41,24 @@ app = typer.Typer(
 out = Console()
 err_console = Console(stderr=True)
 
-DEFAULT_MANIFEST = Path("configs/models.yaml")
+DEFAULT_MANIFEST = None
+"""``--manifest`` left out: the shipped manifest (see :mod:`lensflow.cli.defaults`)."""
 
 ManifestOption = Annotated[
-    Path,
-    typer.Option("--manifest", "-m", help="Model manifest YAML.", envvar="LENSFLOW_MODEL_MANIFEST"),
+    Path | None,
+    typer.Option(
+        "--manifest",
+        "-m",
+        help=shipped_help("Model manifest YAML", "models.yaml"),
+        envvar="LENSFLOW_MODEL_MANIFEST",
+    ),
 ]
 CacheDirOption = Annotated[
     Path | None,
     typer.Option(
         "--cache-dir",
-        help="Model cache folder (default: $LENSFLOW_MODEL_CACHE, else ./var/models).",
+        help="Model cache folder (default: $LENSFLOW_MODEL_CACHE, else $LENSFLOW_HOME/models, "
+        "else the user's cache folder).",
         show_default=False,
     ),
 ]
@@ -97,6 +105,7 @@ def fetch(
     all_models: Annotated[bool, typer.Option("--all", help="Fetch every model.")] = False,
 ) -> None:
     """Fetch models into the cache, verifying each sha256; exit 1 if any fails."""
+    manifest = manifest_or_default(manifest)
     loaded = open_manifest(manifest)
     entries = _select(loaded, names or [], all_models=all_models)
     folder = resolve_cache_dir(cache_dir)
@@ -164,6 +173,7 @@ def list_models(
     cache_dir: CacheDirOption = None,
 ) -> None:
     """List the manifest's models and whether each is in the cache with the right sha256."""
+    manifest = manifest_or_default(manifest)
     loaded = open_manifest(manifest)
     folder = resolve_cache_dir(cache_dir)
     table = Table(title=f"models in {manifest} (cache: {folder})", title_justify="left")

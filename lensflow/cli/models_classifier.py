@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from lensflow.cli.defaults import manifest_or_default
 from lensflow.cli.models import DEFAULT_MANIFEST, ManifestOption, fail, out
 from lensflow.shared.errors import LensflowError
 
@@ -36,8 +37,9 @@ def export_classifier(
     manifest: ManifestOption = DEFAULT_MANIFEST,
 ) -> None:
     """Fetch MODEL (sha256-checked) and export it to ONNX FP32 with a dynamic batch axis."""
-    from lensflow.artifacts import classifier_artifact_for
+    from lensflow.models.export.artifacts import classifier_artifact_for
 
+    manifest = manifest_or_default(manifest)
     try:
         if out_dir is None:
             artifact = classifier_artifact_for(
@@ -52,7 +54,7 @@ def export_classifier(
 
 def _export_to(model: str, *, manifest: Path, out_dir: Path, features: bool) -> Path:
     """Fetch manifest classifier ``model`` and export it into ``out_dir``."""
-    from lensflow.artifacts import classifier_artifact_path
+    from lensflow.models.export.artifacts import classifier_artifact_path
     from lensflow.models.export.classifier import export_timm_classifier, timm_arch
     from lensflow.models.export.fetch import default_cache_dir, fetch_model
     from lensflow.models.export.manifest import load_manifest

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lensflow.cli.choices import FormatChoice, PrecisionChoice
+from lensflow.cli.defaults import manifest_or_default, shipped_help
 from lensflow.shared.errors import LensflowError
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ def export(
     imgsz: Annotated[int, typer.Option(help="Input size (square).")] = 640,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Artifact folder.")] = None,
     min_f1: Annotated[float, typer.Option(help="Accuracy gate: least F1 vs source.")] = 0.90,
-    manifest: Annotated[Path, typer.Option(help="Model manifest.")] = Path("configs/models.yaml"),
+    manifest: Annotated[
+        Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
+    ] = None,
 ) -> None:
     """Export W to ONNX/OpenVINO (INT8 with calibration), gate its accuracy, write its card."""
     from lensflow.models.export.exporter import (
@@ -45,7 +48,7 @@ def export(
     kind: Format = fmt.value
     bits: Precision = precision.value
     try:
-        weights_path, name = _resolve_weights(weights, manifest)
+        weights_path, name = _resolve_weights(weights, manifest_or_default(manifest))
         target = out_dir or default_out_dir(weights_path, fmt=kind, precision=bits)
         request = ExportRequest(
             weights=weights_path,

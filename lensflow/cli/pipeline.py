@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lensflow.models.export.artifacts import ManifestModelStore
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.dag.compiler import CompiledPipeline, load_pipeline
 from lensflow.shared.errors import ConfigError, LensflowError
@@ -30,10 +31,18 @@ def check(
             help="Extra module(s) whose classifier plugins to register (over built-in keys).",
         ),
     ] = None,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--no-models",
+            help="Look up the models the nodes name, as a worker on this machine would load "
+            "them; --no-models checks the DAG only, as the API and the desktop do.",
+        ),
+    ] = True,
 ) -> None:
     """Compile FILE and print the DAG; print FILE:LINE: message for every error (exit 1)."""
     try:
-        registry = _registry(plugins or [])
+        registry = plugin_registry(plugins or [], models=models)
         compiled = load_pipeline(file, registry=registry)
     except ConfigError as err:
         for issue in err.issues:
@@ -71,11 +80,19 @@ def print_pipeline(compiled: CompiledPipeline, *, title: str) -> None:
     out.print(f"[green]ok[/green]: {len(compiled.nodes)} nodes, no errors")
 
 
-def _registry(modules: list[str]) -> PluginRegistry:
-    registry = default_registry()
+def plugin_registry(modules: list[str], *, models: bool = True) -> PluginRegistry:
+    """The plugins (built-in, installed, and those of ``modules``) and the manifest's models.
+
+    Args:
+        modules: Extra modules whose plugins override built-in keys.
+        models: Resolve model names through the shipped manifest (:class:`ManifestModelStore`);
+            when false, model names are not looked up.
+
+    """
+    registry = default_registry().with_models(ManifestModelStore() if models else None)
     if not modules:
         return registry
-    extended = PluginRegistry(dict(registry.plugins), dict(registry.unavailable))
+    extended = registry.with_models(registry.models)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: modules of the working directory
     for name in modules:

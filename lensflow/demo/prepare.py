@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,10 +21,12 @@ from pydantic import BaseModel, ValidationError
 from lensflow.shared.config.cloud import CloudConfig
 from lensflow.shared.config.edge import EdgeConfig
 from lensflow.shared.errors import LensflowError
+from lensflow.shared.paths import default_manifest, shipped_config
 
 M = TypeVar("M", bound=BaseModel)
 
-CONFIG_DIR = Path("configs/demo")
+DEMO_CONFIGS = "demo"
+"""The demo's configs: this folder under the shipped ``configs/``."""
 """The demo's config templates (edge.yaml, cloud.yaml, pipeline.yaml), from the repo root."""
 DEFAULT_DETECTOR = "yolov8s-person"
 EMBEDDING_MODEL = "efficientnet-lite0"
@@ -60,9 +62,11 @@ class DemoOptions:
     max_images: int = 8
     frames: int = 60
     detector: str = DEFAULT_DETECTOR
-    pipeline: Path = CONFIG_DIR / "pipeline.yaml"
-    config_dir: Path = CONFIG_DIR
-    manifest: Path = Path("configs/models.yaml")
+    pipeline: Path = field(default_factory=lambda: shipped_config(f"{DEMO_CONFIGS}/pipeline.yaml"))
+    config_dir: Path = field(
+        default_factory=lambda: shipped_config(f"{DEMO_CONFIGS}/edge.yaml").parent
+    )
+    manifest: Path = field(default_factory=default_manifest)
     timeout_s: float = 300.0
     api_port: int = 0
     json_out: Path | None = None
@@ -185,7 +189,7 @@ def prepare_models(options: DemoOptions, log: Callable[[str], object]) -> tuple[
         LensflowError: A model cannot be fetched (offline, hash mismatch) or exported.
 
     """
-    from lensflow.artifacts import artifact_for, classifier_artifact_for
+    from lensflow.models.export.artifacts import artifact_for, classifier_artifact_for
 
     template = _read_yaml(options.config_dir / "edge.yaml")
     detector = template.get("detector", {})

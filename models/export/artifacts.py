@@ -1,14 +1,24 @@
-"""Find (or build on first use) the exported artifact a benchmark runs on."""
+"""Find (or build on first use) exported artifacts, and the model store plugins resolve names with.
+
+:class:`ManifestModelStore` is the :class:`~lensflow.shared.classifiers.model_store.ModelStore`
+the processes that compile pipelines inject into the plugin registry: manifest names become
+exports in the model cache, fetched and exported on first load where the ``export`` extra is
+installed.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lensflow.models.export.fetch import cache_path, default_cache_dir, fetch_model
 from lensflow.models.export.manifest import load_manifest
+from lensflow.shared.classifiers.model_store import ModelLocation
 from lensflow.shared.errors import ModelError
+from lensflow.shared.paths import default_manifest
 
 if TYPE_CHECKING:  # the exporter pulls in the quantizers: imported only when exporting
     from lensflow.models.export.exporter import Format, Precision
@@ -16,6 +26,8 @@ if TYPE_CHECKING:  # the exporter pulls in the quantizers: imported only when ex
 Backend = Literal["openvino", "onnxruntime"]
 FORMAT: dict[Backend, Format] = {"openvino": "openvino", "onnxruntime": "onnx"}
 SUFFIX: dict[Backend, str] = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
+EXPORT_MODULES = ("torch", "timm")
+"""What exporting a timm classifier on first load needs (the ``export`` extra)."""
 
 
 def artifact_for(
@@ -120,3 +132,65 @@ def classifier_artifact_path(model: str, *, manifest: Path, features: bool = Fal
     return (
         cache_path(entry, cache_dir=default_cache_dir()).parent / "export" / folder / "model.onnx"
     )
+
+
+def export_extra_installed(modules: tuple[str, ...] = EXPORT_MODULES) -> bool:
+    """Whether the modules that export a timm classifier can be imported."""
+    return all(importlib.util.find_spec(name) is not None for name in modules)
+
+
+@dataclass(frozen=True)
+class ManifestModelStore:
+    """Model names from a manifest, exported into the model cache (a ``ModelStore``).
+
+    Attributes:
+        manifest: The manifest used when a node names none; the shipped one when None.
+        export_modules: What building an export on this machine needs (tests replace it).
+
+    """
+
+    manifest: Path | None = None
+    export_modules: tuple[str, ...] = EXPORT_MODULES
+
+    def _manifest(self, manifest: Path | None) -> Path:
+        return manifest or self.manifest or default_manifest()
+
+    def locate(self, name: str, *, manifest: Path | None, features: bool) -> ModelLocation:
+        """Where the classifier export of ``name`` is or will be (nothing is fetched).
+
+        Raises:
+            ModelError: Unknown model, or not a timm classifier.
+
+        """
+        path = classifier_artifact_path(name, manifest=self._manifest(manifest), features=features)
+        buildable = export_extra_installed(self.export_modules)
+        return ModelLocation(
+            path=path,
+            exists=path.is_file(),
+            buildable=buildable,
+            command=f"lensflow models export-classifier {name}",
+            why_not=""
+            if buildable
+            else (
+                f"the export extra ({', '.join(self.export_modules)}) is not installed "
+                "(pip install 'lensflow[export]')"
+            ),
+        )
+
+    def provide(
+        self,
+        name: str,
+        *,
+        manifest: Path | None,
+        features: bool,
+        log: Callable[[str], object],
+    ) -> Path:
+        """The classifier export of ``name``, fetched and exported first when missing.
+
+        Raises:
+            ModelError: It cannot be fetched or exported.
+
+        """
+        return classifier_artifact_for(
+            name, manifest=self._manifest(manifest), features=features, log=log
+        )

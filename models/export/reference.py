@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from lensflow.models.export import library_logs
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.detectors.base import Detection
 from lensflow.shared.errors import ModelError
@@ -30,6 +31,7 @@ def reference_detections(
     from ultralytics.engine.results import Results
     from ultralytics.models import YOLO
 
+    library_logs.adopt()
     source = model_path.parent if model_path.suffix == ".xml" else model_path
     try:
         model = YOLO(str(source), task="detect")

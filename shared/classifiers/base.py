@@ -90,6 +90,19 @@ class BaseClassifier(ABC):
         return f"{self.name} v{self.version} -> {', '.join(self.outputs) or '(no outputs)'}"
 
 
-def validate_params(plugin: type[BaseClassifier], params: Mapping[str, Any]) -> BaseModel:
-    """Validate a node's ``params`` against the plugin's :attr:`BaseClassifier.Params`."""
-    return plugin.Params.model_validate(dict(params))
+def validate_params(
+    plugin: type[BaseClassifier],
+    params: Mapping[str, Any],
+    *,
+    context: Mapping[str, Any] | None = None,
+) -> BaseModel:
+    """Validate a node's ``params`` against the plugin's :attr:`BaseClassifier.Params`.
+
+    Args:
+        plugin: The plugin class.
+        params: The node's ``params:`` mapping.
+        context: Pydantic's validation context for the params' validators (the compiler puts
+            the model store there, see :mod:`lensflow.shared.classifiers.model_store`).
+
+    """
+    return plugin.Params.model_validate(dict(params), context=dict(context or {}))

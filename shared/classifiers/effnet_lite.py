@@ -3,42 +3,43 @@
 Both plugins run one ONNX export of the manifest's ``efficientnet-lite0`` (ImageNet-1k) with two
 outputs, ``logits`` (``(N, 1000)``) and ``features`` (``(N, 1280)``, the pooled activations the
 classifier layer reads), through
-:class:`~lensflow.shared.classifiers.onnx_classifier.OnnxClassifier`'s
-preprocessing and batching.
+:class:`~lensflow.shared.classifiers.onnx_classifier.OnnxClassifier`'s preprocessing and
+batching.
 
 Where the model comes from (the node's ``model`` param):
 
-* a manifest name (default ``efficientnet-lite0``): the export is kept at
-  ``<cache>/efficientnet-lite0/export/onnx-fp32-features/model.onnx`` (cache:
-  ``$LENSFLOW_MODEL_CACHE``, else ``var/models``). When it is missing and the ``export`` extra
-  (torch, timm) is installed, the plugin fetches the weights and exports them when it is
-  created (about 5 s, once) — so a fresh clone runs the pipeline with no manual step. Without
-  the extra, ``lensflow models export-classifier efficientnet-lite0`` must have been run
-  (on any machine; copy the folder).
+* a manifest name (default ``efficientnet-lite0``): resolved through the model store the
+  pipeline was compiled with (:mod:`lensflow.shared.classifiers.model_store`; the model-export
+  package's store keeps the export at
+  ``<cache>/efficientnet-lite0/export/onnx-fp32-features/model.onnx`` and, when the ``export``
+  extra (torch, timm) is installed, fetches and exports it when the plugin is created — about
+  5 s, once — so a fresh clone runs the pipeline with no manual step). Without the extra,
+  ``lensflow models export-classifier efficientnet-lite0`` must have been run (on any machine;
+  copy the folder).
 * a path ending in ``.onnx``: a file of that kind, used as is.
 
 Either way the pipeline fails when it is loaded — not per crop — if the model is not there:
 the params check (at compile time) names the expected path and the command that makes it.
+Compiled without a model store (the desktop, the API's validate route), a manifest name is
+taken on trust: model files are a worker's concern.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
+from lensflow.shared.classifiers.model_store import ModelStore, store_from_context
 from lensflow.shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import LensflowError, ModelError
 
 DEFAULT_MODEL = "efficientnet-lite0"
-DEFAULT_MANIFEST = "configs/models.yaml"
 LOGITS = "logits"
 FEATURES = "features"
-EXPORT_MODULES = ("torch", "timm")  # what building the export on first load needs
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +58,19 @@ class EffNetParams(StrictModel):
         "features outputs on first load when the export extra is installed) or the path of "
         "such an .onnx file.",
     )
-    manifest: str = Field(DEFAULT_MANIFEST, description="Model manifest, for a model name.")
+    manifest: str | None = Field(
+        None,
+        description="Model manifest for a model name; the one lensflow ships when absent.",
+    )
     threads: int | None = Field(
         None, ge=1, description="ONNX Runtime intra-op threads; its own default when absent."
     )
+    _models: ModelStore | None = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _check_model(self) -> Self:
-        problem = model_problem(self.model, self.manifest)
+    def _check_model(self, info: ValidationInfo) -> Self:
+        self._models = store_from_context(info.context)
+        problem = model_problem(self.model, self.manifest, models=self._models)
         if problem is not None:
             raise ValueError(problem)
         return self
@@ -75,11 +81,11 @@ def is_path(model: str) -> bool:
     return model.endswith(".onnx")
 
 
-def model_problem(model: str, manifest: str) -> str | None:
+def model_problem(model: str, manifest: str | None, *, models: ModelStore | None) -> str | None:
     """Why the model cannot be had when the pipeline loads, or None when it can (cheap check).
 
     Nothing is fetched or exported here: a manifest model passes when its export exists, or
-    when it can be built on load (the export extra is importable).
+    when the store can build it on load; without a store it is not looked up at all.
     """
     if is_path(model):
         if Path(model).is_file():
@@ -90,30 +96,28 @@ def model_problem(model: str, manifest: str) -> str | None:
             f"`{make_command(DEFAULT_MODEL)} --out DIR`, or set model: {DEFAULT_MODEL} to use "
             "the manifest's (built on first load)"
         )
-    if not Path(manifest).is_file():
+    if models is None:
+        return None
+    if manifest is not None and not Path(manifest).is_file():
         return (
             f"model {model!r} is looked up in the manifest {manifest!r}, which does not exist "
-            "(run from the repository root, or set the node's manifest param)"
+            "(leave the node's manifest param out to use the one lensflow ships)"
         )
-    from lensflow.artifacts import classifier_artifact_path
-
     try:
-        artifact = classifier_artifact_path(model, manifest=Path(manifest), features=True)
+        where = models.locate(model, manifest=_path(manifest), features=True)
     except LensflowError as err:
         return f"model {model!r}: {err}"
-    if artifact.is_file() or export_extra_installed():
+    if where.exists or where.buildable:
         return None
     return (
-        f"model {model!r} is not exported: expected {artifact}, and it cannot be built here "
-        f"because the export extra ({', '.join(EXPORT_MODULES)}) is not installed. Run "
-        f"`{make_command(model)}` where it is (pip install -e '.[export]'), or point model: "
-        "at an exported .onnx file"
+        f"model {model!r} is not exported: expected {where.path}, and it cannot be built here "
+        f"because {where.why_not}. Run `{where.command}` where it can, or point model: at an "
+        "exported .onnx file"
     )
 
 
-def export_extra_installed() -> bool:
-    """Whether the modules that export a timm classifier can be imported."""
-    return all(importlib.util.find_spec(name) is not None for name in EXPORT_MODULES)
+def _path(manifest: str | None) -> Path | None:
+    return None if manifest is None else Path(manifest)
 
 
 def load_effnet(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, Path]:
@@ -134,11 +138,16 @@ def load_effnet(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, P
     if is_path(params.model):
         path = Path(params.model)
     else:
-        from lensflow.artifacts import classifier_artifact_for
-
+        models = params._models
+        if models is None:
+            raise ModelError(
+                f"{plugin}: model {params.model!r} is a manifest name, but the pipeline was "
+                "compiled without a model store to resolve it; compile it with one (as the "
+                "cloud worker does) or point model: at an exported .onnx file"
+            )
         try:
-            path = classifier_artifact_for(
-                params.model, manifest=Path(params.manifest), features=True, log=logger.info
+            path = models.provide(
+                params.model, manifest=_path(params.manifest), features=True, log=logger.info
             )
         except LensflowError as err:
             raise ModelError(

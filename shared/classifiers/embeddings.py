@@ -26,6 +26,7 @@ Example node::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,7 +105,10 @@ def model_identifier(model: str, path: Path, version: str) -> str:
 
     ``name`` is the manifest model name, or the file's name for a path.
     """
-    from lensflow.models.export.fetch import sha256_file
-
+    try:
+        with path.open("rb") as stream:
+            digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as err:
+        raise ModelError(f"embeddings: cannot read {path}: {err}") from err
     name = f"{path.parent.name}/{path.name}" if is_path(model) else model
-    return f"embeddings-v{version}/{name}@sha256:{sha256_file(path)[:16]}"
+    return f"embeddings-v{version}/{name}@sha256:{digest[:16]}"

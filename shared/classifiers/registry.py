@@ -20,20 +20,30 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 from lensflow.shared.classifiers.base import BaseClassifier
+from lensflow.shared.classifiers.model_store import ModelStore
 from lensflow.shared.errors import PluginError, PluginUnavailableError
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lensflow.classifiers"
-_NOT_PLUGINS = {"base", "registry"}
+_NOT_PLUGINS = {"base", "registry", "model_store"}
 
 
 @dataclass
 class PluginRegistry:
-    """Maps type keys to plugin classes, remembering why unavailable plugins are unavailable."""
+    """Maps type keys to plugin classes, remembering why unavailable plugins are unavailable.
+
+    It also carries the :class:`~lensflow.shared.classifiers.model_store.ModelStore` that the
+    plugins' manifest model names resolve through (None: they are not looked up).
+    """
 
     plugins: dict[str, type[BaseClassifier]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    models: ModelStore | None = None
+
+    def with_models(self, models: ModelStore | None) -> PluginRegistry:
+        """A copy of this registry whose plugins resolve model names through ``models``."""
+        return PluginRegistry(dict(self.plugins), dict(self.unavailable), models)
 
     def register(
         self, plugin: type[BaseClassifier], *, key: str | None = None, replace: bool = False

@@ -17,14 +17,14 @@ CLOUD_ENV_PREFIX = "LENSFLOW_CLOUD__"
 def load_edge_config(path: str | os.PathLike[str]) -> EdgeConfig:
     """Load an edge config file, with ``LENSFLOW_EDGE__SECTION__KEY`` environment overrides."""
     doc = read_yaml(path)
-    doc.data = apply_env_overrides(doc.data, prefix=EDGE_ENV_PREFIX)
+    doc.data = apply_env_overrides(doc.data, model=EdgeConfig, prefix=EDGE_ENV_PREFIX)
     return load_model(EdgeConfig, doc)
 
 
 def load_cloud_config(path: str | os.PathLike[str]) -> CloudConfig:
     """Load a cloud config file, with ``LENSFLOW_CLOUD__SECTION__KEY`` environment overrides."""
     doc = read_yaml(path)
-    doc.data = apply_env_overrides(doc.data, prefix=CLOUD_ENV_PREFIX)
+    doc.data = apply_env_overrides(doc.data, model=CloudConfig, prefix=CLOUD_ENV_PREFIX)
     return load_model(CloudConfig, doc)
 
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 
 from lensflow.shared.classifiers.base import BaseClassifier, validate_params
+from lensflow.shared.classifiers.model_store import CONTEXT_KEY
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.pipeline import NodeConfig, PipelineConfig
 from lensflow.shared.config.yaml_loader import YamlDocument, load_model, read_yaml
-from lensflow.shared.dag.conditions import Condition, compile_condition
+from lensflow.shared.dag.condition_compile import compile_condition
+from lensflow.shared.dag.conditions import Condition
 from lensflow.shared.errors import ConditionError, ConfigError, ConfigIssue, PluginError
 
 INPUT_KEY = "input"  # context key of the image's own metadata; not a valid node name
@@ -76,7 +78,8 @@ def compile_pipeline(
 
     Args:
         config: the validated pipeline file.
-        registry: where plugin classes are resolved; the discovered default when None.
+        registry: where plugin classes are resolved, with the model store their model names
+            resolve through; the discovered default (no model store) when None.
         doc: the YAML document the config came from, to give each error its line.
 
     Raises:
@@ -207,7 +210,7 @@ def _resolve_plugin(
         issues.add(str(err), i, "class")
         return None
     try:
-        return plugin, validate_params(plugin, node.params)
+        return plugin, validate_params(plugin, node.params, context={CONTEXT_KEY: registry.models})
     except ValidationError as err:
         for error in err.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if isinstance(p, int | str))

@@ -201,3 +201,24 @@ def _compare(key: str, subject: Path | Count, constant: Any, *, at: str) -> Comp
     if key in ("contains", "not_contains"):
         return Compare(Op.IN if key == "contains" else Op.NOT_IN, Literal(constant), subject)
     return Compare(Op(key), subject, Literal(constant))
+
+
+def compile_condition(spec: str | bool | Mapping[str, Any] | Condition | None) -> Condition:
+    """Compile a ``when`` condition, once at load, into an immutable :class:`Condition`.
+
+    Args:
+        spec: ``None`` (no condition: always true), ``True``/``False``, the string form, or
+            the structured form as parsed from YAML. A compiled condition is returned as is.
+
+    Returns:
+        The condition; the string and structured forms of one condition compile equal.
+
+    Raises:
+        ConditionError: If ``spec`` is outside the condition language, naming what and where.
+
+    """
+    if spec is None:
+        return Always(True)
+    if isinstance(spec, Condition):
+        return spec
+    return compile_spec(spec)

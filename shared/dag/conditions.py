@@ -319,27 +319,3 @@ class Compare(Condition):
         sides = [side for side in (self.left, self.right) if not isinstance(side, Literal)]
         values = ", ".join(_shown(side.resolve(context)) for side in sides)
         return f"{self.describe()} ({'values' if len(sides) > 1 else 'value'}: {values})"
-
-
-def compile_condition(spec: str | bool | Mapping[str, Any] | Condition | None) -> Condition:
-    """Compile a ``when`` condition, once at load, into an immutable :class:`Condition`.
-
-    Args:
-        spec: ``None`` (no condition: always true), ``True``/``False``, the string form, or
-            the structured form as parsed from YAML. A compiled condition is returned as is.
-
-    Returns:
-        The condition; the string and structured forms of one condition compile equal.
-
-    Raises:
-        ConditionError: If ``spec`` is outside the condition language, naming what and where.
-
-    """
-    # The parser builds the classes above, so it imports this module; import it lazily.
-    from lensflow.shared.dag.condition_compile import compile_spec
-
-    if spec is None:
-        return Always(True)
-    if isinstance(spec, Condition):
-        return spec
-    return compile_spec(spec)

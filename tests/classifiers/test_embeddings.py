@@ -13,6 +13,7 @@ from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
 from lensflow.shared.classifiers.registry import PluginRegistry
 from tests.conftest import fetch
+from tests.support.plugins import with_store
 
 pytestmark = pytest.mark.integration
 
@@ -103,12 +104,12 @@ def test_the_default_model_is_exported_on_first_load(
     monkeypatch.setenv("LENSFLOW_MODEL_CACHE", str(tmp_path))
     manifest = str(repo_root / "configs" / "models.yaml")
     # when the plugin is created with the default model
-    plugin = Embeddings(EmbeddingsParams(manifest=manifest))
+    plugin = Embeddings(with_store(EmbeddingsParams, manifest=manifest))
     # then it exported the model into the cache, where the next load finds it
     expected = tmp_path / "efficientnet-lite0" / "export" / "onnx-fp32-features" / "model.onnx"
     assert plugin.model_path == expected and expected.is_file()
     assert plugin.model_id.startswith("embeddings-v1/efficientnet-lite0@sha256:")
-    again = Embeddings(EmbeddingsParams(manifest=manifest))
+    again = Embeddings(with_store(EmbeddingsParams, manifest=manifest))
     assert again.model_id == plugin.model_id
     assert again.process(sample_images["bus"], {})["dim"] == DIM
 

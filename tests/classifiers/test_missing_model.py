@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from lensflow.models.export.artifacts import ManifestModelStore
 from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
 from lensflow.shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
 from lensflow.shared.errors import ModelError
+from tests.support.plugins import with_store
 
 LENSFLOW = [sys.executable, "-m", "lensflow"]
 EXPORTED = Path("efficientnet-lite0") / "export" / "onnx-fp32-features" / "model.onnx"
@@ -51,13 +53,11 @@ def test_an_unexported_model_without_the_export_extra_names_the_expected_path(
 ) -> None:
     # given an empty model cache, and an export step that cannot run (its module is absent)
     monkeypatch.setenv("LENSFLOW_MODEL_CACHE", str(tmp_path))
-    monkeypatch.setattr(
-        "lensflow.shared.classifiers.effnet_lite.EXPORT_MODULES", ("lensflow_no_such_module",)
-    )
+    store = ManifestModelStore(export_modules=("lensflow_no_such_module",))
     manifest = str(repo_root / "configs" / "models.yaml")
     # when the params are read, then the error names the expected file and the command
     with pytest.raises(ValidationError) as info:
-        VehicleTypeParams(manifest=manifest)
+        with_store(VehicleTypeParams, store, manifest=manifest)
     message = str(info.value)
     assert f"expected {tmp_path / EXPORTED}" in message
     assert "export extra (lensflow_no_such_module) is not installed" in message
@@ -67,11 +67,11 @@ def test_an_unexported_model_without_the_export_extra_names_the_expected_path(
 def test_an_unknown_or_wrong_kind_manifest_model_is_refused(repo_root: Path) -> None:
     manifest = str(repo_root / "configs" / "models.yaml")
     with pytest.raises(ValidationError, match="unknown model 'efficientnet-lite9'"):
-        EmbeddingsParams(model="efficientnet-lite9", manifest=manifest)
+        with_store(EmbeddingsParams, model="efficientnet-lite9", manifest=manifest)
     with pytest.raises(ValidationError, match="expected a classifier of kind timm-state-dict"):
-        EmbeddingsParams(model="yolov8s-person", manifest=manifest)
+        with_store(EmbeddingsParams, model="yolov8s-person", manifest=manifest)
     with pytest.raises(ValidationError, match="manifest 'no/such.yaml', which does not exist"):
-        EmbeddingsParams(manifest="no/such.yaml")
+        with_store(EmbeddingsParams, manifest="no/such.yaml")
 
 
 def test_a_corrupt_model_fails_when_the_plugin_is_created(tmp_path: Path) -> None:

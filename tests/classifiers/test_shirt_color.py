@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from lensflow.models.export.artifacts import ManifestModelStore
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.classifiers.shirt_color import ShirtColor, ShirtColorParams
@@ -323,7 +324,7 @@ def test_the_example_pipeline_runs_the_real_plugin_for_people(
     repo_root: Path, sample_images: dict[str, Image]
 ) -> None:
     # given configs/pipeline.yaml on the default registry (only the model-backed plugins faked)
-    registry = PluginRegistry(dict(default_registry().plugins))
+    registry = PluginRegistry(dict(default_registry().plugins), models=ManifestModelStore())
     for fake in (BrightnessCarMake, AspectVehicleType, QuadrantEmbeddings):
         registry.register(fake, replace=True)
     pipeline = Pipeline(load_pipeline(repo_root / "configs" / "pipeline.yaml", registry=registry))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lensflow.models.export.artifacts import ManifestModelStore
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.classifiers.vehicle_type import (
@@ -131,7 +132,7 @@ def test_the_example_pipeline_runs_the_real_vehicle_type_and_embeddings(
     # weights here, faked), and the default model found in the project's cache
     monkeypatch.chdir(repo_root)
     monkeypatch.setenv("LENSFLOW_MODEL_CACHE", str(model_cache))
-    registry = PluginRegistry(dict(default_registry().plugins))
+    registry = PluginRegistry(dict(default_registry().plugins), models=ManifestModelStore())
     registry.register(BrightnessCarMake, replace=True)
     pipeline = Pipeline(load_pipeline(repo_root / "configs" / "pipeline.yaml", registry=registry))
     # when the bus and a man arrive as the edge reported them

@@ -27,6 +27,7 @@ from lensflow.shared.dag.conditions import (
 )
 from lensflow.shared.errors import ConditionError
 from tests.support.conditions_data import CTX, MISMATCH_CASES, MISSING_CASES, OPERATOR_CASES
+from tests.support.hypothesis_profiles import examples
 
 REJECTED = [
     # the classic: reach the import machinery through a dunder builtin
@@ -193,7 +194,7 @@ TOKENS = (  # noqa: SIM905 - one line of tokens reads better than fifty
 ).split("|")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.text(max_size=300) | st.lists(st.sampled_from(TOKENS), max_size=40).map("".join))
 def test_compile_raises_only_condition_error_and_never_executes(text: str) -> None:
     forbidden = mock.Mock(side_effect=AssertionError("config text was executed"))
@@ -223,7 +224,7 @@ SPECS = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(SPECS)
 def test_arbitrary_structured_data_raises_only_condition_error(spec: Any) -> None:
     with contextlib.suppress(ConditionError):
@@ -234,7 +235,7 @@ SPECS_SEEN: list[Any] = [*MISSING_CASES, *(spec for spec, _ in MISMATCH_CASES)]
 COMPILED = [compile_condition(spec) for spec in SPECS_SEEN + [s for p in OPERATOR_CASES for s in p]]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.sampled_from(["det", "col", "x"]), JSON, max_size=3))
 def test_evaluating_any_context_never_raises(context: dict[str, Any]) -> None:
     for condition in COMPILED:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lensflow.shared.dag.conditions import Always, Compare, Literal, Op, Path, compile_condition
+from lensflow.shared.dag.condition_compile import compile_condition
+from lensflow.shared.dag.conditions import Always, Compare, Literal, Op, Path
 from tests.support.conditions_data import CTX, MISMATCH_CASES, MISSING_CASES, OPERATOR_CASES
 
 DESIGN = "'car' in context['object_detection']['detected_classes']"

@@ -125,9 +125,20 @@ def test_secrets_come_from_the_environment(
     assert cloud.database.url.get_secret_value().startswith("postgresql+psycopg://")
 
 
-def test_env_overrides_create_nested_sections() -> None:
-    data = apply_env_overrides({"a": 1}, prefix="X__", environ={"X__B__C": "2", "Y__D": "3"})
-    assert data == {"a": 1, "b": {"c": "2"}}
+def test_env_overrides_merge_into_nested_sections() -> None:
+    environ = {"X__MQTT__PASSWORD": "2", "x__site": "s", "Y__SITE": "3"}
+    data = apply_env_overrides(
+        {"site": "a", "mqtt": {"host": "h"}}, model=EdgeConfig, prefix="X__", environ=environ
+    )
+    assert data == {"site": "s", "mqtt": {"host": "h", "password": "2"}}
+
+
+def test_an_env_override_naming_no_setting_is_refused(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LENSFLOW_EDGE__MQTTT__PASSWORD", "s3cret")  # a typo
+    with pytest.raises(ConfigError, match="mqttt"):
+        load_edge_config(repo_root / "configs" / "edge.yaml")
 
 
 def test_discriminated_source_reports_the_bad_type(tmp_path: Path) -> None:

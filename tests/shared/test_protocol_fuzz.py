@@ -22,6 +22,7 @@ from lensflow.shared.protocol import (
     decode_crop,
     encode_crop,
 )
+from tests.support.hypothesis_profiles import examples
 from tests.support.protocol_samples import (
     FIELD_CASES,
     frame,
@@ -32,7 +33,9 @@ from tests.support.protocol_samples import (
     valid_message,
 )
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def assert_decodes_or_protocol_error(data: bytes) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lensflow.shared.protocol import (
@@ -21,6 +21,7 @@ from lensflow.shared.protocol import (
     encode_config_ack,
     encode_status,
 )
+from tests.support.hypothesis_profiles import examples
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -123,6 +124,7 @@ DECODERS: list[Callable[[bytes], object]] = [decode_status, decode_config_ack]
 
 
 @pytest.mark.parametrize("decode", DECODERS)
+@settings(max_examples=examples(100), deadline=None)
 @given(data=st.binary(max_size=512) | st.builds(str.encode, st.text(max_size=200)))
 def test_decode_of_arbitrary_bytes_returns_or_raises_protocol_error(
     decode: Callable[[bytes], object], data: bytes

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from lensflow.models.export.artifacts import ManifestModelStore
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.model_store import CONTEXT_KEY, ModelStore
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.base import StrictModel
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
 
 PALETTE = {
     "red": (0, 0, 200),
@@ -157,9 +162,15 @@ def make_registry() -> PluginRegistry:
     ``lensflow.shared.classifiers.car_make_vit.CarMakeViT``. Likewise ``tshirt_color`` is the
     mean-colour fake here and ``lensflow.shared.classifiers.shirt_color.ShirtColor`` by default.
     """
-    registry = PluginRegistry().discover()
+    registry = PluginRegistry(models=ManifestModelStore()).discover()
     for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo, ColorEmbedding):
         registry.register(plugin, replace=True)
     for fake in (AspectVehicleType, QuadrantEmbeddings):  # the EfficientNet-Lite0 plugins
         registry.register(fake, replace=True)
     return registry
+
+
+def with_store(params: type[ParamsT], store: ModelStore | None = None, **values: object) -> ParamsT:
+    """Validate a plugin's params as the compiler does: with a model store in the context."""
+    context = {CONTEXT_KEY: store if store is not None else ManifestModelStore()}
+    return params.model_validate(values, context=context)

@@ -122,7 +122,12 @@ async def _service(request: Request) -> IngestService:
     service: IngestService | None = getattr(request.app.state, "ingest", None)
     if service is None:
         state: ApiState = request.app.state.api
-        service = IngestService(state.config, results=ResultStore(state.engine), crops=state.crops)
+        service = IngestService(
+            state.config,
+            results=ResultStore(state.engine),
+            crops=state.crops,
+            registry=state.registry,
+        )
         use_ingest(request.app, service)
     return service
 
@@ -145,7 +150,10 @@ async def _limiter(
     responses={
         200: {"model": IngestResult, "description": "Nothing kept: no crop was created."},
         201: {"description": "Crops created."},
-        400: _error("The image does not decode (it is kept as a dead letter)."),
+        400: _error(
+            "The image does not decode (it is kept as a dead letter); or both `Authorization` "
+            "and `X-API-Key` sent (`ambiguous_credentials`)."
+        ),
         413: _error("The image is over `ingest.max_image_bytes` (or the request over its limit)."),
         415: _error("The file is not a JPEG, PNG or WebP image, judged by its content."),
         503: _error("Ingest is not configured, its model cannot load, or storage is down."),

@@ -84,6 +84,9 @@ def compile_pipeline_text(
 ) -> CompiledPipeline:
     """Validate and compile a pipeline YAML text as the workers do (``lensflow pipeline check``).
 
+    Model names are not looked up (the registry's model store is dropped): which models a
+    worker has is that worker's concern, and it reports a version it cannot load.
+
     Raises:
         ConfigError: One issue (with its line where known) per problem.
 
@@ -102,7 +105,8 @@ def compile_pipeline_text(
             ]
         )
     try:
-        return compile_pipeline(config, registry=registry or default_registry(), doc=doc)
+        plugins = (registry or default_registry()).with_models(None)
+        return compile_pipeline(config, registry=plugins, doc=doc)
     except ConfigError:
         raise
     except LensflowError as err:  # a plugin failing while its params are checked
