@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
+import tenacity
 from sqlalchemy import exc as sa_exc
 
 from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
@@ -361,18 +362,27 @@ class Worker:
             data is refused, not the database down); None if stopping while it still fails.
 
         """
-        delay = _RETRY_FIRST_S
-        while True:
-            try:
-                return write()
-            except StorageError as err:
-                if not is_transient(err):
-                    return err
-                self.metrics.storage_retries.inc()
-                logger.warning("storage failed for %s (retry in %.1f s): %s", what, delay, err)
-            if self._stopping.wait(delay):
-                return None
-            delay = min(delay * 2, _RETRY_MAX_S)
+
+        def retrying_soon(state: tenacity.RetryCallState) -> None:
+            self.metrics.storage_retries.inc()
+            delay = state.upcoming_sleep
+            error = state.outcome.exception() if state.outcome else None
+            logger.warning("storage failed for %s (retry in %.1f s): %s", what, delay, error)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda err: isinstance(err, StorageError) and is_transient(err)
+            ),
+            wait=tenacity.wait_exponential(multiplier=_RETRY_FIRST_S, max=_RETRY_MAX_S),
+            stop=tenacity.stop_when_event_set(self._stopping),
+            sleep=lambda seconds: None if self._stopping.wait(seconds) else None,
+            before_sleep=retrying_soon,
+            reraise=True,
+        )
+        try:
+            return retrying(write)
+        except StorageError as err:
+            return None if is_transient(err) else err
 
 
 def _decode_image(message: CropMessage) -> DecodedCrop | ImageError:
