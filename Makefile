@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test lint typecheck check clean
+.PHONY: setup demo test lint typecheck check clean fuzz
 
 setup:
 	@scripts/bootstrap.sh all
@@ -24,6 +24,11 @@ typecheck: setup
 	$(PY) -m mypy
 
 check: lint typecheck test
+
+# The property tests (Hypothesis, schemathesis) under random seeds with ten times the examples,
+# for FUZZ_MINUTES (default 10); prints each failure with the seed and command reproducing it.
+fuzz: setup
+	$(PY) scripts/fuzz.py --minutes $(or $(FUZZ_MINUTES),10)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache var
