@@ -20,6 +20,7 @@ from lensflow.cli import (
 )
 from lensflow.cli.bench import app as bench_app
 from lensflow.cli.cloud import app as cloud_app
+from lensflow.cli.configs import app as configs_app
 from lensflow.cli.edge import edge
 from lensflow.cli.models import app as models_app
 from lensflow.cli.pipeline import app as pipeline_app
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(configs_app, name="configs")
 models_export.register(models_app)
 models_classifier.register(models_app)
 app.add_typer(models_app, name="models")

@@ -39,7 +39,6 @@ def setup_logging(config: LoggingConfig) -> None:
     root.setLevel(config.level)
 
 
-
 def setup_file_logging(log_file: Path, *, terminal_level: int = logging.WARNING) -> None:
     """Log everything at INFO to ``log_file``, and only ``terminal_level`` and up to stderr.
 

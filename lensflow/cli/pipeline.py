@@ -35,14 +35,25 @@ def check(
         bool,
         typer.Option(
             "--models/--no-models",
-            help="Look up the models the nodes name, as a worker on this machine would load "
-            "them; --no-models checks the DAG only, as the API and the desktop do.",
+            help="Look up the models the nodes name on this machine; --no-models checks the "
+            "DAG only, as the API and the desktop do.",
         ),
     ] = True,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="A manifest model this machine neither has nor can build is an error (as "
+            "when a worker here loads the pipeline), not a warning.",
+        ),
+    ] = False,
 ) -> None:
-    """Compile FILE and print the DAG; print FILE:LINE: message for every error (exit 1)."""
+    """Compile FILE and print the DAG; print FILE:LINE: message for every error (exit 1).
+
+    A model that is missing on this machine, but which the file names correctly, is a
+    warning (the worker that runs the pipeline may have it); --strict makes it an error.
+    """
     try:
-        registry = plugin_registry(plugins or [], models=models)
+        registry = plugin_registry(plugins or [], models=models, strict=strict)
         compiled = load_pipeline(file, registry=registry)
     except ConfigError as err:
         for issue in err.issues:
@@ -57,6 +68,11 @@ def check(
         err_console.print(f"{file}: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     print_pipeline(compiled, title=str(file))
+    for warning in compiled.warnings:
+        where = str(warning.location) if warning.location else str(file)
+        err_console.print(
+            f"warning: {where}: {warning.message}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def print_pipeline(compiled: CompiledPipeline, *, title: str) -> None:
@@ -80,16 +96,20 @@ def print_pipeline(compiled: CompiledPipeline, *, title: str) -> None:
     out.print(f"[green]ok[/green]: {len(compiled.nodes)} nodes, no errors")
 
 
-def plugin_registry(modules: list[str], *, models: bool = True) -> PluginRegistry:
+def plugin_registry(
+    modules: list[str], *, models: bool = True, strict: bool = True
+) -> PluginRegistry:
     """The plugins (built-in, installed, and those of ``modules``) and the manifest's models.
 
     Args:
         modules: Extra modules whose plugins override built-in keys.
         models: Resolve model names through the shipped manifest (:class:`ManifestModelStore`);
             when false, model names are not looked up.
+        strict: A model missing on this machine is an error (workers); else a warning.
 
     """
-    registry = default_registry().with_models(ManifestModelStore() if models else None)
+    store = ManifestModelStore(strict=strict) if models else None
+    registry = default_registry().with_models(store)
     if not modules:
         return registry
     extended = registry.with_models(registry.models)

@@ -146,11 +146,14 @@ class ManifestModelStore:
     Attributes:
         manifest: The manifest used when a node names none; the shipped one when None.
         export_modules: What building an export on this machine needs (tests replace it).
+        strict: A model missing here (not exported, not buildable) fails the pipeline's
+            compilation; when false it is a warning (``lensflow pipeline check``).
 
     """
 
     manifest: Path | None = None
     export_modules: tuple[str, ...] = EXPORT_MODULES
+    strict: bool = True
 
     def _manifest(self, manifest: Path | None) -> Path:
         return manifest or self.manifest or default_manifest()

@@ -32,7 +32,7 @@ from typing import Self
 
 from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
-from lensflow.shared.classifiers.model_store import ModelStore, store_from_context
+from lensflow.shared.classifiers.model_store import ModelStore, store_from_context, warn
 from lensflow.shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import LensflowError, ModelError
@@ -71,9 +71,12 @@ class EffNetParams(StrictModel):
     def _check_model(self, info: ValidationInfo) -> Self:
         self._models = store_from_context(info.context)
         problem = model_problem(self.model, self.manifest, models=self._models)
-        if problem is not None:
-            raise ValueError(problem)
-        return self
+        if problem is None:
+            return self
+        if self._models is not None and not self._models.strict and not is_path(self.model):
+            warn(info.context, problem)  # missing on this machine, not wrong in the file
+            return self
+        raise ValueError(problem)
 
 
 def is_path(model: str) -> bool:

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 CONTEXT_KEY = "models"
 """Key of the model store in the params' validation context."""
+WARNINGS_KEY = "model_warnings"
+"""Key of the list where params validators leave warnings (a model missing on this machine)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,15 @@ class ModelLocation:
 
 class ModelStore(Protocol):
     """Resolves manifest model names to files: located cheaply, provided on load."""
+
+    @property
+    def strict(self) -> bool:
+        """Whether a model this machine neither has nor can build is an error.
+
+        True for a worker loading the pipeline; false (a warning) when checking a pipeline
+        meant for other machines.
+        """
+        ...
 
     def locate(self, name: str, *, manifest: Path | None, features: bool) -> ModelLocation:
         """Where the export of model ``name`` is or will be; nothing is fetched.
@@ -73,6 +84,14 @@ class ModelStore(Protocol):
 
         """
         ...
+
+
+def warn(context: Any, message: str) -> None:
+    """Leave a warning for the compiler in a validation context (dropped when it has no list)."""
+    if isinstance(context, Mapping):
+        warnings = context.get(WARNINGS_KEY)
+        if isinstance(warnings, list):
+            warnings.append(message)
 
 
 def store_from_context(context: Any) -> ModelStore | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 
 from lensflow.shared.classifiers.base import BaseClassifier, validate_params
-from lensflow.shared.classifiers.model_store import CONTEXT_KEY
+from lensflow.shared.classifiers.model_store import CONTEXT_KEY, WARNINGS_KEY
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.pipeline import NodeConfig, PipelineConfig
 from lensflow.shared.config.yaml_loader import YamlDocument, load_model, read_yaml
@@ -46,6 +46,9 @@ class CompiledPipeline:
 
     name: str
     nodes: tuple[CompiledNode, ...]
+    warnings: tuple[ConfigIssue, ...] = ()
+    """Problems of this machine rather than of the file: a model a node names is missing here
+    (only with a non-strict model store; a strict one makes them errors)."""
 
     def node(self, name: str) -> CompiledNode:
         """Return the node called ``name``."""
@@ -61,11 +64,15 @@ class _Issues:
     def __init__(self, doc: YamlDocument | None) -> None:
         self.doc = doc
         self.items: list[ConfigIssue] = []
+        self.warnings: list[ConfigIssue] = []
 
     def add(self, message: str, *loc: int | str) -> None:
+        self.items.append(self.issue(message, *loc))
+
+    def issue(self, message: str, *loc: int | str) -> ConfigIssue:
         where = self.doc.location(("pipeline", *loc)) if self.doc else None
         field = ".".join(str(p) for p in ("pipeline", *loc))
-        self.items.append(ConfigIssue(message, where, field))
+        return ConfigIssue(message, where, field)
 
 
 def compile_pipeline(
@@ -106,7 +113,9 @@ def compile_pipeline(
             )
     if issues.items:
         raise ConfigError(issues.items)
-    return CompiledPipeline(config.name, tuple(compiled[name] for name in order))
+    return CompiledPipeline(
+        config.name, tuple(compiled[name] for name in order), tuple(issues.warnings)
+    )
 
 
 def load_pipeline(
@@ -209,8 +218,17 @@ def _resolve_plugin(
     except PluginError as err:
         issues.add(str(err), i, "class")
         return None
+    warnings: list[str] = []
+    context = {CONTEXT_KEY: registry.models, WARNINGS_KEY: warnings}
     try:
-        return plugin, validate_params(plugin, node.params, context={CONTEXT_KEY: registry.models})
+        params = validate_params(plugin, node.params, context=context)
+        issues.warnings += [
+            issues.issue(
+                f"node {node.name!r} ({plugin.key or plugin.__name__}): {msg}", i, "params"
+            )
+            for msg in warnings
+        ]
+        return plugin, params
     except ValidationError as err:
         for error in err.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if isinstance(p, int | str))

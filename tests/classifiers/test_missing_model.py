@@ -14,8 +14,10 @@ from pydantic import ValidationError
 
 from lensflow.models.export.artifacts import ManifestModelStore
 from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
+from lensflow.shared.classifiers.registry import default_registry
 from lensflow.shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
-from lensflow.shared.errors import ModelError
+from lensflow.shared.dag.compiler import load_pipeline
+from lensflow.shared.errors import ConfigError, ModelError
 from tests.support.plugins import with_store
 
 LENSFLOW = [sys.executable, "-m", "lensflow"]
@@ -147,3 +149,25 @@ def test_export_classifier_makes_what_the_plugins_need(repo_root: Path, tmp_path
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["logits", "features"]
     assert Embeddings(EmbeddingsParams(model=str(out / "model.onnx"))).model_path.is_file()
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_model_missing_on_this_machine_is_an_error_for_a_worker_and_a_warning_for_a_check(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
+) -> None:
+    # given an empty model cache and a machine that cannot build the export
+    monkeypatch.setenv("LENSFLOW_MODEL_CACHE", str(tmp_path))
+    store = ManifestModelStore(export_modules=("lensflow_no_such_module",), strict=strict)
+    registry = default_registry().with_models(store)
+    pipeline = repo_root / "configs" / "demo" / "pipeline.yaml"
+    if strict:  # a worker loading it: the load fails, naming the node and the fix
+        with pytest.raises(ConfigError, match="vehicle_type_classification") as info:
+            load_pipeline(pipeline, registry=registry)
+        assert "lensflow models export-classifier efficientnet-lite0" in str(info.value)
+    else:  # a check of a pipeline meant for other machines: it compiles, with warnings
+        compiled = load_pipeline(pipeline, registry=registry)
+        assert [w.field for w in compiled.warnings] == [
+            "pipeline.2.params",
+            "pipeline.3.params",
+        ]
+        assert all("export extra" in w.message for w in compiled.warnings)
