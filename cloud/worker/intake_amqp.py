@@ -25,6 +25,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from lensflow.cloud.worker.amqp_queue import RabbitError, declare_crops_queue
 from lensflow.cloud.worker.intake import (
     Backoff,
     Delivery,
@@ -33,7 +34,6 @@ from lensflow.cloud.worker.intake import (
     IntakeSource,
 )
 from lensflow.cloud.worker.metrics import WorkerMetrics
-from lensflow.rabbitmq import RabbitError, declare_crops_queue
 from lensflow.shared.config.cloud import AmqpIntake as AmqpIntakeConfig
 
 logger = logging.getLogger(__name__)

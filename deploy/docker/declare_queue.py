@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from lensflow.rabbitmq import RabbitError, declare_crops_queue
+from lensflow.cloud.worker.amqp_queue import RabbitError, declare_crops_queue
 from lensflow.shared.config import load_cloud_config
 from lensflow.shared.config.cloud import AmqpIntake
 from lensflow.shared.errors import ConfigError

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from lensflow.bench.cloud_api import TARGET_MS, ApiBench, run_api_bench
 from lensflow.bench.cloud_batching import BatchingBench, run_batching
 from lensflow.bench.cloud_ingest import IngestBench, run_ingest
-from lensflow.postgres import PostgresCluster
+from lensflow.services.postgres import PostgresCluster
 
 IngestDatabase = Literal["sqlite", "postgresql"]
 Ratio = tuple[float, str, bool]

@@ -11,10 +11,9 @@ PostgreSQL) is printed with ``EXPLAIN ANALYZE``, so a regression to a row-by-row
 
 from __future__ import annotations
 
-import os
+import logging
 import random
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,11 +26,12 @@ import yaml
 
 from lensflow.bench import BenchError
 from lensflow.bench.cloud_rows import CAMERAS, END, SPAN_DAYS, load_rows
-from lensflow.broker import free_port
 from lensflow.cloud.api import KeyStore
 from lensflow.cloud.api.queries import ResultFilter, decode_cursor, page_query
 from lensflow.cloud.storage import create_engine_for, migrate
-from lensflow.postgres import PostgresCluster
+from lensflow.services.postgres import PostgresCluster
+from lensflow.services.process import ManagedProcess, ProcessError, StopTimeoutError, free_port
+from lensflow.services.readiness import http_200
 
 TARGET_MS = 50.0
 PAGE = 50
@@ -41,6 +41,9 @@ CLASSES = ("person", "car")
 SERVER_SETTINGS = ("shared_buffers=256MB", "max_wal_size=4GB")
 """Beyond the throwaway cluster's defaults: a cache for the table, no checkpoints mid-load."""
 _START_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -266,7 +269,8 @@ def api_config(folder: Path, *, url: str, search: dict[str, Any] | None = None) 
 class ApiServer:
     """``lensflow cloud api`` in a child process on a free port (a context manager).
 
-    Its output goes to ``folder/api.log``; :attr:`base_url` is where it answers.
+    Its output goes to ``folder/api.log`` (started afresh); :attr:`base_url` is where it
+    answers. Entering waits until ``/healthz`` answers 200.
     """
 
     def __init__(self, config: Path, *, folder: Path) -> None:
@@ -275,34 +279,34 @@ class ApiServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.config = config
         self.log = folder / "api.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        command = [sys.executable, "-m", "lensflow", "cloud", "api", "--config", str(config)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self._process = ManagedProcess(
+            command,
+            name="the API",
+            log_file=self.log,
+            ready=http_200(f"{self.base_url}/healthz"),
+            start_timeout_s=_START_TIMEOUT_S,
+            stop_timeout_s=_STOP_TIMEOUT_S,
+        )
 
     def __enter__(self) -> ApiServer:
-        command = [sys.executable, "-m", "lensflow", "cloud", "api", "--config", str(self.config)]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log.open("wb") as output:
-            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
-                command, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ)
-            )
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.__exit__()
-        tail = self.log.read_text(errors="replace")[-3000:]
-        raise BenchError(f"the API did not start within {_START_TIMEOUT_S:g} s:\n{tail}")
+        """Start the API and wait until it is healthy.
+
+        Raises:
+            BenchError: It exited, or was not healthy within 60 s; with its log tail.
+
+        """
+        self.log.unlink(missing_ok=True)
+        try:
+            self._process.start()
+        except ProcessError as err:
+            raise BenchError(f"the API did not start: {err}") from err
+        return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
+        """Stop it with SIGTERM (SIGKILL after 10 s)."""
         try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+            self._process.stop()
+        except StopTimeoutError as err:
+            logger.warning("%s", err)

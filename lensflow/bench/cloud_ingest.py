@@ -35,11 +35,11 @@ from paho.mqtt.properties import Properties
 from lensflow.bench import BenchError
 from lensflow.bench.plugins import NOOP_CLASS
 from lensflow.bench.samples import crop_images
-from lensflow.broker import MosquittoBroker
 from lensflow.cloud.worker.intake import Delivery, DeliveryHandler
 from lensflow.cloud.worker.intake_mqtt import MqttIntake
 from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.cloud.worker.worker import Worker
+from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.shared.config.cloud import CloudConfig
 from lensflow.shared.config.cloud import MqttIntake as MqttIntakeConfig
 from lensflow.shared.protocol import (

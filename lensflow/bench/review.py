@@ -27,7 +27,7 @@ from lensflow.bench.cloud_rows import load_rows
 from lensflow.bench.samples import crop_images
 from lensflow.cloud.api import KeyStore
 from lensflow.cloud.storage import CropStore, migrate
-from lensflow.postgres import PostgresCluster
+from lensflow.services.postgres import PostgresCluster
 
 FIRST_PAGE_TARGET_S = 1.0
 JPEGS = 64

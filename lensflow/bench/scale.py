@@ -42,8 +42,9 @@ from lensflow.bench.scale_phase import (
     queue_name,
     run_phase,
 )
-from lensflow.postgres import PostgresCluster
-from lensflow.rabbitmq import RabbitNode, declare_crops_queue
+from lensflow.cloud.worker.amqp_queue import declare_crops_queue
+from lensflow.services.postgres import PostgresCluster
+from lensflow.services.rabbitmq import RabbitNode
 from lensflow.shared.config.common import MqttConfig
 from lensflow.shared.mqtt import make_client
 from lensflow.shared.protocol import decode_crop

@@ -28,7 +28,7 @@ from lensflow.bench.scale_workers import (
     wait_until_up,
 )
 from lensflow.cloud.storage import create_engine_for, migrate
-from lensflow.rabbitmq import RabbitNode
+from lensflow.services.rabbitmq import RabbitNode
 
 BINDING = TOPIC.replace("/", ".")
 """The ``amq.topic`` binding of every phase's queue: each gets a copy of every crop."""
@@ -196,8 +196,7 @@ def run_phase(run: PhaseSetup, key: str, name: str, *, workers: int, kill: bool)
     finally:
         for process in processes:
             if process.alive:
-                process.process.kill()
-                process.process.wait()
+                process.kill()
         engine.dispose()
     _read_logs(phase, processes)
     return phase

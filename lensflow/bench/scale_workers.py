@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lensflow.bench import BenchError
+from lensflow.services.process import ManagedProcess, ProcessError, StopTimeoutError
 
 _UP = "amqp up consumer="
 _RETRY = "storage failed for "
@@ -92,11 +91,16 @@ def parse_log(text: str) -> WorkerLog:
 class WorkerProcess:
     """``python -m lensflow cloud worker --config CONFIG`` as a child process, logging to a file.
 
+    It is started on creation.
+
     Args:
         name: Its name in the benchmark's table (``w1``, ``w2``).
         config: The cloud config YAML.
         log: Where its stdout and stderr go.
         cpu: Pin it (and the threads it starts) to this CPU; any CPU when None.
+
+    Raises:
+        BenchError: If the interpreter could not be run.
 
     """
 
@@ -104,16 +108,30 @@ class WorkerProcess:
         self.name, self.config, self.log = name, config, log
         self.killed = False
         command = [sys.executable, "-m", "lensflow", "cloud", "worker", "--config", str(config)]
-        with log.open("ab") as output:
-            self.process = subprocess.Popen(  # noqa: S603 - this interpreter, our own CLI
-                command,
-                cwd=log.parent,
-                env={**os.environ, **WORKER_ENV},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        if cpu is not None:  # before it imports anything: every thread it starts inherits it
-            os.sched_setaffinity(self.process.pid, {cpu})
+        self._process = ManagedProcess(
+            command,
+            name=f"worker {name}",
+            log_file=log,
+            cwd=log.parent,
+            env={**os.environ, **WORKER_ENV},
+            stop_timeout_s=_STOP_TIMEOUT_S,
+            # set in the child before it runs Python: every thread it starts inherits it
+            cpus=None if cpu is None else {cpu},
+        )
+        try:
+            self._process.start(wait=False)
+        except ProcessError as err:
+            raise BenchError(f"could not start worker {name}: {err}") from err
+
+    @property
+    def pid(self) -> int | None:
+        """Its process id."""
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit code (negative: the signal that ended it); None while it runs."""
+        return self._process.returncode
 
     def read(self) -> WorkerLog:
         """Parse its log as written so far."""
@@ -130,12 +148,11 @@ class WorkerProcess:
     @property
     def alive(self) -> bool:
         """Whether the process is still running."""
-        return self.process.poll() is None
+        return self._process.is_running
 
     def kill(self) -> None:
         """SIGKILL it (a crash: nothing is flushed, nothing is acknowledged) and reap it."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        self._process.kill()
         self.killed = True
 
     def stop(self) -> int:
@@ -145,14 +162,11 @@ class WorkerProcess:
             Its exit code (negative: the signal that ended it).
 
         """
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
+        try:
+            code = self._process.stop()
+        except StopTimeoutError as err:
+            code = err.returncode
+        return -1 if code is None else code
 
 
 def wait_until_up(workers: list[WorkerProcess], timeout_s: float) -> None:
@@ -170,7 +184,7 @@ def wait_until_up(workers: list[WorkerProcess], timeout_s: float) -> None:
                 pending.remove(worker)
             elif not worker.alive:
                 raise BenchError(
-                    f"worker {worker.name} exited with code {worker.process.returncode} before "
+                    f"worker {worker.name} exited with code {worker.returncode} before "
                     f"consuming; its log ends:\n{worker.log_tail()}"
                 )
         if pending and time.monotonic() > deadline:
@@ -231,7 +245,7 @@ def machine_cpu_s() -> tuple[float, float]:
 def broker_pid(home: Path) -> int | None:
     """The pid of the Erlang VM (``beam.smp``) of the RabbitMQ node whose home is ``home``.
 
-    :class:`~lensflow.rabbitmq.RabbitNode` runs its node with ``HOME`` at its base folder,
+    :class:`~lensflow.services.rabbitmq.RabbitNode` runs its node with ``HOME`` at its base folder,
     which the VM's command line carries as ``-home``.
     """
     wanted = str(home).encode()
@@ -261,6 +275,6 @@ class CpuSample:
     @classmethod
     def take(cls, workers: list[WorkerProcess], broker: int | None) -> CpuSample:
         """Read the counters now (a dead worker counts 0: sample it before it is reaped)."""
-        used = sum(process_cpu_s(worker.process.pid) for worker in workers if worker.alive)
+        used = sum(process_cpu_s(worker.pid) for worker in workers if worker.alive)
         bench, (machine, iowait) = process_cpu_s(os.getpid()), machine_cpu_s()
         return cls(time.monotonic(), used, process_cpu_s(broker), bench, machine, iowait)

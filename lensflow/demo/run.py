@@ -25,7 +25,6 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from lensflow.broker import MosquittoBroker, free_port
 from lensflow.demo.monitor import ApiClient, EdgeLog, Monitor, Progress
 from lensflow.demo.prepare import (
     DemoError,
@@ -38,6 +37,8 @@ from lensflow.demo.prepare import (
 )
 from lensflow.demo.services import ChildProcess, child_env, http_get, metric, scrape, wait_until
 from lensflow.demo.summary import Summary, build_summary, render
+from lensflow.services.mosquitto import MosquittoBroker
+from lensflow.services.process import free_port
 
 WORKER_READY_S = 180.0  # loading the pipeline (and warming it up) on a busy machine
 API_READY_S = 60.0

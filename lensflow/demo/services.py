@@ -1,18 +1,16 @@
 """The demo's child processes: the real ``lensflow`` commands, each logging to its own file.
 
-Every child gets its own session (a Ctrl+C in the terminal reaches only the demo, which then
-stops the children in order: edge, worker, API, broker) and, on Linux, a parent-death signal,
-so even a demo killed with SIGKILL leaves no process behind.
+Each child is a :class:`~lensflow.services.process.ManagedProcess`: its own session (a Ctrl+C
+in the terminal reaches only the demo, which then stops the children in order: edge, worker,
+API, broker) and, on Linux, a parent-death signal, so even a demo killed with SIGKILL leaves
+no process behind.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -23,12 +21,12 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from lensflow.demo.prepare import DemoError
+from lensflow.services.process import ManagedProcess, ProcessError, StopTimeoutError
 
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30.0  # the edge drains its spool before it exits
 _ENV_PREFIXES = ("LENSFLOW_EDGE__", "LENSFLOW_CLOUD__")
-_PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 15
 
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -44,15 +42,11 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM this child when the demo process dies (no-op elsewhere)."""
-    name = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and name:
-        ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class ChildProcess:
     """One ``python -m lensflow ...`` child with its output in a log file.
+
+    Start it from the main thread: the parent-death signal follows the thread that started
+    the child, not the process.
 
     Args:
         name: Short name shown in progress and errors (``worker``, ``api``, ``edge``).
@@ -69,33 +63,36 @@ class ChildProcess:
         self.name = name
         self.args = args
         self.log_file = log_file
-        self.cwd = cwd
-        self.env = dict(env)
-        self.process: subprocess.Popen[bytes] | None = None
+        self._process = ManagedProcess(
+            [sys.executable, "-m", "lensflow", *args],
+            name=name,
+            log_file=log_file,
+            cwd=cwd,
+            env=env,
+            stop_timeout_s=STOP_TIMEOUT_S,
+            parent_death_signal=signal.SIGTERM,
+        )
 
     @property
     def pid(self) -> int | None:
         """The child's process id once started."""
-        return None if self.process is None else self.process.pid
+        return self._process.pid
 
     def start(self) -> None:
-        """Start the child (returns at once)."""
-        with self.log_file.open("ab") as out:
-            self.process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-                [sys.executable, "-m", "lensflow", *self.args],
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,  # started from the main thread
-            )
-        logger.info("%s started pid=%s", self.name, self.process.pid)
+        """Start the child (returns at once).
+
+        Raises:
+            DemoError: The interpreter could not be run.
+
+        """
+        try:
+            self._process.start(wait=False)
+        except ProcessError as err:
+            raise DemoError(f"could not start the {self.name}: {err}") from err
 
     def exited(self) -> int | None:
         """The exit code, or None while it runs (or before it started)."""
-        return None if self.process is None else self.process.poll()
+        return self._process.returncode
 
     def check_alive(self) -> None:
         """Raise if the child has exited.
@@ -113,25 +110,16 @@ class ChildProcess:
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM, wait up to ``timeout_s``, then SIGKILL; always reaps the child."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+            self._process.stop(timeout_s)
+        except StopTimeoutError:
             logger.warning(
-                "%s pid=%s ignored SIGTERM for %.0f s: killed", self.name, process.pid, timeout_s
+                "%s pid=%s ignored SIGTERM for %.0f s: killed", self.name, self.pid, timeout_s
             )
-            process.kill()
-            process.wait()
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last lines of the child's log."""
-        if not self.log_file.is_file():
-            return "(no output)"
-        text = self.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(text[-lines:]) or "(no output)"
+        return self._process.log_tail(lines)
 
 
 def wait_until(

@@ -81,6 +81,22 @@ def distinct_free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
+def user_popen_kwargs(user: str) -> dict[str, Any]:
+    """:class:`subprocess.Popen` arguments that run the child as ``user`` (needs root).
+
+    The child gets that user's primary group and no supplementary groups (not root's).
+
+    Raises:
+        ProcessError: If there is no such user.
+
+    """
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError as err:
+        raise ProcessError(f"expected a user {user!r} to run a child as, but found none") from err
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
 def read_log_tail(paths: Sequence[Path], lines: int = LOG_TAIL_LINES) -> str:
     """The last ``lines`` lines of each existing file in ``paths``, in that order."""
     parts: list[str] = []
@@ -197,7 +213,7 @@ class ManagedProcess:
                 cwd=self.cwd,
                 output=output,
                 setup=child_setup(death_signal=self.parent_death_signal, cpus=self.cpus),
-                popen_kwargs=self._user_kwargs(),
+                popen_kwargs={} if self.user is None else user_popen_kwargs(self.user),
             )
             try:
                 executor.start()
@@ -208,18 +224,6 @@ class ManagedProcess:
         logger.info("%s started pid=%s", self.name, self.pid)
         if wait:
             self.wait_ready(timeout_s)
-
-    def _user_kwargs(self) -> dict[str, Any]:
-        """Popen arguments that switch the child to ``user`` (empty when None)."""
-        if self.user is None:
-            return {}
-        try:
-            account = pwd.getpwnam(self.user)
-        except KeyError as err:
-            raise ProcessError(
-                f"expected a user {self.user!r} to run {self.name}, got none"
-            ) from err
-        return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Poll the readiness check until it passes, the child exits, or the time is up.

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from lensflow.broker import free_port
 from lensflow.cli import app
 from lensflow.cloud.api.keys import ApiKey, hash_token
 from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from lensflow.services.process import free_port
 from tests.support.protocol_samples import make_header, real_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]

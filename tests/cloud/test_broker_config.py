@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lensflow.broker import MosquittoConfig
+from lensflow.services.mosquitto import MosquittoConfig
 
 KEYS = (
     "max_queued_messages",

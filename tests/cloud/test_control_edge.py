@@ -18,8 +18,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lensflow.broker import MosquittoBroker
 from lensflow.edge.agent import EdgeAgent, default_loader
+from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.shared.config.cloud import ControlConfig
 from lensflow.shared.config.common import MqttConfig
 from lensflow.shared.config.edge import EdgeConfig

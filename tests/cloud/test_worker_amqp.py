@@ -18,8 +18,9 @@ import pika
 import pytest
 
 from lensflow.cloud.worker import Worker, WorkerMetrics
+from lensflow.cloud.worker.amqp_queue import declare_crops_queue
 from lensflow.cloud.worker.intake_amqp import AmqpIntake, topic_of
-from lensflow.rabbitmq import RabbitNode, declare_crops_queue
+from lensflow.services.rabbitmq import RabbitNode
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config import load_cloud_config
 from lensflow.shared.config.cloud import AmqpIntake as AmqpIntakeConfig

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lensflow.broker import MosquittoBroker
+from lensflow.services.mosquitto import MosquittoBroker
 from tests.support.brokers import mosquitto, wait_for  # noqa: F401
 from tests.support.worker import (
     TOPIC,

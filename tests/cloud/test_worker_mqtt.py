@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from lensflow.broker import MosquittoBroker, MosquittoConfig, free_port
 from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, session_factory
 from lensflow.cloud.storage.models import DeadLetter
 from lensflow.cloud.worker import Worker
 from lensflow.cloud.worker.intake_mqtt import MqttIntake
+from lensflow.services.mosquitto import MosquittoBroker, MosquittoConfig
+from lensflow.services.process import free_port
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config import load_cloud_config
 from lensflow.shared.protocol import SCHEMA_VERSION, crops_topic, encode_crop, new_crop_header

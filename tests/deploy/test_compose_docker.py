@@ -23,7 +23,7 @@ import yaml
 from compose_spec import PyOptions
 from dockerfile_parse import DockerfileParser
 
-from lensflow.rabbitmq import RabbitNode
+from lensflow.services.rabbitmq import RabbitNode
 from lensflow.shared.config import load_cloud_config, load_edge_config
 from lensflow.shared.config.cloud import AmqpIntake
 from tests.deploy.support import (

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import QTimer
 from pytestqt.qtbot import QtBot
 
-from lensflow.broker import free_port
+from lensflow.services.process import free_port
 from tests.desktop.app_support import ReviewSetup, make_window
 
 pytestmark = pytest.mark.integration

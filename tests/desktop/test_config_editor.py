@@ -11,7 +11,6 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from lensflow.bench.review_data import ReviewApi
-from lensflow.broker import free_port
 from lensflow.cloud.control import ConfigService
 from lensflow.cloud.storage import ResultStore, create_engine_for
 from lensflow.cloud.storage.models import utcnow
@@ -21,6 +20,7 @@ from lensflow.desktop.config_editor import ConfigEditor
 from lensflow.desktop.edge_table import COLUMN_NAMES, EdgeTableModel
 from lensflow.desktop.pipeline_editor import PipelineEditor, pipeline_issues
 from lensflow.desktop.yaml_editor import YamlEditor
+from lensflow.services.process import free_port
 from lensflow.shared.protocol import ConfigAck, StatusMessage
 
 CONFIG = """\

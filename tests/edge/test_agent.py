@@ -12,8 +12,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lensflow.broker import MosquittoBroker, free_port
 from lensflow.edge.agent import EdgeAgent, default_loader
+from lensflow.services.mosquitto import MosquittoBroker
+from lensflow.services.process import free_port
 from lensflow.shared.config.edge import EdgeConfig
 from lensflow.shared.images import sample_image_paths
 from lensflow.shared.protocol import (

@@ -21,9 +21,9 @@ from typing import Literal
 
 import pytest
 
-from lensflow.broker import MosquittoBroker
 from lensflow.edge.publisher import MqttPublisher
 from lensflow.edge.spool import Spool
+from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.shared.config.common import MqttConfig
 from lensflow.shared.protocol import (
     StatusMessage,

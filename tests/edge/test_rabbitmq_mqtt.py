@@ -3,7 +3,7 @@
 The edge's :class:`~lensflow.edge.publisher.MqttPublisher` (spooled, QoS 1) publishes to RabbitMQ's
 MQTT
 plugin, which routes into ``amq.topic`` (``/`` becomes ``.``); the quorum queue declared by
-:func:`~lensflow.rabbitmq.declare_crops_queue` holds the crops for pika consumers.
+:func:`~lensflow.cloud.worker.amqp_queue.declare_crops_queue` holds the crops for pika consumers.
 """
 
 from __future__ import annotations
@@ -20,15 +20,10 @@ import pika
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from lensflow.cloud.worker.amqp_queue import CROPS_QUEUE, RabbitError, declare_crops_queue
 from lensflow.edge.publisher import MqttPublisher
 from lensflow.edge.spool import Spool
-from lensflow.rabbitmq import (
-    CROPS_QUEUE,
-    RabbitError,
-    RabbitNode,
-    declare_crops_queue,
-    find_rabbitmq_server,
-)
+from lensflow.services.rabbitmq import RabbitNode, RabbitNodeError, find_rabbitmq_server
 from lensflow.shared.config.common import MqttConfig
 from tests.support.rabbit import rabbit_node  # noqa: F401
 
@@ -201,7 +196,7 @@ def test_missing_rabbitmq_server_names_the_install_command(tmp_path: Path) -> No
     missing = tmp_path / "rabbitmq-server"
 
     # when it is looked up or a node is started, then the error says how to install it
-    with pytest.raises(RabbitError, match=r"apt-get install rabbitmq-server"):
+    with pytest.raises(RabbitNodeError, match=r"apt-get install rabbitmq-server"):
         find_rabbitmq_server(missing)
-    with pytest.raises(RabbitError, match=str(missing)):
+    with pytest.raises(RabbitNodeError, match=str(missing)):
         RabbitNode(tmp_path / "node", executable=missing).start()

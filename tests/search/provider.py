@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from lensflow.broker import free_port
+from lensflow.services.process import free_port
 
 PRODUCTS = {"products": [{"title": "Red bike", "description": "A city bike", "score": 0.9}]}
 

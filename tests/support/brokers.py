@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from lensflow.broker import MosquittoBroker
+from lensflow.services.mosquitto import MosquittoBroker
 
 
 @pytest.fixture

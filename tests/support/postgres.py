@@ -2,7 +2,7 @@
 
 Import the fixtures into a conftest (``from tests.support.postgres import postgres_cluster,
 postgres_url``). ``initdb`` takes a few seconds, so there is one cluster per session, on a
-free loopback port, in a folder under /tmp (see :mod:`lensflow.postgres`, which the
+free loopback port, in a folder under /tmp (see :mod:`lensflow.services.postgres`, which the
 benchmarks share). Tests that need isolation create their own database
 (:meth:`PostgresCluster.create_database`). Nothing is skipped: without the server binaries
 the fixture fails with the install command.
@@ -16,7 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from lensflow.postgres import DATABASE, SUPERUSER, PostgresCluster, PostgresError, find_bindir
+from lensflow.services.postgres import (
+    DATABASE,
+    SUPERUSER,
+    PostgresCluster,
+    PostgresError,
+    find_bindir,
+)
 
 __all__ = [
     "DATABASE",

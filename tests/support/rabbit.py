@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lensflow.rabbitmq import RabbitError, RabbitNode
+from lensflow.services.rabbitmq import RabbitNode, RabbitNodeError
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def rabbit_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode
     node = RabbitNode(tmp_path_factory.mktemp("rabbit"))
     try:
         node.start()
-    except RabbitError as err:
+    except RabbitNodeError as err:
         pytest.fail(f"could not start the test RabbitMQ node: {err}", pytrace=False)
     try:
         yield node

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lensflow.broker import free_port
+from lensflow.services.process import free_port
 
 FALLBACK_EXECUTABLE = Path("/usr/bin/redis-server")
 
