@@ -7,14 +7,16 @@ starting, one that ignores SIGTERM, one that leaves a daemon behind.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,35 +112,28 @@ def gone_within(pid: int, timeout_s: float) -> bool:
     return True
 
 
+Spawn = Callable[..., ManagedProcess]
+
+
 @pytest.fixture
-def processes() -> Iterator[list[ManagedProcess]]:
-    """Children a test starts; killed afterwards whatever happened."""
-    started: list[ManagedProcess] = []
-    yield started
-    for process in started:
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Make a ManagedProcess running a script (log in tmp_path); each is killed afterwards."""
+    made: list[ManagedProcess] = []
+
+    def make(script: str, *args: str, name: str = "child", **options: Any) -> ManagedProcess:
+        options.setdefault("log_file", tmp_path / f"{name}.log")
+        made.append(ManagedProcess(python(script, *args), name=name, **options))
+        return made[-1]
+
+    yield make
+    for process in made:
         process.kill()
 
 
-def managed(
-    processes: list[ManagedProcess], command: list[str], **options: object
-) -> ManagedProcess:
-    process = ManagedProcess(command, **options)  # type: ignore[arg-type]
-    processes.append(process)
-    return process
-
-
-def test_start_returns_once_the_child_listens(
-    tmp_path: Path, processes: list[ManagedProcess]
-) -> None:
+def test_start_returns_once_the_child_listens(spawn: Spawn) -> None:
     # given a service that listens only after loading for a while
     port = free_port()
-    service = managed(
-        processes,
-        python(LISTENER, str(port)),
-        name="listener",
-        log_file=tmp_path / "listener.log",
-        ready=tcp_port(port),
-    )
+    service = spawn(LISTENER, str(port), name="listener", ready=tcp_port(port))
 
     # when it is started
     service.start()
@@ -149,34 +144,19 @@ def test_start_returns_once_the_child_listens(
     assert "listening" in service.log_tail()
 
 
-def test_http_readiness_waits_for_a_200(tmp_path: Path, processes: list[ManagedProcess]) -> None:
+def test_http_readiness_waits_for_a_200(spawn: Spawn) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/healthz"
-    service = managed(
-        processes,
-        python(HTTP_SERVER, str(port)),
-        name="api",
-        log_file=tmp_path / "api.log",
-        ready=http_200(url),
-    )
+    service = spawn(HTTP_SERVER, str(port), name="api", ready=http_200(url))
 
     service.start()
 
     assert http_200(url).check()
 
 
-def test_a_child_that_dies_while_starting_is_reported_with_its_log_tail(
-    tmp_path: Path, processes: list[ManagedProcess]
-) -> None:
+def test_a_child_that_dies_while_starting_is_reported_with_its_log_tail(spawn: Spawn) -> None:
     # given a service that exits with an error before it listens
-    service = managed(
-        processes,
-        python(DIES),
-        name="broken",
-        log_file=tmp_path / "broken.log",
-        ready=tcp_port(free_port()),
-        start_timeout_s=30,
-    )
+    service = spawn(DIES, name="broken", ready=tcp_port(free_port()), start_timeout_s=30)
 
     # when it is started, then the error says what was expected, the code, and the log
     started = time.monotonic()
@@ -191,17 +171,8 @@ def test_a_child_that_dies_while_starting_is_reported_with_its_log_tail(
     assert not service.is_running
 
 
-def test_a_child_never_ready_is_killed_after_the_start_timeout(
-    tmp_path: Path, processes: list[ManagedProcess]
-) -> None:
-    service = managed(
-        processes,
-        python(SLEEPS),
-        name="sleeper",
-        log_file=tmp_path / "sleeper.log",
-        ready=tcp_port(free_port()),
-        start_timeout_s=0.5,
-    )
+def test_a_child_never_ready_is_killed_after_the_start_timeout(spawn: Spawn) -> None:
+    service = spawn(SLEEPS, name="sleeper", ready=tcp_port(free_port()), start_timeout_s=0.5)
 
     with pytest.raises(ProcessError, match=r"expected sleeper to listen on .* within 0.5 s"):
         service.start()
@@ -210,8 +181,8 @@ def test_a_child_never_ready_is_killed_after_the_start_timeout(
     assert service.returncode == -signal.SIGKILL
 
 
-def test_stop_ends_a_child_with_sigterm(tmp_path: Path, processes: list[ManagedProcess]) -> None:
-    service = managed(processes, python(SLEEPS), name="sleeper", log_file=tmp_path / "s.log")
+def test_stop_ends_a_child_with_sigterm(spawn: Spawn) -> None:
+    service = spawn(SLEEPS, name="sleeper")
     service.start()
 
     code = service.stop()
@@ -221,13 +192,12 @@ def test_stop_ends_a_child_with_sigterm(tmp_path: Path, processes: list[ManagedP
 
 
 def test_a_child_ignoring_sigterm_is_killed_after_the_stop_timeout(
-    tmp_path: Path, processes: list[ManagedProcess]
+    tmp_path: Path, spawn: Spawn
 ) -> None:
     # given a child that ignores SIGTERM (once it says so)
     log = tmp_path / "stubborn.log"
-    service = managed(
-        processes,
-        python(STUBBORN),
+    service = spawn(
+        STUBBORN,
         name="stubborn",
         log_file=log,
         ready=log_line(log, "ignoring SIGTERM"),
@@ -246,16 +216,10 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_stop_timeout(
     assert not alive(pid)
 
 
-def test_restart_keeps_the_port(tmp_path: Path, processes: list[ManagedProcess]) -> None:
+def test_restart_keeps_the_port(spawn: Spawn) -> None:
     # given a running service on a port of its own
     port = free_port()
-    service = managed(
-        processes,
-        python(LISTENER, str(port)),
-        name="listener",
-        log_file=tmp_path / "listener.log",
-        ready=tcp_port(port),
-    )
+    service = spawn(LISTENER, str(port), name="listener", ready=tcp_port(port))
     service.start()
     first = service.pid
 
@@ -265,17 +229,9 @@ def test_restart_keeps_the_port(tmp_path: Path, processes: list[ManagedProcess])
     assert service.is_running and tcp_open(port)
 
 
-def test_start_after_a_crash_starts_a_new_child(
-    tmp_path: Path, processes: list[ManagedProcess]
-) -> None:
+def test_start_after_a_crash_starts_a_new_child(spawn: Spawn) -> None:
     port = free_port()
-    service = managed(
-        processes,
-        python(LISTENER, str(port)),
-        name="listener",
-        log_file=tmp_path / "listener.log",
-        ready=tcp_port(port),
-    )
+    service = spawn(LISTENER, str(port), name="listener", ready=tcp_port(port))
     service.start()
     first = service.pid
     assert first is not None
@@ -288,17 +244,11 @@ def test_start_after_a_crash_starts_a_new_child(
 
 
 def test_kill_also_ends_what_the_child_started_in_another_session(
-    tmp_path: Path, processes: list[ManagedProcess]
+    tmp_path: Path, spawn: Spawn
 ) -> None:
     # given a child that started a daemon outside its process group
     pid_file = tmp_path / "daemon.pid"
-    service = managed(
-        processes,
-        python(DAEMONIZES, str(pid_file)),
-        name="parent",
-        log_file=tmp_path / "parent.log",
-        ready=log_line(pid_file, ""),
-    )
+    service = spawn(DAEMONIZES, str(pid_file), name="parent", ready=log_line(pid_file, ""))
     service.start()
     deadline = time.monotonic() + 10
     while not pid_file.read_text() and time.monotonic() < deadline:
@@ -341,19 +291,12 @@ def test_parent_death_signal_ends_the_child_with_its_parent(
             parent.stdout.close()
 
 
-def test_cpus_pin_the_child(tmp_path: Path, processes: list[ManagedProcess]) -> None:
+def test_cpus_pin_the_child(tmp_path: Path, spawn: Spawn) -> None:
     cpu = min(os.sched_getaffinity(0))
     log = tmp_path / "pinned.log"
     script = "import os, time; print('cpus', sorted(os.sched_getaffinity(0)), flush=True)"
     script += "; time.sleep(60)"
-    service = managed(
-        processes,
-        python(script),
-        name="pinned",
-        log_file=log,
-        cpus={cpu},
-        ready=log_line(log, "cpus"),
-    )
+    service = spawn(script, name="pinned", log_file=log, cpus={cpu}, ready=log_line(log, "cpus"))
 
     service.start()
 
@@ -361,7 +304,7 @@ def test_cpus_pin_the_child(tmp_path: Path, processes: list[ManagedProcess]) -> 
 
 
 def test_the_child_gets_exactly_the_environment_given(
-    tmp_path: Path, processes: list[ManagedProcess], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, spawn: Spawn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given an environment without a variable this process has
     monkeypatch.setenv("LENSFLOW_TEST_DROPPED", "1")
@@ -370,7 +313,7 @@ def test_the_child_gets_exactly_the_environment_given(
     log = tmp_path / "env.log"
     script = "import os; print(os.environ.get('LENSFLOW_TEST_DROPPED'))"
     script += "; print(os.environ['LENSFLOW_TEST_GIVEN'])"
-    service = managed(processes, python(script), name="env", log_file=log, env=env)
+    service = spawn(script, name="env", log_file=log, env=env)
 
     # when the child runs to its end
     service.start()
@@ -381,6 +324,39 @@ def test_the_child_gets_exactly_the_environment_given(
     # then it saw the given variable and not the dropped one
     assert service.returncode == 0
     assert read_log_tail([log]) == "None\n2"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+def test_user_runs_the_child_as_that_user_without_roots_groups(tmp_path: Path) -> None:
+    # given a child to run as nobody (PostgreSQL refuses root the same way)
+    service = ManagedProcess(
+        ["/bin/sh", "-c", "echo $(id -u) $(id -G)"],
+        name="as-nobody",
+        log_file=tmp_path / "as-nobody.log",
+        user="nobody",
+    )
+
+    # when it runs to its end
+    service.start()
+    deadline = time.monotonic() + 10
+    while service.is_running and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    # then it ran with nobody's ids and only nobody's group
+    account = pwd.getpwnam("nobody")
+    assert service.returncode == 0
+    assert service.log_tail() == f"{account.pw_uid} {account.pw_gid}"
+
+
+def test_the_child_tag_has_no_digits(spawn: Spawn) -> None:
+    # mirakuru's exit handler kills every process whose tag contains the exiting pid as a
+    # substring; a tag without digits is never killed by another process's exit
+    service = spawn(SLEEPS, name="tagged")
+    service.start()
+
+    environ = Path(f"/proc/{service.pid}/environ").read_bytes().split(b"\0")
+    [tag] = [entry.split(b"=", 1)[1] for entry in environ if entry.startswith(b"mirakuru_uuid=")]
+    assert tag and not any(chr(byte).isdigit() for byte in tag)
 
 
 def test_a_missing_program_cannot_be_run(tmp_path: Path) -> None:
