@@ -28,7 +28,11 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTEST = [sys.executable, "-m", "pytest", "-p", "tests.support.hypothesis_profiles"]
+PYTHON = Path(sys.executable)
+PYTEST = [
+    str(PYTHON.relative_to(ROOT) if PYTHON.is_relative_to(ROOT) else PYTHON),
+    *("-m", "pytest", "-p", "tests.support.hypothesis_profiles"),
+]
 PROFILE = "--hypothesis-profile=fuzz"
 GRACE_S = 90.0
 """How long an interrupted round has to stop (fixtures stop their services) before it is killed."""
@@ -108,8 +112,8 @@ def collect(paths: list[str]) -> tuple[list[str], list[str]]:
     return sorted(counts, key=lambda file: (counts[file], file)), errors
 
 
-def run_round(spec: Round, *, deadline: float) -> bool:
-    """Run one round until it ends or the deadline; return whether it ran to its end."""
+def run_round(spec: Round, *, deadline: float) -> int | None:
+    """Run one round until it ends or the deadline; its exit status, None when cut short."""
     with spec.log.open("w") as out:
         command = [
             *spec.command(),
@@ -119,8 +123,7 @@ def run_round(spec: Round, *, deadline: float) -> bool:
         ]
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         try:
-            process.wait(timeout=max(deadline - time.monotonic(), 1.0))
-            return True
+            return process.wait(timeout=max(deadline - time.monotonic(), 1.0))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGINT)  # pytest stops after the running test, tears down
         try:
@@ -128,12 +131,16 @@ def run_round(spec: Round, *, deadline: float) -> bool:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        return False
+        return None
 
 
-def record(spec: Round, tally: Tally) -> None:
-    """Add a finished (or interrupted) round's tests, examples and failures to ``tally``."""
+def record(spec: Round, tally: Tally, *, status: int | None) -> None:
+    """Add a finished (or cut) round's tests, examples and failures to ``tally``."""
     tally.rounds.append(spec)
+    tally.interrupted += status is None
+    if status not in (None, 0, 1):  # 1: tests failed, read below; else pytest itself did
+        headline = f"pytest exited with status {status} (not a test failure)"
+        _found(tally, spec, node=spec.target, headline=headline, text=spec.log.read_text())
     tally.examples += sum(int(ok) + int(bad) for ok, bad in _STATS.findall(spec.log.read_text()))
     if not spec.junit.exists():
         return
@@ -154,11 +161,15 @@ def record(spec: Round, tally: Tally) -> None:
         owner = case.get("classname", "").removeprefix(module).strip(".")
         node = "::".join(part for part in (spec.target, owner, case.get("name", "")) if part)
         text = failure.text or ""
-        headline = _headline(failure.get("message", ""), text)
-        finding = tally.findings.setdefault(
-            (node, headline), Finding(node, headline, _excerpt(text))
+        _found(
+            tally, spec, node=node, headline=_headline(failure.get("message", ""), text), text=text
         )
-        finding.rounds.append(spec)
+
+
+def _found(tally: Tally, spec: Round, *, node: str, headline: str, text: str) -> None:
+    """Count a failure of ``node`` in round ``spec``, once per node and headline."""
+    finding = tally.findings.setdefault((node, headline), Finding(node, headline, _excerpt(text)))
+    finding.rounds.append(spec)
 
 
 def _headline(message: str, text: str) -> str:
@@ -170,7 +181,7 @@ def _headline(message: str, text: str) -> str:
 def _excerpt(text: str, *, lines: int = 30) -> str:
     """The part of a failure report a reader needs: the falsifying example, else the end."""
     rows = text.splitlines()
-    for marker in ("Falsifying example", "Reproduce with", "- ST", "[5"):
+    for marker in ("Falsifying example", "Failing test case", "Reproduce with", "- ST", "[5"):
         starts = [n for n, row in enumerate(rows) if marker in row]
         if starts:
             return "\n".join(rows[max(starts[0] - 4, 0) : starts[0] + lines])
@@ -223,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         target = targets[len(tally.rounds) % len(targets)]
         spec = Round(len(tally.rounds) + 1, target, secrets.randbits(64), folder)
         print(f"round {spec.number}: {target} seed {spec.seed}", flush=True)
-        tally.interrupted += not run_round(spec, deadline=deadline)
-        record(spec, tally)
+        record(spec, tally, status=run_round(spec, deadline=deadline))
     minutes = (time.monotonic() - started) / 60
     report = summary(tally, minutes=minutes, folder=folder, errors=errors)
     (folder / "summary.txt").write_text(report + "\n")
