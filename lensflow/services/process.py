@@ -134,7 +134,8 @@ class ManagedProcess:
         stop_signal: What :meth:`stop` sends (PostgreSQL's fast shutdown is SIGINT).
         parent_death_signal: Linux only: the signal the child gets when the thread that
             started it dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``); ignored elsewhere.
-        cpus: Pin it (and every thread it starts) to these CPUs before the command runs.
+        cpus: Linux only: pin it (and every thread it starts) to these CPUs before the
+            command runs.
         user: Run it as this user, with that user's group and no other groups (needs root).
         log_files: Other logs it writes, shown before ``log_file`` in :meth:`log_tail`.
 

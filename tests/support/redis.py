@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lensflow.services.process import free_port
+from lensflow.services.process import ManagedProcess, free_port
+from lensflow.services.readiness import Readiness
 
 FALLBACK_EXECUTABLE = Path("/usr/bin/redis-server")
 
@@ -23,7 +21,7 @@ class RedisServer:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port() if port is None else port
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -35,47 +33,22 @@ class RedisServer:
         executable = shutil.which("redis-server") or str(FALLBACK_EXECUTABLE)
         if not Path(executable).is_file():
             raise RuntimeError("redis-server is not installed: apt-get install redis-server")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.data_dir / "redis.log").open("ab")
-        self._process = subprocess.Popen(
-            [
-                executable,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.data_dir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+        command = [executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.data_dir)]
+        self._process = ManagedProcess(
+            command,
+            name="redis-server",
+            log_file=self.data_dir / "redis.log",
+            ready=Readiness(self._answers_ping, f"to answer PING on port {self.port}"),
+            start_timeout_s=timeout_s,
+            stop_timeout_s=5.0,
         )
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while not self._answers_ping():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                log_text = (self.data_dir / "redis.log").read_text(errors="replace")
-                raise RuntimeError(f"redis-server did not start on {self.port}:\n{log_text}")
-            time.sleep(0.02)
+        self._process.start()
 
     def stop(self) -> None:
         """Stop with SIGTERM and wait (SIGKILL after 5 s)."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if self._process is not None:
+            self._process.stop()
 
     def _answers_ping(self) -> bool:
         try:
