@@ -24,7 +24,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QWidget
 
-from lensflow.bench.review_data import ReviewApi, SeededCrop
+from lensflow.bench.review_api import ReviewApi
+from lensflow.bench.review_data import SeededCrop
 from lensflow.bench.review_real import EMBEDDING_NODE
 from lensflow.desktop.api_types import ResultQuery
 from lensflow.desktop.client import ApiClient

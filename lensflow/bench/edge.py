@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from lensflow.artifacts import Backend
 from lensflow.models.export.accuracy import detection_f1
+from lensflow.models.export.artifacts import Backend
 from lensflow.models.export.reference import reference_detections
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.detectors.base import Detection, DetectorBackend

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lensflow.artifacts import Backend
 from lensflow.edge.agent import EdgeAgent, default_loader
 from lensflow.edge.sample_video import make_sample_video
+from lensflow.models.export.artifacts import Backend
 from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import EdgeConfig

@@ -12,7 +12,8 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
-from lensflow.bench.review_data import T0, CropEmbedder, ReviewApi, SeededCrop
+from lensflow.bench.review_api import ReviewApi
+from lensflow.bench.review_data import T0, CropEmbedder, SeededCrop
 from lensflow.desktop.main_window import MainWindow
 from lensflow.desktop.settings import SettingsStore
 

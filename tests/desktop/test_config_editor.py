@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from lensflow.bench.review_data import ReviewApi
+from lensflow.bench.review_api import ReviewApi
 from lensflow.cloud.control import ConfigService
 from lensflow.cloud.storage import ResultStore, create_engine_for
 from lensflow.cloud.storage.models import utcnow

@@ -20,7 +20,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 from pytestqt.qtbot import QtBot
 
-from lensflow.bench.review_data import T0, ReviewApi
+from lensflow.bench.review_api import ReviewApi
+from lensflow.bench.review_data import T0
 from lensflow.cloud.storage import ResultStore, create_engine_for
 from lensflow.desktop.api_types import Detection, ResultItem, ResultQuery
 from lensflow.desktop.client import ApiClient

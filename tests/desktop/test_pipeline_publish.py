@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from lensflow.bench.review_data import ReviewApi
+from lensflow.bench.review_api import ReviewApi
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.client_pipelines import PipelineVersion
 from lensflow.desktop.config_window import ConfigWindow
