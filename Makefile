@@ -1,8 +1,10 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up what they need.
 PY := .venv/bin/python
 export QT_QPA_PLATFORM ?= offscreen
+# The repository keeps its models in var/models (installed, lensflow uses the user's cache).
+export LENSFLOW_MODEL_CACHE ?= $(CURDIR)/var/models
 
-.PHONY: setup demo test lint typecheck check clean fuzz
+.PHONY: setup demo test lint imports typecheck check clean fuzz
 
 setup:
 	@scripts/bootstrap.sh all
@@ -20,10 +22,14 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The tier rules: import-linter contracts in pyproject.toml ([tool.importlinter]).
+imports: setup
+	.venv/bin/lint-imports
+
 typecheck: setup
 	$(PY) -m mypy
 
-check: lint typecheck test
+check: lint imports typecheck test
 
 # The property tests (Hypothesis, schemathesis) under random seeds with ten times the examples,
 # for FUZZ_MINUTES (default 10); prints each failure with the seed and command reproducing it.
