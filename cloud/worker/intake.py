@@ -113,20 +113,3 @@ class Generation:
                 return False
             action()
             return True
-
-
-class Backoff:
-    """Exponential reconnect delays: ``first``, doubled each failure, capped at ``cap``."""
-
-    def __init__(self, *, first_s: float, cap_s: float) -> None:
-        self.first_s, self.cap_s = first_s, max(first_s, cap_s)
-        self._next = first_s
-
-    def next_delay(self) -> float:
-        """The delay to wait now; the following one is twice as long (up to the cap)."""
-        delay, self._next = self._next, min(self._next * 2, self.cap_s)
-        return delay
-
-    def reset(self) -> None:
-        """Start again from the first delay (after a successful connection)."""
-        self._next = self.first_s

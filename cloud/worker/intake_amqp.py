@@ -27,7 +27,6 @@ from pika.spec import Basic, BasicProperties
 
 from lensflow.cloud.worker.amqp_queue import RabbitError, declare_crops_queue
 from lensflow.cloud.worker.intake import (
-    Backoff,
     Delivery,
     DeliveryHandler,
     Generation,
@@ -35,6 +34,7 @@ from lensflow.cloud.worker.intake import (
 )
 from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.shared.config.cloud import AmqpIntake as AmqpIntakeConfig
+from lensflow.shared.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class AmqpIntake:
         config: The ``intake`` section of the cloud config (``type: amqp``).
         metrics: Where to count connections.
         name: Consumer tag and log id; ``<hostname>-<pid>`` when not given.
-        reconnect_min_s: First reconnect delay (doubled after each failure).
+        reconnect_min_s: Base of the first reconnect delay (doubled after each failure, with
+            jitter: see :class:`~lensflow.shared.retry.Backoff`).
         reconnect_max_s: Longest reconnect delay.
 
     """
@@ -90,7 +91,9 @@ class AmqpIntake:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.window = config.prefetch
         self.metrics = metrics or WorkerMetrics()
-        self._backoff = Backoff(first_s=reconnect_min_s, cap_s=reconnect_max_s)
+        self._backoff = Backoff(
+            initial_s=reconnect_min_s, max_s=max(reconnect_min_s, reconnect_max_s)
+        )
         self._generation = Generation()
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None  # guarded by _lock

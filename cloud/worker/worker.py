@@ -369,13 +369,16 @@ class Worker:
             error = state.outcome.exception() if state.outcome else None
             logger.warning("storage failed for %s (retry in %.1f s): %s", what, delay, error)
 
+        def pause(seconds: float) -> None:  # ends early when the worker stops
+            self._stopping.wait(seconds)
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(
                 lambda err: isinstance(err, StorageError) and is_transient(err)
             ),
             wait=tenacity.wait_exponential(multiplier=_RETRY_FIRST_S, max=_RETRY_MAX_S),
             stop=tenacity.stop_when_event_set(self._stopping),
-            sleep=lambda seconds: None if self._stopping.wait(seconds) else None,
+            sleep=pause,
             before_sleep=retrying_soon,
             reraise=True,
         )
