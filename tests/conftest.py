@@ -15,6 +15,9 @@ from tests.support.plugins import make_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# property tests are deterministic in `make test`; `make fuzz` randomizes them
+pytest_plugins = ["tests.support.hypothesis_profiles"]
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
