@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lensflow.shared.dag import condition_parse, conditions
+from lensflow.shared.dag import condition_compile, condition_parse, conditions
+from lensflow.shared.dag.condition_compile import compile_condition
 from lensflow.shared.dag.conditions import (
     Compare,
     Condition,
@@ -23,7 +24,6 @@ from lensflow.shared.dag.conditions import (
     Literal,
     Op,
     Path,
-    compile_condition,
 )
 from lensflow.shared.errors import ConditionError
 from tests.support.conditions_data import CTX, MISMATCH_CASES, MISSING_CASES, OPERATOR_CASES
@@ -176,7 +176,7 @@ def test_count_where_tests_are_comparisons_on_item_fields() -> None:
     assert compile_condition({"some": "d.items", "where": {"kind": "a"}}) == expected
 
 
-@pytest.mark.parametrize("module", [conditions, condition_parse])
+@pytest.mark.parametrize("module", [conditions, condition_parse, condition_compile])
 def test_the_condition_modules_never_run_code(module: Any) -> None:
     tree = ast.parse(inspect.getsource(module))
     calls = {
