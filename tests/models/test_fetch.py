@@ -14,6 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import pytest
 
 from lensflow.models.export.fetch import (
@@ -168,12 +169,17 @@ def test_a_corrupt_cached_file_is_fetched_again(manifest_dir: Path, cache: Path)
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"LENSFLOW_MODEL_CACHE": "/srv/models"}, Path("/srv/models")),  # the env wins
-        ({}, Path.cwd() / "var" / "models"),  # else var/models in the working directory
+        # the cache's own variable wins
+        ({"LENSFLOW_MODEL_CACHE": "/srv/models", "LENSFLOW_HOME": "/srv/lf"}, "/srv/models"),
+        # else the models folder of LENSFLOW_HOME
+        ({"LENSFLOW_HOME": "/srv/lf"}, "/srv/lf/models"),
+        # else the user's cache folder, never the working folder
+        ({}, str(Path(platformdirs.user_cache_dir("lensflow")) / "models")),
     ],
 )
-def test_default_cache_dir(environ: dict[str, str], expected: Path) -> None:
-    assert default_cache_dir(environ) == expected
+def test_default_cache_dir(environ: dict[str, str], expected: str) -> None:
+    assert default_cache_dir(environ) == Path(expected)
+    assert Path.cwd() not in default_cache_dir(environ).parents
 
 
 # --- url: -------------------------------------------------------------------------------
