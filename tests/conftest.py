@@ -77,3 +77,19 @@ def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("calib")
     make_calibration_set(sample_image_paths(), folder, count=16)
     return folder
+
+
+@pytest.fixture(scope="session")
+def ssd_coco_tflite(model_cache: Path) -> Path:
+    """Coral's SSD MobileNetV2 COCO (uint8 TFLite with its post-process op) and its labels."""
+    return fetch("ssd-mobilenet-v2-coco", model_cache)
+
+
+@pytest.fixture(scope="session")
+def coco_photos(model_cache: Path) -> dict[str, Path]:
+    """Real photos of COCO objects by file stem: darknet's (dog, person, horses, kite, giraffe,
+    eagle) and the ultralytics wheel's (bus, zidane)."""
+    from lensflow.models.export.samples import fetch_samples
+
+    found = fetch_samples(manifest=ROOT / "configs" / "models.yaml", cache_dir=model_cache)
+    return {path.stem: path for path in [*found, *sample_image_paths()]}

