@@ -21,6 +21,7 @@ from lensflow.cli import (
 from lensflow.cli.bench import app as bench_app
 from lensflow.cli.cloud import app as cloud_app
 from lensflow.cli.configs import app as configs_app
+from lensflow.cli.detect import detect
 from lensflow.cli.edge import edge
 from lensflow.cli.models import app as models_app
 from lensflow.cli.pipeline import app as pipeline_app
@@ -42,6 +43,7 @@ bench_classifiers.register(bench_app)
 bench_scale.register(bench_app)
 app.add_typer(bench_app, name="bench")
 app.command("edge")(edge)
+app.command("detect")(detect)
 demo.register(app)
 cloud_api.register(cloud_app)
 app.add_typer(cloud_app, name="cloud")

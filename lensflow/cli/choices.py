@@ -19,6 +19,7 @@ class BackendChoice(StrEnum):
 
     OPENVINO = "openvino"
     ONNXRUNTIME = "onnxruntime"
+    LITERT = "litert"
 
 
 class FormatChoice(StrEnum):

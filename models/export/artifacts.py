@@ -23,9 +23,15 @@ from lensflow.shared.paths import default_manifest
 if TYPE_CHECKING:  # the exporter pulls in the quantizers: imported only when exporting
     from lensflow.models.export.exporter import Format, Precision
 
-Backend = Literal["openvino", "onnxruntime"]
-FORMAT: dict[Backend, Format] = {"openvino": "openvino", "onnxruntime": "onnx"}
-SUFFIX: dict[Backend, str] = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
+Backend = Literal["openvino", "onnxruntime", "litert"]
+FORMAT: dict[str, Format] = {"openvino": "openvino", "onnxruntime": "onnx"}
+SUFFIX: dict[str, str] = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
+RUN_AS_PUBLISHED: dict[str, tuple[tuple[str, ...], str]] = {
+    # kind -> (backends that run the fetched file as is, its precision)
+    "ssd-tflite": (("litert", "openvino"), "int8"),
+    "ssd-tf-pb": (("openvino",), "fp32"),
+}
+"""Model kinds that run as published: nothing to export (a uint8 TFLite is already INT8)."""
 EXPORT_MODULES = ("torch", "timm")
 """What exporting a timm classifier on first load needs (the ``export`` extra)."""
 
@@ -46,11 +52,14 @@ def artifact_for(
     path = Path(model)
     if path.exists():
         return path
-    weights = fetch_model(
-        load_manifest(manifest).entry(model),
-        cache_dir=default_cache_dir(),
-        manifest_dir=manifest.parent,
-    )
+    entry = load_manifest(manifest).entry(model)
+    weights = fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent)
+    if entry.kind in RUN_AS_PUBLISHED:
+        return _as_published(entry.name, entry.kind, weights, backend=backend, precision=precision)
+    if backend not in FORMAT:
+        raise ModelError(
+            f"{model} ({entry.kind}) has no {backend} export; backends: {', '.join(FORMAT)}"
+        )
     from lensflow.models.export.exporter import default_out_dir
 
     out_dir = default_out_dir(weights, fmt=FORMAT[backend], precision=precision)
@@ -76,6 +85,27 @@ def artifact_for(
         )
     )
     return artifact
+
+
+def _as_published(name: str, kind: str, weights: Path, *, backend: str, precision: str) -> Path:
+    """The fetched file of a model that runs as published, if this backend and precision fit.
+
+    Raises:
+        ModelError: The backend cannot run it, or the precision is not the model's own.
+
+    """
+    backends, own = RUN_AS_PUBLISHED[kind]
+    if backend not in backends:
+        raise ModelError(
+            f"{name} ({kind}) runs on {' or '.join(backends)}, not {backend}: use --backend "
+            f"{backends[0]}"
+        )
+    if precision != own:
+        raise ModelError(
+            f"{name} is published in {own} ({kind}) and runs as is: there are no other weights "
+            f"to export to {precision}; use --precision {own}"
+        )
+    return weights
 
 
 def classifier_artifact_for(
