@@ -55,9 +55,14 @@ def write_video(frames: Sequence[Image], path: str | Path, *, fps: float) -> Pat
 
 
 def make_sample_video(
-    out_path: str | Path, *, frames: int = 60, size: tuple[int, int] = (640, 480), fps: float = 10
+    out_path: str | Path,
+    *,
+    frames: int = 60,
+    size: tuple[int, int] = (640, 480),
+    fps: float = 10,
+    photos: Sequence[Path] | None = None,
 ) -> Path:
-    """A slow pan and zoom over the real sample photos (bus.jpg, then zidane.jpg).
+    """A slow pan and zoom over real photos (by default bus.jpg, then zidane.jpg).
 
     Each photo gets an equal run of frames; the view zooms in by 30% while sliding from the
     photo's left edge to its right, so people and the bus move smoothly across the picture.
@@ -67,15 +72,16 @@ def make_sample_video(
         frames: Number of frames.
         size: Width and height.
         fps: Frame rate written in the file.
+        photos: The photos, in order; the ones in the ultralytics wheel when None.
 
     Returns:
         The written path.
     """
-    photos = [read_image(path) for path in sample_image_paths()]
-    runs = np.array_split(np.arange(frames), len(photos))
+    images = [read_image(path) for path in (photos or sample_image_paths())]
+    runs = np.array_split(np.arange(frames), len(images))
     views = [
         _pan_zoom(photo, i / max(1, len(run) - 1), size)
-        for photo, run in zip(photos, runs, strict=True)
+        for photo, run in zip(images, runs, strict=True)
         for i in range(len(run))
     ]
     return write_video(views, out_path, fps=fps)

@@ -23,7 +23,7 @@ from lensflow.cloud.storage.models import Camera
 from lensflow.shared.dag.engine import NodeResult
 from lensflow.shared.protocol import CropHeader
 
-LABEL_KEYS = ("label", "color")
+LABEL_KEYS = ("label", "color", "type")
 """Output keys whose (string) value becomes a result's ``label``, first found wins."""
 SCORE_KEYS = ("score", "confidence")
 """Output keys whose (numeric) value becomes a result's ``score``, first found wins."""

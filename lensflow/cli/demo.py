@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from lensflow.cli.defaults import config_or_default, shipped_help
+from lensflow.demo.prepare import DEFAULT_DETECTOR
 from lensflow.shared.errors import LensflowError
 
 out = Console()
@@ -30,7 +31,7 @@ def demo(
     detector: Annotated[
         str,
         typer.Option(help="Edge detector: a manifest name (yolo11n for COCO) or an artifact."),
-    ] = "yolov8s-person",
+    ] = DEFAULT_DETECTOR,
     pipeline: Annotated[
         Path | None,
         typer.Option(help=shipped_help("Pipeline the worker runs", "demo/pipeline.yaml")),

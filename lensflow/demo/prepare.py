@@ -28,7 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 DEMO_CONFIGS = "demo"
 """The demo's configs: this folder under the shipped ``configs/``."""
 """The demo's config templates (edge.yaml, cloud.yaml, pipeline.yaml), from the repo root."""
-DEFAULT_DETECTOR = "yolov8s-person"
+DEFAULT_DETECTOR = "ssd-mobilenet-v2-coco"
 EMBEDDING_MODEL = "efficientnet-lite0"
 PHOTOS_CAMERA = "photos"
 VIDEO_CAMERA = "video"
@@ -154,28 +154,40 @@ class Ports:
     worker_metrics: int
 
 
-def make_inputs(layout: Layout, *, max_images: int, frames: int) -> tuple[int, int]:
-    """Write the photos (real sample photos, then varied views of them) and the clip.
+def make_inputs(layout: Layout, *, max_images: int, frames: int, manifest: Path) -> tuple[int, int]:
+    """Write the photos (real photos, then varied views of them) and the clip.
+
+    The real photos are the ultralytics wheel's (bus.jpg, zidane.jpg) and darknet's from
+    Debian's package (a dog, a bicycle and a pickup truck; people, horses, kites...), fetched
+    by the manifest's ``samples:``; the clip pans over the bus, the dog's street and Zidane.
 
     Returns:
         The number of photos and of video frames written.
 
+    Raises:
+        LensflowError: A sample photo cannot be fetched.
+
     """
     from lensflow.edge.sample_video import make_sample_video
     from lensflow.models.export.calibration import make_calibration_set
+    from lensflow.models.export.samples import fetch_samples
     from lensflow.shared.images import sample_image_paths
 
     for old in layout.photos.iterdir():
         old.unlink()
-    photos = sample_image_paths()[:max_images]
+    bus, zidane = sample_image_paths()
+    darknet = fetch_samples(manifest=manifest)
+    real = [bus, *darknet, zidane]
+    photos = real[:max_images]
     extra = max_images - len(photos)
     views = layout.inputs / "views"
     if extra > 0:
-        photos += make_calibration_set(sample_image_paths(), views, count=extra)
+        photos += make_calibration_set(real, views, count=extra)
     for index, path in enumerate(photos):
         shutil.copyfile(path, layout.photos / f"{index:03d}_{path.name}")
     shutil.rmtree(views, ignore_errors=True)
-    make_sample_video(layout.video, frames=frames)
+    street = [bus, *(p for p in darknet if p.stem == "dog"), zidane]
+    make_sample_video(layout.video, frames=frames, photos=street)
     return len(photos), frames
 
 

@@ -137,7 +137,9 @@ class Demo:
             detector, classifier = prepare_models(options, log=self._log)
         self._log(f"models: detector {detector}")
         self._log(f"models: embeddings/vehicle type {classifier}")
-        photos, frames = make_inputs(layout, max_images=options.max_images, frames=options.frames)
+        photos, frames = make_inputs(
+            layout, max_images=options.max_images, frames=options.frames, manifest=options.manifest
+        )
         self._log(f"inputs: {photos} photos in {layout.photos}, {frames} frames in {layout.video}")
         ports = Ports(
             broker=free_port(),
