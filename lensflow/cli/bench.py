@@ -44,8 +44,15 @@ def edge(
     manifest: Annotated[
         Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
     ] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, help="Inference threads (TFLite SSDs: every runtime alike).")
+    ] = 2,
 ) -> None:
-    """Detector path vs raw engine, ultralytics predict and the engine's throughput limit."""
+    """Detector path vs raw engine, ultralytics predict and the engine's throughput limit.
+
+    For a TFLite SSD (ssd-mobilenet-v2-coco): both runtimes (LiteRT whole, OpenVINO with
+    lensflow's decode) beside what Frigate's CPU detector does with the same file.
+    """
     from lensflow.bench.edge import run_edge_bench
     from lensflow.models.export.artifacts import artifact_for
     from lensflow.shared.images import read_image, sample_image_paths
@@ -60,6 +67,9 @@ def edge(
             manifest=manifest_or_default(manifest),
             log=out.print,
         )
+        if artifact.suffix == ".tflite" and not end_to_end:
+            _ssd(artifact, ours=runtime, threads=threads, repeats=repeats, json_out=json_out)
+            return
         fp32 = None
         if bits == "int8" and runtime == "openvino" and not Path(model).exists():
             fp32 = artifact_for(
@@ -82,6 +92,54 @@ def edge(
         out.print(f"bench failed: {err}", markup=False)
         raise typer.Exit(1) from None
     _print_edge(result, title=f"{model} {runtime} {bits}")
+    if json_out:
+        json_out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+
+
+def _ssd(artifact: Path, *, ours: str, threads: int, repeats: int, json_out: Path | None) -> None:
+    from lensflow.bench.edge_ssd import run_ssd_bench
+    from lensflow.models.export.samples import fetch_samples
+    from lensflow.shared.images import read_image, sample_image_paths
+
+    photos = [read_image(p) for p in [*sample_image_paths(), *fetch_samples()]]
+    with out.status("measuring LiteRT, OpenVINO and Frigate's CPU detector ..."):
+        result = run_ssd_bench(artifact, frames=photos, threads=threads, repeats=repeats)
+    table = Table(
+        title=f"bench edge: {artifact.name} ({result.frames} photos, {threads} threads)",
+        title_justify="left",
+    )
+    for column in ("path", "pre", "engine", "post", "per frame", "raw engine call", "fps"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    names = {
+        "litert": "ours, LiteRT (file whole)",
+        "openvino": "ours, OpenVINO (op cut, our decode)",
+    }
+    for runtime, fig in result.runtimes.items():
+        table.add_row(
+            names[runtime],
+            *(
+                f"{v:.2f}"
+                for v in (fig.pre_ms, fig.infer_ms, fig.post_ms, fig.frame_ms, fig.raw_ms)
+            ),
+            f"{1000 / fig.frame_ms:.1f}",
+        )
+    table.add_row(
+        "Frigate CPU detector (detect_raw)", "-", "-", "-", f"{result.frigate_ms:.2f}", "-",
+        f"{1000 / result.frigate_ms:.1f}",
+    )  # fmt: skip
+    table.add_row(
+        "Frigate CPU detector + its resize", "-", "-", "-",
+        f"{result.frigate_with_resize_ms:.2f}", "-", f"{1000 / result.frigate_with_resize_ms:.1f}",
+    )  # fmt: skip
+    out.print(table)
+    out.print("milliseconds per frame, medians")
+    for label, (value, target, ok) in result.ratios(ours).items():
+        mark = (
+            "" if target == "none" else (" [green]ok[/green]" if ok else " [red]below target[/red]")
+        )
+        out.print(
+            f"{label}: {value:.2f}" + (f" (target {target}){mark}" if target != "none" else "")
+        )
     if json_out:
         json_out.write_text(json.dumps(asdict(result), indent=2) + "\n")
 

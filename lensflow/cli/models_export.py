@@ -48,6 +48,8 @@ def export(
     kind: Format = fmt.value
     bits: Precision = precision.value
     try:
+        if _runs_as_published(weights, manifest_or_default(manifest)):
+            return
         weights_path, name = _resolve_weights(weights, manifest_or_default(manifest))
         target = out_dir or default_out_dir(weights_path, fmt=kind, precision=bits)
         request = ExportRequest(
@@ -152,6 +154,32 @@ def export_hf(
         table.add_row(str(out_dir / "model.int8.onnx"), "", "", check_int8)
     out.print(table)
     out.print(f"checked on {report.check_images} images; report: {out_dir / 'export.json'}")
+
+
+def _runs_as_published(weights: str, manifest: Path) -> bool:
+    """Say so, and give its file, when the model is not exported (a uint8 TFLite SSD)."""
+    from lensflow.models.export.artifacts import RUN_AS_PUBLISHED
+    from lensflow.models.export.fetch import default_cache_dir, fetch_model
+    from lensflow.models.export.manifest import load_manifest
+
+    if Path(weights).suffix == ".tflite":
+        path, kind = Path(weights), "ssd-tflite"
+    elif Path(weights).exists():
+        return False
+    else:
+        entry = load_manifest(manifest).entry(weights)
+        if entry.kind not in RUN_AS_PUBLISHED:
+            return False
+        kind = entry.kind
+        path = fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent)
+    backends, own = RUN_AS_PUBLISHED[kind]
+    out.print(
+        f"{weights} is published as {own} ({kind}) and runs as is on {' and '.join(backends)}: "
+        f"nothing to export or re-quantize. Use it as it is: {path}",
+        markup=False,
+        soft_wrap=True,
+    )
+    return True
 
 
 def _resolve_weights(weights: str, manifest: Path) -> tuple[Path, str | None]:

@@ -74,16 +74,23 @@ class Terminated(KeyboardInterrupt):
 
 @contextmanager
 def signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated`; the old handler comes back afterwards."""
+    """SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated`; old handlers come back.
+
+    SIGINT is set explicitly: a process started in the background by a non-interactive shell
+    (CI, ``nohup``, ``cmd &``) inherits SIGINT ignored, and an explicit ``kill -INT`` must
+    still stop the demo and its children.
+    """
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         raise Terminated
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 @contextmanager
