@@ -196,6 +196,33 @@ def _cache_state(entry: ModelEntry, *, cache_dir: Path) -> str:
     return "no"
 
 
+@app.command("samples")
+def samples(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Sample names (all when none).", metavar="NAME", show_default=False),
+    ] = None,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Fetch the manifest's sample photos (sha256-checked) and print their paths, one a line.
+
+    For other commands' arguments: lensflow detect $(lensflow models samples darknet-dog)
+    """
+    from lensflow.models.export.samples import fetch_samples
+
+    try:
+        paths = fetch_samples(
+            names or None,
+            manifest=manifest_or_default(manifest),
+            cache_dir=resolve_cache_dir(cache_dir),
+        )
+    except LensflowError as err:
+        fail(str(err))
+    for path in paths:
+        print(path)
+
+
 @app.command("hash")
 def hash_files(
     files: Annotated[
