@@ -2,11 +2,10 @@
 
 Run: ``QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py [--out docs/screenshots]``.
 The API is ``lensflow cloud api`` on a temporary SQLite database holding what the demo's
-pipeline really makes of its inputs (:mod:`lensflow.bench.review_real`): the offline person
-detector (classes ``Normal``/``Fall``) over the sample photos, varied views of them and frames of
-the sample clip; the edge's crops; the demo DAG's shirt colour, vehicle type (skipped: no
-vehicle class) and embeddings, so the inspector's similar crops come from the API's image
-search. The models are fetched and exported on first use, as ``lensflow demo`` does. A person
+pipeline really makes of its inputs (:mod:`lensflow.bench.review_real`): the offline COCO
+detector over the demo's photos and frames of its clip; the edge's crops; the demo DAG's shirt
+colour (people), vehicle type (cars, trucks, buses) and embeddings, so the inspector's similar
+crops come from the API's image search. The models are fetched and exported on first use, as ``lensflow demo`` does. A person
 then reviews a few crops (:func:`review`) so the views show human labels and disagreements.
 """
 
@@ -40,22 +39,32 @@ COLOR_NODE = "tshirt_color_classification"
 def review(client: ApiClient, crops: list[SeededCrop]) -> list[str]:
     """Label a few crops as a person checking them would (what is true of the sample photos).
 
-    * Nobody in the sample photos has fallen: every ``Fall`` detection becomes ``Normal``.
+    * There is no elephant in darknet's horses: an ``elephant`` detection becomes ``horse``.
+    * The confident "car" of the inputs is the pickup in darknet's dog photo (and the clip's
+      views of it): COCO calls that a ``truck``.
     * The only person whose coat the shirt-colour node calls ``grey`` wears a beige one.
-    * The four newest confident detections are accepted as ``Normal``.
+    * The four newest confident people are accepted as ``person``.
 
     Returns:
-        The crops whose human label now differs from the edge or classifier, ``Fall`` first.
+        The crops whose human label now differs from the edge or classifier.
     """
-    falls = [crop.crop_id for crop in crops if crop.class_name == "Fall"]
-    if falls:
-        client.relabel(falls, label="Normal")
+    wrong = {"elephant": "horse"}
+    fixed = []
+    for crop in crops:
+        if crop.class_name in wrong:
+            client.relabel([crop.crop_id], label=wrong[crop.class_name])
+            fixed.append(crop.crop_id)
+    cars = client.results(ResultQuery(class_name="car", min_score=0.8)).items
+    pickups = [item.crop_id for item in cars]
+    if pickups:
+        client.relabel(pickups, label="truck")
     grey = client.results(ResultQuery(label="grey", node=COLOR_NODE)).items
     if grey:
         client.relabel([item.crop_id for item in grey], label="beige", node=COLOR_NODE)
-    newest = client.results(ResultQuery(class_name="Normal", min_score=0.6), limit=4).items
-    client.relabel([item.crop_id for item in newest], label="Normal")
-    return falls + [item.crop_id for item in grey]
+    newest = client.results(ResultQuery(class_name="person", min_score=0.6), limit=4).items
+    if newest:
+        client.relabel([item.crop_id for item in newest], label="person")
+    return fixed + pickups + [item.crop_id for item in grey]
 
 
 def first_row(window: MainWindow, node: str, label: str, *, min_score: float = 0.7) -> int:

@@ -101,9 +101,15 @@ class PluginEmbedder:
 
     def __init__(self) -> None:
         """Load the plugin's model."""
-        from lensflow.shared.classifiers.embeddings import Embeddings
+        from lensflow.models.export.artifacts import ManifestModelStore
+        from lensflow.shared.classifiers.base import validate_params
+        from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
+        from lensflow.shared.classifiers.model_store import CONTEXT_KEY
 
-        self._plugin = Embeddings()
+        context = {CONTEXT_KEY: ManifestModelStore()}  # the model resolves as in a worker
+        params = validate_params(Embeddings, {}, context=context)
+        assert isinstance(params, EmbeddingsParams)
+        self._plugin = Embeddings(params)
         self.model: str = self._plugin.model_id
         self.dim: int = int(self._plugin.embed([np.zeros((32, 32, 3), np.uint8)]).shape[1])
 
