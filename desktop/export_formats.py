@@ -34,7 +34,6 @@ NormBox = tuple[float, float, float, float]
 """x1, y1, x2, y2 as fractions of the image's width and height."""
 
 
-
 class FormatError(ValueError):
     """A crop cannot be written as asked (not a JPEG, a box outside the image...)."""
 

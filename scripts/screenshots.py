@@ -2,10 +2,11 @@
 
 Run: ``QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py [--out docs/screenshots]``.
 The API is ``lensflow cloud api`` on a temporary SQLite database holding what the demo's
-pipeline really makes of its inputs (:mod:`lensflow.bench.review_real`): the offline COCO
+pipeline really makes of its inputs (:mod:`tests.support.review_real`): the offline COCO
 detector over the demo's photos and frames of its clip; the edge's crops; the demo DAG's shirt
 colour (people), vehicle type (cars, trucks, buses) and embeddings, so the inspector's similar
-crops come from the API's image search. The models are fetched and exported on first use, as ``lensflow demo`` does. A person
+crops come from the API's image search. The models are fetched and exported on first use, as
+``lensflow demo`` does. A person
 then reviews a few crops (:func:`review`) so the views show human labels and disagreements.
 """
 
@@ -23,13 +24,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QWidget
 
-from lensflow.bench.review_api import ReviewApi
-from lensflow.bench.review_data import SeededCrop
-from lensflow.bench.review_real import EMBEDDING_NODE
 from lensflow.desktop.api_types import ResultQuery
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.main_window import MainWindow
 from lensflow.desktop.settings import SettingsStore
+from tests.support.review_api import ReviewApi
+from tests.support.review_data import SeededCrop
+from tests.support.review_real import EMBEDDING_NODE
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOR_NODE = "tshirt_color_classification"

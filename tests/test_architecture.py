@@ -77,9 +77,7 @@ def test_a_deliberate_violation_breaks_its_contract(
 
 def test_no_module_of_the_product_is_in_an_import_cycle() -> None:
     graph = grimp.build_graph("lensflow")
-    cycles = [
-        sorted(component) for component in _strongly_connected(graph) if len(component) > 1
-    ]
+    cycles = [sorted(component) for component in _strongly_connected(graph) if len(component) > 1]
 
     assert cycles == []
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
-from lensflow.bench.review_api import ReviewApi
-from lensflow.bench.review_data import T0, CropEmbedder, SeededCrop
 from lensflow.desktop.main_window import MainWindow
 from lensflow.desktop.settings import SettingsStore
+from tests.support.review_api import ReviewApi
+from tests.support.review_data import T0, CropEmbedder, SeededCrop
 
 SEEDED = 60
 _fresh = itertools.count(1)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lensflow.bench.review_data import CropEmbedder, default_embedder
 from tests.desktop.app_support import ReviewSetup, open_window, served_review_api
+from tests.support.review_data import CropEmbedder, default_embedder
 
 
 @pytest.fixture(scope="session")

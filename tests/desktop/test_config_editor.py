@@ -10,7 +10,6 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from lensflow.bench.review_api import ReviewApi
 from lensflow.cloud.control import ConfigService
 from lensflow.cloud.storage import ResultStore, create_engine_for
 from lensflow.cloud.storage.models import utcnow
@@ -22,6 +21,7 @@ from lensflow.desktop.pipeline_editor import PipelineEditor, pipeline_issues
 from lensflow.desktop.yaml_editor import YamlEditor
 from lensflow.services.process import free_port
 from lensflow.shared.protocol import ConfigAck, StatusMessage
+from tests.support.review_api import ReviewApi
 
 CONFIG = """\
 detector: {backend: onnxruntime, model: /models/person.onnx, conf_threshold: 0.3}

@@ -20,8 +20,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 from pytestqt.qtbot import QtBot
 
-from lensflow.bench.review_api import ReviewApi
-from lensflow.bench.review_data import T0
 from lensflow.cloud.storage import ResultStore, create_engine_for
 from lensflow.desktop.api_types import Detection, ResultItem, ResultQuery
 from lensflow.desktop.client import ApiClient
@@ -39,6 +37,8 @@ from lensflow.shared.crops import cut_crop, encode_jpeg
 from lensflow.shared.images import read_image, sample_image_paths
 from lensflow.shared.protocol import Detection as WireDetection
 from lensflow.shared.protocol import Provenance, new_crop_header
+from tests.support.review_api import ReviewApi
+from tests.support.review_data import T0
 
 HUMAN = {  # crop index -> human label of the detection node
     0: "person",

@@ -8,12 +8,12 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from lensflow.bench.review_api import ReviewApi
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.client_pipelines import PipelineVersion
 from lensflow.desktop.config_window import ConfigWindow
 from lensflow.desktop.pipeline_editor import PipelineEditor
 from lensflow.desktop.workers import Runner
+from tests.support.review_api import ReviewApi
 
 WAIT_MS = 15_000
 GOOD = """\

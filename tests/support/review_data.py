@@ -6,16 +6,16 @@ given
 an embedder, a real embedding per crop under the :data:`SEARCH_NODE` node (the storage layer
 moves its ``vector`` into ``crop_embeddings``); :class:`ReviewApi` serves a database with
 ``lensflow cloud api`` in a child process, with image search over those embeddings (an exact
-index), and issues a key per role (:mod:`lensflow.bench.review_api`).
+index), and issues a key per role (:mod:`tests.support.review_api`).
 
 The embedder is the pipeline's own ``embeddings`` plugin (EfficientNet-Lite0, 1280-d) when
 its model is there, else :class:`QuadrantColors` (12-d mean colours of the crop's quarters:
 crude, but similar crops are similar in it too).
 
 That seeding is fast (the review benchmark stores 100k rows) but its classes and labels are
-made up; :meth:`lensflow.bench.review_api.ReviewApi.seed_detected` stores real detections
+made up; :meth:`tests.support.review_api.ReviewApi.seed_detected` stores real detections
 instead: the demo's detector
-and classifier DAG over the sample photos and clip (:mod:`lensflow.bench.review_real`; the
+and classifier DAG over the sample photos and clip (:mod:`tests.support.review_real`; the
 screenshots use it, with ``search_node`` set to its ``embedding`` node).
 """
 
@@ -167,7 +167,7 @@ def seed_crops(
         The stored crops, oldest first.
 
     """
-    chooser = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
+    chooser = random.Random(seed)
     seeded = []
     samples = crop_images(count, seed=seed)
     vectors = _embed([image for image, _box, _frame in samples], embedder)

@@ -1,6 +1,6 @@
 """Real review data: the demo's detector and classifier DAG run over the sample photos and clip.
 
-Where :func:`lensflow.bench.review_data.seed_crops` stores random windows of the sample photos
+Where :func:`tests.support.review_data.seed_crops` stores random windows of the sample photos
 with made-up classes (fast: the review benchmark seeds 100k rows), :func:`seed_detected_crops`
 stores what the demo's pipeline really produces: the offline person detector (``lensflow
 demo``'s edge detector, OpenVINO INT8, classes ``Normal``/``Fall``) finds people in the
@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 import yaml
 
-from lensflow.bench.review_data import T0, SeededCrop
 from lensflow.cloud.ingest import lensflow_version
 from lensflow.cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
 from lensflow.cloud.storage import CropStore, ResultStore
@@ -53,6 +52,7 @@ from lensflow.shared.detectors.factory import load_configured_detector
 from lensflow.shared.images import read_image, sample_image_paths
 from lensflow.shared.paths import shipped_config
 from lensflow.shared.protocol import Provenance, new_crop_header
+from tests.support.review_data import T0, SeededCrop
 
 logger = logging.getLogger(__name__)
 
