@@ -12,6 +12,8 @@ from lensflow.shared.classifiers.base import Image
 from lensflow.shared.errors import ImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+DEFAULT_MAX_PIXELS = 50_000_000
+"""The most pixels any decoder here accepts unless told otherwise (a 50 MP photo)."""
 SNIFF_BYTES = 16
 """How many leading bytes :func:`sniff_image_type` and :func:`describe_content` look at."""
 
@@ -78,7 +80,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` read from a JPEG, PNG or WebP header, without decoding; None if unknown.
+    """``(width, height)`` from a JPEG, PNG, WebP or BMP header, without decoding; None if unknown.
 
     Lets a caller refuse an image that would decode to too many pixels (a small file can
     declare a huge canvas) before any memory is spent on it.
@@ -102,7 +104,49 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         return None
     if data.startswith(b"\xff\xd8"):
         return _jpeg_size(data)
+    if data.startswith(b"BM") and len(data) >= 26:
+        width = int.from_bytes(data[18:22], "little", signed=True)
+        height = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(width), abs(height)  # a negative height is a top-down bitmap
     return None
+
+
+def check_image_header(data: bytes, *, what: str, max_pixels: int) -> tuple[int, int]:
+    """The gate before every decoder: the size the header declares, within ``max_pixels``.
+
+    A small file can declare a huge canvas (a 670-byte JPEG of 30000x30000 decodes to 2.7 GB),
+    so nothing is decoded before this passes. Only formats whose size this reads (JPEG, PNG,
+    WebP, BMP) get through.
+
+    Args:
+        data: The encoded bytes (the first kilobytes are enough for the header).
+        what: Names the image in errors.
+        max_pixels: The most pixels accepted.
+
+    Returns:
+        ``(width, height)``.
+
+    Raises:
+        ImageError: Empty, a format whose size cannot be read, a zero size, or too many pixels.
+
+    """
+    if not data:
+        raise ImageError(f"{what}: expected encoded image bytes, got 0 bytes")
+    size = image_size(data)
+    if size is None:
+        raise ImageError(
+            f"{what}: expected a JPEG, PNG, WebP or BMP image with a readable size, got "
+            f"{describe_content(data[:SNIFF_BYTES])}"
+        )
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{what}: expected a positive size, got {width}x{height} in the header")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{what}: expected at most {max_pixels:,} pixels, got a {width}x{height} image "
+            f"({width * height:,} pixels) in {len(data):,} bytes"
+        )
+    return size
 
 
 _JPEG_SOF = frozenset(
@@ -134,8 +178,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_image(data: bytes, *, what: str = "image", max_pixels: int | None = None) -> Image:
-    """Decode encoded image bytes (JPEG, PNG, ...) into a BGR uint8 array.
+def decode_image(
+    data: bytes, *, what: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image:
+    """Decode encoded image bytes (JPEG, PNG, WebP, BMP) into a BGR uint8 array.
+
+    Every decode goes through :func:`check_image_header` first: nothing is decoded whose
+    header does not declare a readable size within ``max_pixels``.
 
     Args:
         data: The encoded bytes.
@@ -143,18 +192,11 @@ def decode_image(data: bytes, *, what: str = "image", max_pixels: int | None = N
         max_pixels: Refuse, before decoding, an image whose header declares more pixels.
 
     Raises:
-        ImageError: the bytes are empty, declare too many pixels, or are not a decodable image.
+        ImageError: the bytes are empty, declare too many pixels (or no readable size), or
+            are not a decodable image.
 
     """
-    if not data:
-        raise ImageError(f"{what}: expected encoded image bytes, got 0 bytes")
-    if max_pixels is not None and (size := image_size(data)) is not None:
-        width, height = size
-        if width * height > max_pixels:
-            raise ImageError(
-                f"{what}: expected at most {max_pixels:,} pixels, got a {width}x{height} image "
-                f"({width * height:,} pixels) in {len(data):,} bytes"
-            )
+    check_image_header(data, what=what, max_pixels=max_pixels)
     array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if array is None:
         raise ImageError(
@@ -164,11 +206,11 @@ def decode_image(data: bytes, *, what: str = "image", max_pixels: int | None = N
     return array.astype(np.uint8, copy=False)
 
 
-def read_image(path: str | Path) -> Image:
-    """Read an image file into a BGR uint8 array.
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
+    """Read an image file into a BGR uint8 array (through :func:`check_image_header`).
 
     Raises:
-        ImageError: the file is missing, unreadable or not an image.
+        ImageError: the file is missing, unreadable, too large or not an image.
 
     """
     file = Path(path)
@@ -176,7 +218,7 @@ def read_image(path: str | Path) -> Image:
         data = file.read_bytes()
     except OSError as err:
         raise ImageError(f"{file}: cannot read image file: {err}") from err
-    return decode_image(data, what=str(file))
+    return decode_image(data, what=str(file), max_pixels=max_pixels)
 
 
 def sample_image_paths() -> list[Path]:

@@ -9,6 +9,7 @@ cache of their own: nothing is found through the repository.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,8 +24,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("dist")
+    build = ROOT / "build"  # setuptools' in-tree build folder: removed after, unless it was there
+    had_build = build.exists()
     subprocess.run(
         [
             sys.executable,
@@ -42,8 +45,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         timeout=300,
     )
+    if not had_build:
+        shutil.rmtree(build, ignore_errors=True)
     (built,) = out.glob("lensflow-*.whl")
-    return built
+    yield built
 
 
 @pytest.fixture(scope="module")

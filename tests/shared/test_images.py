@@ -87,3 +87,32 @@ def test_unknown_data_has_no_size_and_small_images_decode_under_the_limit(
     assert ok
     decoded = decode_image(buffer.tobytes(), max_pixels=1280 * 720)
     assert decoded.shape[:2] == sample_images["zidane"].shape[:2]
+
+
+def _bomb_headers() -> dict[str, bytes]:
+    """Small files whose headers declare 30000x30000 (900 MP), one per format."""
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (30000).to_bytes(4, "big") * 2
+    webp = b"RIFF" + b"\x00" * 4 + b"WEBPVP8X" + b"\x00" * 8 + (29999).to_bytes(3, "little") * 2
+    sof = b"\xff\xc0\x00\x11\x08" + (30000).to_bytes(2, "big") * 2 + b"\x03" + b"\x00" * 9
+    jpeg = b"\xff\xd8" + sof + b"\xff\xd9"
+    bmp = b"BM" + b"\x00" * 16 + (30000).to_bytes(4, "little") * 2 + b"\x00" * 30
+    return {"png": png, "webp": webp, "jpeg": jpeg, "bmp": bmp}
+
+
+@pytest.mark.parametrize("kind", ["png", "webp", "jpeg", "bmp"])
+def test_every_format_is_gated_by_its_header_before_decoding(kind: str) -> None:
+    with pytest.raises(ImageError, match="expected at most 50,000,000 pixels, got a 30000x30000"):
+        decode_image(_bomb_headers()[kind], what=kind)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        # a format whose size cannot be read (a TIFF) is not decoded at all
+        (b"II*\x00" + b"\x00" * 64, "with a readable size, got a TIFF image"),
+        (b"", "got 0 bytes"),
+    ],
+)
+def test_what_the_gate_cannot_size_is_refused(data: bytes, error: str) -> None:
+    with pytest.raises(ImageError, match=error):
+        decode_image(data)
