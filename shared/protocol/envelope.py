@@ -10,18 +10,16 @@ worker can route a bad message to its dead-letter record instead of crashing.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from lensflow.shared.errors import ProtocolError
+from lensflow.shared.protocol.codec import describe, parse_json, revalidated_json, sized_bytes
 from lensflow.shared.protocol.messages import (
     SCHEMA_VERSION,
-    SUPPORTED_SCHEMA_VERSIONS,
     ConfigAck,
     CropHeader,
     Detection,
@@ -48,9 +46,6 @@ MAX_JSON_MESSAGE_BYTES = 64 * 1024
 """Largest status or config-ack message accepted, in bytes."""
 JPEG_SOI = b"\xff\xd8"
 """Start-of-image marker every JPEG payload begins with."""
-
-_MAX_ERRORS = 5
-_Message = TypeVar("_Message", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -119,7 +114,7 @@ def new_crop_header(
             attributes={} if attributes is None else attributes,
         )
     except ValidationError as err:
-        raise ProtocolError(f"invalid crop header: {_describe(err)}") from err
+        raise ProtocolError(f"invalid crop header: {describe(err)}") from err
 
 
 def encode_crop(
@@ -140,7 +135,7 @@ def encode_crop(
             the header's hash, or the message would be larger than ``max_bytes``.
 
     """
-    raw_header = _revalidated_json(header, what="crop header")
+    raw_header = revalidated_json(header, what="crop header")
     _check_hash(header, _checked_jpeg(jpeg))
     if len(raw_header) > MAX_HEADER_BYTES:
         raise ProtocolError(
@@ -170,7 +165,7 @@ def decode_crop(
         ProtocolError: If anything about the message is invalid; never any other exception.
 
     """
-    raw = _sized_bytes(data, max_bytes=max_bytes, what="crop message")
+    raw = sized_bytes(data, max_bytes=max_bytes, what="crop message")
     if len(raw) < PREAMBLE.size:
         raise ProtocolError(
             f"crop message is truncated: expected at least the {PREAMBLE.size}-byte preamble, "
@@ -192,7 +187,7 @@ def decode_crop(
             f"crop message is truncated: header length {header_len} plus a non-empty JPEG needs "
             f"more than the {len(raw) - PREAMBLE.size} bytes after the preamble"
         )
-    header = _parse_json(CropHeader, raw[PREAMBLE.size : payload_at], what="crop header")
+    header = parse_json(CropHeader, raw[PREAMBLE.size : payload_at], what="crop header")
     jpeg = raw[payload_at:]
     _check_hash(header, _checked_jpeg(jpeg))
     if topic is not None:
@@ -212,7 +207,7 @@ def encode_status(message: StatusMessage) -> bytes:
         ProtocolError: If the message is invalid.
 
     """
-    return _revalidated_json(message, what="status message")
+    return revalidated_json(message, what="status message")
 
 
 def decode_status(data: bytes, *, max_bytes: int = MAX_JSON_MESSAGE_BYTES) -> StatusMessage:
@@ -222,8 +217,8 @@ def decode_status(data: bytes, *, max_bytes: int = MAX_JSON_MESSAGE_BYTES) -> St
         ProtocolError: If the bytes are not a valid status message; never another exception.
 
     """
-    raw = _sized_bytes(data, max_bytes=max_bytes, what="status message")
-    return _parse_json(StatusMessage, raw, what="status message")
+    raw = sized_bytes(data, max_bytes=max_bytes, what="status message")
+    return parse_json(StatusMessage, raw, what="status message")
 
 
 def encode_config_ack(ack: ConfigAck) -> bytes:
@@ -233,7 +228,7 @@ def encode_config_ack(ack: ConfigAck) -> bytes:
         ProtocolError: If the acknowledgement is invalid.
 
     """
-    return _revalidated_json(ack, what="config ack")
+    return revalidated_json(ack, what="config ack")
 
 
 def decode_config_ack(data: bytes, *, max_bytes: int = MAX_JSON_MESSAGE_BYTES) -> ConfigAck:
@@ -243,18 +238,8 @@ def decode_config_ack(data: bytes, *, max_bytes: int = MAX_JSON_MESSAGE_BYTES) -
         ProtocolError: If the bytes are not a valid config ack; never another exception.
 
     """
-    raw = _sized_bytes(data, max_bytes=max_bytes, what="config ack")
-    return _parse_json(ConfigAck, raw, what="config ack")
-
-
-def _sized_bytes(data: object, *, max_bytes: int, what: str) -> bytes:
-    """Return ``data`` as bytes, refusing non-bytes and anything over ``max_bytes``."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise ProtocolError(f"{what} must be bytes, but got {type(data).__name__}")
-    raw = bytes(data)
-    if len(raw) > max_bytes:
-        raise ProtocolError(f"{what} is {len(raw)} bytes, over the limit of {max_bytes} bytes")
-    return raw
+    raw = sized_bytes(data, max_bytes=max_bytes, what="config ack")
+    return parse_json(ConfigAck, raw, what="config ack")
 
 
 def _checked_jpeg(jpeg: object) -> bytes:
@@ -275,61 +260,3 @@ def _check_hash(header: CropHeader, jpeg: bytes) -> None:
         raise ProtocolError(
             f"JPEG payload sha256 mismatch: header says {header.jpeg_sha256}, payload is {digest}"
         )
-
-
-def _revalidated_json(message: BaseModel, *, what: str) -> bytes:
-    """Dump a model to JSON and validate that JSON again, as a receiver would."""
-    try:
-        raw = message.model_dump_json().encode("utf-8")
-    except (ValueError, TypeError) as err:  # e.g. a lone surrogate slipped in via model_copy
-        raise ProtocolError(f"invalid {what}: {err}") from err
-    _parse_json(type(message), raw, what=what)
-    return raw
-
-
-def _parse_json(model: type[_Message], raw: bytes, *, what: str) -> _Message:
-    """Validate UTF-8 JSON bytes as ``model``, translating every failure to ProtocolError."""
-    try:
-        document = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
-        )
-    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-        raise ProtocolError(f"{what} is not valid UTF-8 JSON: {short_repr(str(err))}") from err
-    if not isinstance(document, dict):
-        raise ProtocolError(f"{what} must be a JSON object, but got {type(document).__name__}")
-    version = document.get("schema_version", SCHEMA_VERSION)
-    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
-        wanted = " or ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
-        raise ProtocolError(f"{what}: expected schema_version {wanted}, got {short_repr(version)}")
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as err:
-        raise ProtocolError(f"invalid {what}: {_describe(err)}") from err
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Build a JSON object, rejecting repeated keys (which parsers resolve differently)."""
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        keys = [key for key, _ in pairs]
-        duplicate = next(key for key in keys if keys.count(key) > 1)
-        raise ValueError(f"duplicate key {short_repr(duplicate)}")
-    return document
-
-
-def _no_constant(name: str) -> Any:
-    """Reject the non-standard JSON constants NaN, Infinity and -Infinity."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _describe(err: ValidationError) -> str:
-    """Render a ValidationError as 'field: problem (got value)' items, the first few only."""
-    items = []
-    for error in err.errors()[:_MAX_ERRORS]:
-        where = ".".join(str(part) for part in error["loc"])
-        problem = error["msg"].removeprefix("Value error, ")
-        if error["type"] not in {"value_error", "missing"}:
-            problem += f" (got {short_repr(error.get('input'))})"
-        items.append(f"{where}: {problem}" if where else problem)
-    hidden = err.error_count() - _MAX_ERRORS
-    return "; ".join(items) + (f"; and {hidden} more" if hidden > 0 else "")

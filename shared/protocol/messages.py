@@ -9,6 +9,7 @@ directly raises pydantic's ``ValidationError``; the ``decode_*``/``encode_*`` fu
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -53,6 +54,47 @@ def _check_box(value: Any, *, integers: bool) -> tuple[float, ...]:
     return tuple(numbers)
 
 
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """On the wire a timestamp is an RFC 3339 string with an offset, nothing else.
+
+    pydantic would read an epoch number, or a string of digits, as a time: refuse both.
+    """
+    if isinstance(value, datetime):
+        return value
+    match = _RFC3339.match(value) if isinstance(value, str) else None
+    if match is not None:
+        day, clock, fraction, offset = match.groups()
+        micros = f".{(fraction or '0')[:6]:0<6}"  # RFC 3339 allows more digits than Python
+        zone = "+00:00" if offset in ("Z", "z") else offset
+        try:
+            return datetime.fromisoformat(f"{day}T{clock}{micros}{zone}")
+        except ValueError as err:  # a 13th month, a 61st second...
+            raise ValueError(
+                f"expected a valid RFC 3339 timestamp, got {short_repr(value)}"
+            ) from err
+    raise ValueError(
+        "expected an RFC 3339 timestamp with an offset such as 2024-05-01T12:00:00Z, "
+        f"got {short_repr(value)}"
+    )
+
+
+def _not_an_int(value: Any) -> Any:
+    """A float attribute must be a JSON number with a fraction or exponent, not an integer.
+
+    Without this an integer beyond 64 bits would slip through as an (inexact) float.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"expected a 64-bit integer or a float, got the integer {short_repr(value)}"
+        )
+    return value
+
+
 def _check_utc(value: datetime) -> datetime:
     """Reject naive datetimes; express aware ones in UTC."""
     if value.utcoffset() is None:
@@ -71,7 +113,7 @@ def _check_schema_version(value: int) -> int:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_check_utc)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_rfc3339_only), AfterValidator(_check_utc)]
 SchemaVersion = Annotated[int, AfterValidator(_check_schema_version)]
 FrameBox = Annotated[
     tuple[float, float, float, float], BeforeValidator(lambda v: _check_box(v, integers=False))
@@ -83,10 +125,15 @@ ConfigHash = Annotated[str, Field(pattern=r"^[A-Za-z0-9:_.-]{1,128}$")]
 AgentVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
-AttributeValue = bool | Int64 | float | Annotated[str, Field(max_length=256)]
+AttributeValue = (
+    bool
+    | Int64
+    | Annotated[float, BeforeValidator(_not_an_int)]
+    | Annotated[str, Field(max_length=256)]
+)
 
 
-class _WireModel(BaseModel):
+class WireModel(BaseModel):
     """Base of every wire model: strict types, unknown keys rejected, immutable."""
 
     model_config = ConfigDict(
@@ -94,7 +141,7 @@ class _WireModel(BaseModel):
     )
 
 
-class Detection(_WireModel):
+class Detection(WireModel):
     """What the edge detector found in the frame the crop was cut from."""
 
     class_name: str = Field(min_length=1, max_length=128, description="Detector class label.")
@@ -111,7 +158,7 @@ class Detection(_WireModel):
         return self
 
 
-class Provenance(_WireModel):
+class Provenance(WireModel):
     """What produced the crop, so every result can be traced to a model and a config."""
 
     model_sha256: Sha256Hex = Field(description="sha256 (64 lowercase hex) of the edge model.")
@@ -119,7 +166,7 @@ class Provenance(_WireModel):
     agent_version: AgentVersion = Field(description="Version of the edge agent.")
 
 
-class CropHeader(_WireModel):
+class CropHeader(WireModel):
     """The JSON header of a crop message (schema version 1)."""
 
     schema_version: SchemaVersion = Field(description="Header schema version; must be 1.")
@@ -132,7 +179,10 @@ class CropHeader(_WireModel):
     sent_at: UtcDatetime = Field(description="When the edge encoded the message (aware, UTC).")
     detection: Detection = Field(description="The detection the crop shows.")
     track_id: int | None = Field(
-        default=None, ge=0, lt=2**63, description="Tracker id, or null if untracked."
+        default=None,
+        ge=0,
+        lt=2**63,
+        description="Tracker id; null, or absent, when the detection was not tracked.",
     )
     provenance: Provenance = Field(description="Edge model, config and agent that made the crop.")
     jpeg_sha256: Sha256Hex = Field(description="sha256 (64 lowercase hex) of the JPEG payload.")
@@ -162,7 +212,7 @@ class CropHeader(_WireModel):
         return self
 
 
-class StatusMessage(_WireModel):
+class StatusMessage(WireModel):
     """The retained status of an edge agent (also its MQTT last will, with ``offline``)."""
 
     schema_version: SchemaVersion = Field(default=SCHEMA_VERSION, description="Must be 1.")
@@ -177,7 +227,7 @@ class StatusMessage(_WireModel):
     timestamp: UtcDatetime = Field(description="When the status was written (aware, UTC).")
 
 
-class ConfigAck(_WireModel):
+class ConfigAck(WireModel):
     """The edge agent's answer to a config: applied, or rejected with the reason."""
 
     schema_version: SchemaVersion = Field(default=SCHEMA_VERSION, description="Must be 1.")

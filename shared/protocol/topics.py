@@ -1,9 +1,9 @@
 """The MQTT topic layout of the lensflow wire protocol.
 
 Every topic is ``lensflow/v1/{site}/{camera}/{kind}`` where ``kind`` is one of ``crops``,
-``status``, ``config`` or ``config/ack``. ``v1`` versions the *topic layout*; the messages
-carry their own schema version (see :mod:`lensflow.shared.protocol.envelope`). The layout is
-described for humans in ``docs/protocol.md``.
+``receipts``, ``status``, ``config`` or ``config/ack``. ``v1`` versions the *topic layout*;
+the messages carry their own schema version (see :mod:`lensflow.shared.protocol.envelope`).
+The layout is described for humans in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class TopicKind(StrEnum):
     """What a topic carries; the value is the topic suffix after ``{site}/{camera}/``."""
 
     CROPS = "crops"
+    RECEIPTS = "receipts"
     STATUS = "status"
     CONFIG = "config"
     CONFIG_ACK = "config/ack"
@@ -114,6 +115,11 @@ def build_topic(kind: TopicKind | str, *, site: str, camera: str) -> str:
 def crops_topic(*, site: str, camera: str) -> str:
     """Topic the edge agent publishes crop envelopes to (QoS 1)."""
     return build_topic(TopicKind.CROPS, site=site, camera=camera)
+
+
+def receipts_topic(*, site: str, camera: str) -> str:
+    """``lensflow/v1/{site}/{camera}/receipts``: the cloud confirms that crops are committed."""
+    return build_topic(TopicKind.RECEIPTS, site=site, camera=camera)
 
 
 def status_topic(*, site: str, camera: str) -> str:

@@ -99,7 +99,9 @@ STATUS_CASES = [
     # a negative counter
     (status_json(counters={"sent": -1}), "counters.sent: Input should be greater than or equal"),
     # a naive timestamp
-    (status_json(timestamp="2024-05-01T12:00:00"), "timestamp: must be timezone-aware (UTC)"),
+    (status_json(timestamp="2024-05-01T12:00:00"), "timestamp: expected an RFC 3339 timestamp"),
+    # an epoch string
+    (status_json(timestamp="1712345678"), "timestamp: expected an RFC 3339 timestamp"),
     # a timestamp with no UTC equivalent
     (status_json(timestamp="0001-01-01T00:00:00+05:00"), "must be expressible in UTC"),
     # over the size limit

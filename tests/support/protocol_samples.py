@@ -97,9 +97,15 @@ FIELD_CASES: list[tuple[str, Any, str]] = [
     # a boolean where a class index belongs
     ("detection.class_id", True, "detection.class_id: Input should be a valid integer"),
     # naive datetime: ambiguous across time zones
-    ("captured_at", "2024-05-01T12:00:00", "captured_at: must be timezone-aware (UTC), but got"),
+    ("captured_at", "2024-05-01T12:00:00", "captured_at: expected an RFC 3339 timestamp with an"),
     # a unix timestamp instead of RFC 3339
-    ("sent_at", 1714564800, "sent_at: Input should be a valid datetime"),
+    ("sent_at", 1714564800, "sent_at: expected an RFC 3339 timestamp with an offset"),
+    # ... also as a string of digits (pydantic alone would read it as epoch seconds)
+    ("sent_at", "1712345678", "sent_at: expected an RFC 3339 timestamp with an offset"),
+    # a date that is not one
+    ("captured_at", "2024-02-30T12:00:00Z", "captured_at: expected a valid RFC 3339 timestamp"),
+    # an integer beyond 64 bits (it must not turn into an inexact float)
+    ("attributes", {"big": 2**64}, "expected a 64-bit integer or a float, got the integer"),
     # an unknown top-level field
     ("colour", "red", "colour: Extra inputs are not permitted (got 'red')"),
     # an unknown nested field
