@@ -340,6 +340,7 @@ class DeadLetter(Base):
     __table_args__ = (
         CheckConstraint("source IN ('mqtt', 'amqp', 'http')", name="source"),
         Index("ix_dead_letters_received_at", "received_at"),
+        Index("ix_dead_letters_crop_id", "crop_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -351,3 +352,4 @@ class DeadLetter(Base):
     payload_sha256: Mapped[str] = mapped_column(String(64))
     payload: Mapped[bytes] = mapped_column(LargeBinary)  # whole, or its head if truncated
     payload_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    crop_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # if the header told

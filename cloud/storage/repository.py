@@ -215,6 +215,7 @@ class ResultStore:
         reason: str,
         payload: bytes,
         received_at: datetime | None = None,
+        crop_id: str | None = None,
     ) -> int:
         """Record a message that could not be processed.
 
@@ -227,6 +228,7 @@ class ResultStore:
             reason: Why it was rejected.
             payload: The message bytes.
             received_at: When it arrived (aware); now if not given.
+            crop_id: The crop's id, when its header could be read that far.
 
         Returns:
             The dead letter's id.
@@ -245,6 +247,7 @@ class ResultStore:
             payload_sha256=hashlib.sha256(payload).hexdigest(),
             payload=payload[:DEAD_LETTER_HEAD] if truncated else payload,
             payload_truncated=truncated,
+            crop_id=crop_id,
         )
         try:
             with self._sessions.begin() as session:
