@@ -32,7 +32,12 @@ from lensflow.shared.crops import cut_crop, encode_jpeg, wire_detection
 from lensflow.shared.detectors.base import Detection, DetectorBackend
 from lensflow.shared.detectors.factory import load_configured_detector
 from lensflow.shared.errors import ImageError, LensflowError
-from lensflow.shared.images import decode_image, describe_content, sniff_image_type
+from lensflow.shared.images import (
+    check_image_header,
+    decode_image,
+    describe_content,
+    sniff_image_type,
+)
 from lensflow.shared.protocol import Provenance, new_crop_header
 
 logger = logging.getLogger(__name__)
@@ -233,12 +238,14 @@ class IngestService:
         Raises:
             IngestNotConfiguredError: If there is no ``ingest`` section.
             IngestUnavailableError: If the detector or the pipeline cannot be loaded.
-            UndecodableImageError: If the image does not decode (it becomes a dead letter).
+            UndecodableImageError: If the image declares more than ``max_image_pixels`` (checked
+                before the detector loads) or does not decode; it becomes a dead letter.
             StorageError: If the database or the crop store fails.
             DetectorError: If the detector's runtime fails on the image.
 
         """
         start = time.perf_counter()
+        self._check_header(upload)  # a bomb is refused before the detector is even loaded
         loaded = self._ready()
         image = self._decode(upload)
         found = loaded.detector.detect([image]).detections[0]
@@ -310,17 +317,28 @@ class IngestService:
         )
         return _Loaded(detector, provenance, processor)
 
+    def _check_header(self, upload: Upload) -> None:
+        """Refuse (as a dead letter) an upload whose header declares too many pixels."""
+        try:
+            check_image_header(
+                upload.data, what=_what(upload), max_pixels=self.config.max_image_pixels
+            )
+        except ImageError as err:
+            raise self._undecodable(upload, err) from err
+
     def _decode(self, upload: Upload) -> Image:
         """The upload's pixels; one that does not decode becomes a dead letter."""
         try:
             return decode_image(
-                upload.data,
-                what=f"uploaded {upload.media_type} image",
-                max_pixels=self.config.max_image_pixels,
+                upload.data, what=_what(upload), max_pixels=self.config.max_image_pixels
             )
         except ImageError as err:
-            letter = self._dead_letter(upload, reason=str(err), payload=upload.data)
-            raise UndecodableImageError(str(err), dead_letter_id=letter) from err
+            raise self._undecodable(upload, err) from err
+
+    def _undecodable(self, upload: Upload, err: ImageError) -> UndecodableImageError:
+        """Keep a refused upload as a dead letter; the error to raise, naming it."""
+        letter = self._dead_letter(upload, reason=str(err), payload=upload.data)
+        return UndecodableImageError(str(err), dead_letter_id=letter)
 
     def _kept(self, found: Sequence[Detection]) -> list[Detection]:
         """Detections of allowed classes with a non-empty box, best first, at most max_crops."""
@@ -363,3 +381,8 @@ class IngestService:
             payload=payload,
             received_at=upload.received_at,
         )
+
+
+def _what(upload: Upload) -> str:
+    """How errors name an upload."""
+    return f"uploaded {upload.media_type} image"

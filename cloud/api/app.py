@@ -167,5 +167,10 @@ def _search_service(
     """The configured image search (its index opened, its embedder loaded on first use)."""
     if config.search is None:
         return None
-    embedder = NodeEmbedder(config.pipeline, config.search.node, registry=registry)
+    embedder = NodeEmbedder(
+        config.pipeline,
+        config.search.node,
+        registry=registry,
+        max_pixels=config.search.max_image_pixels,
+    )
     return SearchService(config.search, engine=engine, embedder=embedder)

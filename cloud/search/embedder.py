@@ -19,7 +19,7 @@ from lensflow.cloud.search.errors import SearchError
 from lensflow.shared.classifiers.base import BaseClassifier
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.dag.compiler import load_pipeline
-from lensflow.shared.images import decode_image
+from lensflow.shared.images import DEFAULT_MAX_PIXELS, decode_image
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +31,23 @@ class NodeEmbedder:
         pipeline: The pipeline YAML the workers run.
         node: The node whose output ``vector`` is the stored embedding.
         registry: Where plugin classes are resolved; the default when None.
+        max_pixels: An image declaring more pixels is refused before decoding
+            (``search.max_image_pixels``).
 
     """
 
     def __init__(
-        self, pipeline: str | Path, node: str, *, registry: PluginRegistry | None = None
+        self,
+        pipeline: str | Path,
+        node: str,
+        *,
+        registry: PluginRegistry | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.pipeline = Path(pipeline)
         self.node = node
         self.registry = registry
+        self.max_pixels = max_pixels
         self._plugin: BaseClassifier | None = None
         self._model = ""
         self._lock = threading.Lock()
@@ -54,12 +62,12 @@ class NodeEmbedder:
         """The node's L2-normalised embedding of an image.
 
         Raises:
-            ImageError: If the bytes do not decode to an image.
+            ImageError: If the bytes declare more than ``max_pixels`` or do not decode.
             SearchError: If the node cannot be loaded or gives no ``vector``.
 
         """
         plugin = self._load()
-        image = decode_image(jpeg, what="query image")
+        image = decode_image(jpeg, what="query image", max_pixels=self.max_pixels)
         return _vector_of(plugin.process(image, _context(image)), self.node)
 
     def _load(self) -> BaseClassifier:

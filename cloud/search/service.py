@@ -33,6 +33,7 @@ from lensflow.cloud.search.index.base import Metadata, SearchFilter, VectorIndex
 from lensflow.cloud.search.index.factory import open_index
 from lensflow.cloud.storage.models import Crop, CropEmbedding
 from lensflow.shared.config.search import MilvusIndexConfig, SearchConfig
+from lensflow.shared.images import check_image_header
 
 logger = logging.getLogger(__name__)
 
@@ -269,11 +270,17 @@ class SearchService:
     ) -> list[Neighbour]:
         """The ``k`` crops most similar to an uploaded image, best first.
 
+        The image's header is checked (:func:`~lensflow.shared.images.check_image_header`,
+        ``search.max_image_pixels``) before anything else: the embedder is not loaded, the
+        cache not read and nothing decoded for an image that declares too many pixels.
+
         Raises:
             SearchUnavailableError: If no embedder is loaded.
-            ImageError: If the bytes are not an image.
+            ImageError: If the bytes are not an image, or declare more than
+                ``search.max_image_pixels``.
 
         """
+        check_image_header(jpeg, what="query image", max_pixels=self.config.max_image_pixels)
         if self.embedder is None:
             raise SearchUnavailableError(
                 f"search by image needs the pipeline node {self.config.node!r} to be loadable "

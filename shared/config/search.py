@@ -176,3 +176,9 @@ class SearchConfig(StrictModel):
     save_interval_s: float = Field(
         60.0, ge=0, description="Least time between saves of a folder index while syncing."
     )
+    max_image_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        description="A query image (POST /v1/search/image) declaring more pixels in its header "
+        "is refused before decoding (400).",
+    )

@@ -8,9 +8,9 @@ The detector is exported and loaded once per module; each test gets a fresh data
 from __future__ import annotations
 
 import contextlib
-import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,10 @@ from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.cloud import CloudConfig, DatabaseConfig, IngestConfig
 from lensflow.shared.config.edge import DetectorConfig
 from lensflow.shared.detectors.base import DetectorBackend
+from lensflow.shared.errors import DetectorError
 from lensflow.shared.images import decode_image, sample_image_paths
 from tests.support.api import ApiHarness, running_api
+from tests.support.bombs import BOMBS, jpeg_bomb
 from tests.support.plugins import make_registry
 
 pytestmark = pytest.mark.integration
@@ -283,20 +285,61 @@ def test_a_truncated_jpeg_is_refused_and_kept_as_a_dead_letter(
     assert api.results.count_crops() == 0
 
 
-def test_an_image_declaring_a_huge_canvas_is_refused_before_decoding(api: ApiHarness) -> None:
-    # a tiny PNG whose header declares 100,000 x 100,000 pixels (a decompression bomb)
-    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR"
-    bomb += struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0) + b"\x00" * 2000
+# Decompression bombs of each format, declaring 16000x12000 (192 MP) against the default
+# ingest.max_image_pixels (50 MP): refused from the header, kept as dead letters
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_an_image_declaring_a_huge_canvas_is_refused_before_decoding(
+    api: ApiHarness, name: str
+) -> None:
+    build, media_type = BOMBS[name]
+    bomb = build(16000, 12000)
 
-    response = upload(api, bomb)
+    response = upload(api, bomb, content_type=media_type)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "undecodable_image"
+    assert "expected at most 50,000,000 pixels, got a 16000x12000 image" in error["message"]
+    [letter] = dead_letters(api)
+    assert (letter.payload_size, letter.payload_sha256) == (len(bomb), sha256(bomb).hexdigest())
+    assert api.results.count_crops() == 0
+
+
+def test_the_pixel_limit_is_ingest_max_image_pixels(
+    db_url: str, tmp_path: Path, pipeline_file: Path, detector: Loaded, bus_jpeg: bytes
+) -> None:
+    with ingesting_api(
+        db_url, tmp_path, pipeline=pipeline_file, detector=detector, max_image_pixels=500_000
+    ) as api:
+        response = upload(api, bus_jpeg)
 
     assert response.status_code == 400
     assert (
-        "expected at most 50,000,000 pixels, got a 100000x100000"
+        "expected at most 500,000 pixels, got a 810x1080 image"
         in (response.json()["error"]["message"])
     )
-    [letter] = dead_letters(api)
-    assert letter.payload == bomb
+
+
+def test_a_bomb_is_refused_before_the_detector_loads(
+    db_url: str, tmp_path: Path, pipeline_file: Path, bus_jpeg: bytes
+) -> None:
+    def cannot_load(_config: DetectorConfig) -> Loaded:
+        raise DetectorError("no detector here")
+
+    config = CloudConfig(
+        database=DatabaseConfig(url=db_url),
+        crop_store=str(tmp_path / "crops"),
+        pipeline=str(pipeline_file),
+        ingest=IngestConfig(detector=DetectorConfig(model="unloadable")),
+    )
+    with running_api(db_url, tmp_path) as api:
+        service = IngestService(config, results=api.results, crops=api.crops, load=cannot_load)
+        use_ingest(api.app, service)
+        photo = upload(api, bus_jpeg)
+        bomb = upload(api, jpeg_bomb(30000, 30000))
+
+    assert (photo.status_code, photo.json()["error"]["code"]) == (503, "ingest_unavailable")
+    assert (bomb.status_code, bomb.json()["error"]["code"]) == (400, "undecodable_image")
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from lensflow.cloud.search.service import SYNC_FILE, SearchService
 from lensflow.cloud.storage import create_engine_for
 from lensflow.shared.config.search import ExactIndexConfig, SearchConfig
 from tests.support.api import T0, ApiHarness, running_api, seed
+from tests.support.bombs import BOMBS, jpeg_bomb
 from tests.support.plugins import color_embedding
 
 COLORS = {  # BGR: two reds, an orange, a blue, a green
@@ -154,3 +155,55 @@ def test_the_index_and_its_watermark_persist_and_resume(api: ApiHarness, tmp_pat
     assert second.sync() == 1
     assert second.index.count() == 6
     engine.dispose()
+
+
+# Decompression bombs: files of a few bytes to a few hundred KB whose headers declare a canvas
+# far over search.max_image_pixels (50 MP by default). Each is refused from its header alone,
+# with the ingest route's status, before the embedder is loaded or anything is decoded.
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_an_image_bomb_is_400_naming_the_limit_and_the_declared_size(
+    api: ApiHarness, name: str
+) -> None:
+    build, media_type = BOMBS[name]
+
+    response = api.post(
+        "/v1/search/image",
+        files={"file": ("query", build(16000, 12000), media_type)},
+        who="viewer",
+    )
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "undecodable_image"
+    assert "expected at most 50,000,000 pixels, got a 16000x12000 image" in error["message"]
+
+
+def test_the_pixel_limit_is_search_max_image_pixels(db_url: str, tmp_path: Path) -> None:
+    config = search_config(tmp_path).model_copy(update={"max_image_pixels": 5_000})
+    blue = picture(COLORS["blue"])
+    with running_api(db_url, tmp_path, search=config, pipeline=write_pipeline(tmp_path)) as api:
+        within = api.post("/v1/search/image", files={"file": ("q.jpg", jpeg(blue[:64, :64]))})
+        over = api.post("/v1/search/image", files={"file": ("q.jpg", jpeg(blue))})
+
+    assert within.status_code == 200, within.text  # 64x64: 4,096 pixels
+    assert over.status_code == 400
+    assert "expected at most 5,000 pixels, got a 96x96 image" in over.json()["error"]["message"]
+
+
+def test_a_bomb_is_refused_before_the_embedder_loads(db_url: str, tmp_path: Path) -> None:
+    # the pipeline has no node "emb": loading the embedder fails (503) for any image it sees
+    pipeline = tmp_path / "other.yaml"
+    document = {
+        "version": 1,
+        "name": "other",
+        "pipeline": [{"name": "x", "class": "color_embedding"}],
+    }
+    pipeline.write_text(yaml.safe_dump(document), encoding="utf-8")
+    with running_api(db_url, tmp_path, search=search_config(tmp_path), pipeline=pipeline) as api:
+        photo = api.post(
+            "/v1/search/image", files={"file": ("q.jpg", jpeg(picture(COLORS["blue"])))}
+        )
+        bomb = api.post("/v1/search/image", files={"file": ("q.jpg", jpeg_bomb(30000, 30000))})
+
+    assert (photo.status_code, photo.json()["error"]["code"]) == (503, "search_failed")
+    assert (bomb.status_code, bomb.json()["error"]["code"]) == (400, "undecodable_image")

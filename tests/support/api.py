@@ -101,7 +101,12 @@ def running_api(
         )
         app = create_app(config, engine=engine)
         if search is not None:
-            embedder = NodeEmbedder(config.pipeline, search.node, registry=make_registry())
+            embedder = NodeEmbedder(
+                config.pipeline,
+                search.node,
+                registry=make_registry(),
+                max_pixels=search.max_image_pixels,
+            )
             use_search(app, SearchService(search, engine=engine, embedder=embedder))
         with TestClient(app, raise_server_exceptions=False) as client:
             yield ApiHarness(

@@ -3,7 +3,8 @@
 The gateway path, for clients without an edge agent. The request is a multipart form:
 ``file`` (the image), ``site``, ``camera`` and an optional ``captured_at``. The image is
 judged by its content, not its name or declared type (JPEG, PNG or WebP, else 415), then by
-its size (``ingest.max_image_bytes``, else 413); one that does not decode is kept as a dead
+its size (``ingest.max_image_bytes``, else 413); one whose header declares more than
+``ingest.max_image_pixels`` (refused before decoding) or that does not decode is kept as a dead
 letter (source ``http``) and refused with 400. Each kept detection becomes a crop processed
 as the worker processes edge crops; the answer lists them as ``GET /v1/results`` does (201),
 or none (200). Without an ``ingest`` section in the cloud config the route answers 503.
@@ -151,8 +152,9 @@ async def _limiter(
         200: {"model": IngestResult, "description": "Nothing kept: no crop was created."},
         201: {"description": "Crops created."},
         400: _error(
-            "The image does not decode (it is kept as a dead letter); or both `Authorization` "
-            "and `X-API-Key` sent (`ambiguous_credentials`)."
+            "The image declares more than `ingest.max_image_pixels` in its header (refused "
+            "before decoding) or does not decode (`undecodable_image`; it is kept as a dead "
+            "letter); or both `Authorization` and `X-API-Key` sent (`ambiguous_credentials`)."
         ),
         413: _error("The image is over `ingest.max_image_bytes` (or the request over its limit)."),
         415: _error("The file is not a JPEG, PNG or WebP image, judged by its content."),

@@ -6,7 +6,7 @@ desktop app shows that as "search not available" rather than an error.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,12 +17,14 @@ from lensflow.cloud.api.auth import Viewer
 from lensflow.cloud.api.deps import DbSession
 from lensflow.cloud.api.errors import ApiError
 from lensflow.cloud.api.routes.results import CropIdPath, to_item
-from lensflow.cloud.api.schemas import Name, ResultItem, Text, UtcTime
+from lensflow.cloud.api.schemas import ErrorBody, Name, ResultItem, Text, UtcTime
+from lensflow.cloud.ingest import UnsupportedImageError, check_image_type
 from lensflow.cloud.search.errors import SearchError, SearchInputError
 from lensflow.cloud.search.index.base import SearchFilter
 from lensflow.cloud.search.service import Neighbour, SearchService, SearchUnavailableError
 from lensflow.cloud.storage.models import Crop
 from lensflow.shared.errors import ImageError
+from lensflow.shared.images import SNIFF_BYTES
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -44,6 +46,11 @@ class SimilarPage(BaseModel):
     items: list[SimilarItem]
     k: int = Field(description="How many were asked for.")
     node: str = Field(description="The pipeline node whose embeddings are compared.")
+
+
+def _error(description: str) -> dict[str, Any]:
+    """An error response of these routes, with the API's error body."""
+    return {"model": ErrorBody, "description": description}
 
 
 def use_search(app: FastAPI, service: SearchService | None) -> None:
@@ -96,7 +103,15 @@ def _page(session: Session, found: list[Neighbour], *, k: int, node: str) -> Sim
     return SimilarPage(items=items, k=k, node=node)
 
 
-@router.get("/similar/{crop_id}", summary="Crops similar to a stored crop")
+@router.get(
+    "/similar/{crop_id}",
+    summary="Crops similar to a stored crop",
+    responses={
+        404: _error("No such crop."),
+        409: _error("The crop has no embedding from the search node (`not_embedded`)."),
+        503: _error("Search is not configured, or its index or database failed."),
+    },
+)
 def similar_to_crop(
     crop_id: CropIdPath,
     request: Request,
@@ -123,7 +138,20 @@ def similar_to_crop(
     return _page(session, found, k=k, node=service.config.node)
 
 
-@router.post("/image", summary="Crops similar to an uploaded image")
+@router.post(
+    "/image",
+    summary="Crops similar to an uploaded image",
+    responses={
+        400: _error(
+            "The image declares more than `search.max_image_pixels` in its header (refused "
+            "before decoding) or does not decode (`undecodable_image`); an invalid range; or "
+            "both `Authorization` and `X-API-Key` sent (`ambiguous_credentials`)."
+        ),
+        415: _error("The file is not a JPEG, PNG or WebP image, judged by its content."),
+        422: _error("Parameters not as the schema says, or an empty `file` (`empty_upload`)."),
+        503: _error("Search is not configured, its embedding node cannot load, or it failed."),
+    },
+)
 def similar_to_image(
     request: Request,
     _caller: Viewer,
@@ -142,9 +170,13 @@ def similar_to_image(
     if not data:
         raise ApiError(422, "empty_upload", "expected an image in the `file` field, got 0 bytes")
     try:
-        found = service.similar_to_image(data, k=k, filters=filters)
-    except ImageError as err:
+        check_image_type(data[:SNIFF_BYTES], declared=file.content_type)
+    except UnsupportedImageError as err:
         raise ApiError(415, "unsupported_image", str(err)) from err
+    try:
+        found = service.similar_to_image(data, k=k, filters=filters)
+    except ImageError as err:  # too many pixels in its header (nothing decoded), or undecodable
+        raise ApiError(400, "undecodable_image", str(err)) from err
     except SearchUnavailableError as err:
         raise ApiError(503, "search_unavailable", str(err)) from err
     except SearchError as err:
