@@ -4,6 +4,12 @@
 starts ``mosquitto -c`` on a free loopback port (:class:`~lensflow.services.process.ManagedProcess`)
 and waits until it accepts TCP connections. It never touches a system broker (which may listen
 on 1883): every instance has its own port, config, persistence file and log.
+
+By default such a broker lets anonymous clients in: it listens on 127.0.0.1 only and lives as
+long as a test or the demo. That is *not* the shipped production config
+(``configs/mosquitto.conf``: no anonymous clients, a password file and an ACL with one user per
+edge agent); a test that needs those gives :class:`MosquittoConfig` ``allow_anonymous=False``,
+a ``password_file`` and an ``acl_file`` (see :mod:`lensflow.services.mosquitto_auth`).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +81,14 @@ class MosquittoConfig:
         sys_interval_s: Seconds between ``$SYS`` topic updates (drop counters, clients).
         run_as_root: Add ``user root``; mosquitto started as root otherwise switches to the
             ``mosquitto`` user, which cannot write a data folder owned by root.
+        allow_anonymous: Let clients in without a user name. True for the private loopback
+            brokers of tests and the demo; the shipped production config says false.
+        password_file: A mosquitto ``password_file`` (users and password hashes), if any.
+        acl_file: A mosquitto ``acl_file`` (what each user may publish and read), if any.
+
+    Raises:
+        ValueError: If anonymous clients are refused and there is no password file (no
+            client could connect).
 
     """
 
@@ -85,6 +100,16 @@ class MosquittoConfig:
     autosave_interval_s: int = 1
     sys_interval_s: int = 1
     run_as_root: bool = False
+    allow_anonymous: bool = True
+    password_file: Path | None = None
+    acl_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.allow_anonymous and self.password_file is None:
+            raise ValueError(
+                "allow_anonymous=False needs a password_file, but got none: "
+                "the broker would refuse every client"
+            )
 
     @property
     def config_file(self) -> Path:
@@ -98,9 +123,13 @@ class MosquittoConfig:
 
     def render(self) -> str:
         """Return the text of the ``mosquitto.conf`` for these settings."""
+        anonymous = "true" if self.allow_anonymous else "false"
         lines = [
+            "# A private loopback broker that lensflow started (a test, the demo, a benchmark).",
+            "# Not the production config: that is configs/mosquitto.conf (no anonymous clients,",
+            "# one broker user per edge agent, an ACL).",
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {anonymous}",
             "persistence true",
             # mosquitto concatenates the location and the file name: the slash is required.
             f"persistence_location {self.data_dir}/",
@@ -116,6 +145,10 @@ class MosquittoConfig:
             "connection_messages true",
             f"sys_interval {self.sys_interval_s}",
         ]
+        if self.password_file is not None:
+            lines.append(f"password_file {self.password_file}")
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
         if self.run_as_root:
             lines.append("user root")
         return "\n".join(lines) + "\n"
@@ -227,6 +260,17 @@ class MosquittoBroker:
         """Kill with SIGKILL (what arrived since the last autosave is lost) and wait."""
         if self._process is not None:
             self._process.kill()
+
+    def reload(self) -> None:
+        """Send SIGHUP: mosquitto re-reads its password file and ACL (clients stay connected).
+
+        Raises:
+            BrokerError: If the broker is not running.
+
+        """
+        if self._process is None or not self.is_running:
+            raise BrokerError("expected a running broker to reload, but it is not running")
+        self._process.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         """Stop (SIGTERM) and start again on the same port with the same data folder."""
