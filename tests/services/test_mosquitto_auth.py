@@ -27,7 +27,7 @@ from lensflow.services.mosquitto_auth import (
     write_password_file,
 )
 from lensflow.shared.config import load_edge_config
-from lensflow.shared.protocol import (
+from lensflow.shared.protocol.topics import (
     ALL_CROPS,
     ALL_STATUS,
     config_ack_topic,
