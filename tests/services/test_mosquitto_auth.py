@@ -36,7 +36,6 @@ from lensflow.shared.protocol.topics import (
     receipts_topic,
     status_topic,
 )
-from tests.support.brokers import wait_for
 from tests.support.mqtt_probe import NOT_AUTHORIZED, Probe
 
 SITE = "plant-a"
@@ -315,25 +314,40 @@ def test_a_last_will_on_another_agents_status_is_never_delivered(
     assert cloud.received(status_of_b) == [b"offline"]
 
 
+def connect_once_allowed(broker: MosquittoBroker, user: str, password: str) -> Probe:
+    """Connect as ``user``, retrying while the broker has not reloaded its files yet."""
+    deadline = time.monotonic() + 5
+    while True:
+        client = Probe(broker, user=user, password=password)
+        if not client.wait_connack().is_failure or time.monotonic() > deadline:
+            return client.connected()
+        client.close()
+        time.sleep(0.05)
+
+
 @pytest.mark.integration
-def test_an_agent_added_to_the_files_works_after_a_reload(tmp_path: Path, repo_root: Path) -> None:
-    # given a broker that knows agent A only
+def test_an_agent_and_a_camera_added_to_the_files_work_after_a_reload(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    # given a broker that knows agent A (cameras gate and dock), and A connected
     agent_c = AgentGrant(user="edge-3@plant-a", site=SITE, agent_id="edge-3", cameras=("lane-1",))
+    grown_a = replace(AGENT_A, cameras=(*AGENT_A.cameras, "lane-2"))
+    new_camera, camera_of_c = (crops_topic(site=SITE, camera=c) for c in ("lane-2", "lane-1"))
     passwords = {AGENT_A.user: "pw-a", CLOUD_USER: "pw-cloud"}
     with secured_broker(tmp_path, repo_root, [AGENT_A], passwords) as broker:
-        assert Probe(broker, user=agent_c.user, password="pw-c").wait_connack().is_failure
         a = Probe(broker, user=AGENT_A.user, password="pw-a").connected()
-        # when C is added to the password file and the ACL, and the broker reloads them
+        assert a.publish(new_camera, b"before").value == NOT_AUTHORIZED
+        unknown = Probe(broker, user=agent_c.user, password="pw-c")
+        assert unknown.wait_connack().value == NOT_AUTHORIZED
+        unknown.close()
+        # when agent C and A's camera lane-2 are added to the files, and the broker reloads
         write_password_file(tmp_path / "passwd", {**passwords, agent_c.user: "pw-c"})
-        (tmp_path / "acl").write_text(render_acl([AGENT_A, agent_c]))
+        (tmp_path / "acl").write_text(render_acl([grown_a, agent_c]))
         broker.reload()
-        # then C connects and publishes its crops, while A (still connected) may not
-        assert wait_for(
-            lambda: not Probe(broker, user=agent_c.user, password="pw-c").wait_connack().is_failure,
-            timeout_s=5,
-        )
-        c = Probe(broker, user=agent_c.user, password="pw-c").connected()
-        assert not c.publish(crops_topic(site=SITE, camera="lane-1"), b"c").is_failure
-        assert a.publish(crops_topic(site=SITE, camera="lane-1"), b"a").value == NOT_AUTHORIZED
+        # then C connects and publishes, and A, still on the same connection, may use lane-2
+        c = connect_once_allowed(broker, agent_c.user, "pw-c")
+        assert not c.publish(camera_of_c, b"c").is_failure
+        assert not a.publish(new_camera, b"after").is_failure
+        assert a.publish(camera_of_c, b"a").value == NOT_AUTHORIZED
         for client in (a, c):
             client.close()
