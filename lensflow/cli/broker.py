@@ -36,7 +36,8 @@ def acl(
 
     Each agent logs in as its config's mqtt.username, else as AGENT_ID@SITE, and may write
     only its cameras' crops, its status and its config acks, and read only its config and
-    receipts. Two agents of one site that share an agent id or camera name are an error.
+    its cameras' receipts. Two agents of one site with the same agent id, or each with a
+    camera of the same name, are an error (both would be allowed the same topic).
     """
     from lensflow.services.mosquitto_auth import AgentGrant, render_acl
     from lensflow.shared.config import load_edge_config
