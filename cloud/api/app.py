@@ -58,7 +58,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _ERROR | {"description": "No such crop or batch."},
     413: _ERROR | {"description": "Request body over the limit."},
     422: _ERROR | {"description": "Parameters or body not as the schema says."},
-    429: _ERROR | {"description": "Over the key's rate limit; see `Retry-After`."},
+    429: _ERROR
+    | {
+        "description": "Over the key's rate limit, or (without a valid key) the client "
+        "address's; see `Retry-After`.",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until the budget is renewed.",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
     503: _ERROR | {"description": "The results storage is unavailable."},
 }
 """Error responses every ``/v1`` route may give, all with the same JSON body."""
@@ -153,7 +163,8 @@ def create_app(
     # the last added is the outermost: metrics see every answer, 413 before the rate limit
     app.add_middleware(
         RateLimitMiddleware,
-        limiter=make_limiter(config.api.rate_limit),
+        keyed=make_limiter(config.api.rate_limit, per="key"),
+        anonymous=make_limiter(config.api.unauthenticated_rate_limit, per="address"),
         exempt=health.HEALTH_PATHS,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.api.max_request_bytes)

@@ -51,6 +51,7 @@ _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _BEARER = re.compile(r"(?P<scheme>[^ ]+) +(?P<key>.*)", re.DOTALL)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,19}")
 _KEY_CHARS = "letters, digits and -._~+/ (then any =)"
+_LOOKED_UP = "lensflow_key_lookup"  # request.state: (token, principal) once looked up
 
 
 def request_key(headers: Headers) -> str:
@@ -85,6 +86,30 @@ def presented_token(request: Request) -> str | None:
         return request_key(request.headers)
     except ApiError:
         return None
+
+
+def authenticated(request: Request) -> Principal | None:
+    """Who the request's key belongs to; None for no key, a malformed, unknown or revoked one.
+
+    The key is looked up once per request: the rate limit (which runs first) and
+    :func:`require` share the answer.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: If the database cannot be read.
+
+    """
+    token = presented_token(request)
+    return None if token is None else _lookup(request, token)
+
+
+def _lookup(request: Request, token: str) -> Principal | None:
+    """The key store's answer for ``token``, kept on the request for its other readers."""
+    done: tuple[str, Principal | None] | None = getattr(request.state, _LOOKED_UP, None)
+    if done is not None and done[0] == token:
+        return done[1]
+    principal = _key_store(request).authenticate(token)
+    setattr(request.state, _LOOKED_UP, (token, principal))
+    return principal
 
 
 def _bearer_key(value: str) -> str:
@@ -164,7 +189,7 @@ def require(role: Role) -> Callable[..., Principal]:
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
         _api_key: Annotated[str | None, Security(api_key_scheme)],
     ) -> Principal:
-        principal = _key_store(request).authenticate(request_key(request.headers))
+        principal = _lookup(request, request_key(request.headers))
         if principal is None:
             raise _unauthorized("expected a valid API key, got an unknown or revoked one")
         if not principal.has_role(role):

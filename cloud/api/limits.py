@@ -1,10 +1,18 @@
-"""Per-key rate limiting (slowapi) and a request body size limit, as ASGI middlewares.
+"""Rate limits (slowapi) and a request body size limit, as ASGI middlewares.
 
-Rate limit: one ``limits``-syntax budget (``ApiConfig.rate_limit``, e.g. ``600/minute``)
-per API key across all routes (per client address for requests without a key); the health
-routes are exempt. Over it: 429 with ``Retry-After`` (seconds) and the ``X-RateLimit-*``
-headers; within it, responses carry the ``X-RateLimit-*`` headers. Counters live in the
-process's memory: each API process counts on its own.
+Rate limits, in ``limits`` syntax (e.g. ``600/minute``), across all routes but the health ones:
+
+- a request with a valid API key counts against that key's budget (``api.rate_limit``);
+- any other request (no key, a malformed one, both credential headers, an unknown or revoked
+  key) counts against its client address's budget (``api.unauthenticated_rate_limit``), so a
+  client inventing a fresh key per request is limited like one sending none.
+
+The key is looked up before the request is counted (in a worker thread, once per request: the
+routes' :func:`~lensflow.cloud.api.auth.require` reuses the answer). Over a budget: 429 with
+``Retry-After`` (seconds) and the ``X-RateLimit-*`` headers; within it, responses carry the
+``X-RateLimit-*`` headers. The client address is the connection's peer (``lensflow cloud api``
+does not trust ``X-Forwarded-For``): behind a proxy, requests without a valid key share the
+proxy's budget. Counters live in the process's memory: each API process counts on its own.
 
 slowapi's own middlewares find the endpoint by matching ``app.routes``, which on FastAPI
 0.165 holds included routers that never match (every request would be exempt), and
@@ -19,39 +27,48 @@ Body limit: a request whose ``Content-Length`` exceeds ``ApiConfig.max_request_b
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
+from typing import Literal
 
+import anyio.to_thread
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lensflow.cloud.api.auth import presented_token
+from lensflow.cloud.api.auth import authenticated, presented_token
 from lensflow.cloud.api.errors import ApiError, error_response
 
-
-def rate_limit_key(request: Request) -> str:
-    """The rate-limit bucket of a request: its API key's hash, else its client address."""
-    token = presented_token(request)
-    if token is not None:
-        return "key:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    host = request.client.host if request.client else "unknown"
-    return f"addr:{host}"
+logger = logging.getLogger(__name__)
 
 
-def make_limiter(rate_limit: str) -> Limiter:
-    """A slowapi limiter applying ``rate_limit`` per key across every route, in memory.
+def key_bucket(request: Request) -> str:
+    """The rate-limit bucket of a request with a valid key: the key's hash."""
+    token = presented_token(request) or ""
+    return "key:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def address_bucket(request: Request) -> str:
+    """The rate-limit bucket of a request without a valid key: its client address."""
+    return f"addr:{request.client.host if request.client else 'unknown'}"
+
+
+def make_limiter(rate_limit: str, *, per: Literal["key", "address"]) -> Limiter:
+    """A slowapi limiter applying ``rate_limit`` per bucket across every route, in memory.
 
     Args:
         rate_limit: A ``limits`` string such as ``600/minute`` or ``10/second``.
+        per: ``key`` (buckets by API key) or ``address`` (by client address).
 
     Returns:
         The limiter (headers enabled, ``Retry-After`` in seconds).
 
     """
     return Limiter(
-        key_func=rate_limit_key,
+        key_func=address_bucket if per == "address" else key_bucket,
         application_limits=[rate_limit],
         headers_enabled=True,
         storage_uri="memory://",
@@ -60,40 +77,56 @@ def make_limiter(rate_limit: str) -> Limiter:
 
 
 def every_route() -> None:
-    """The endpoint slowapi charges each request to: one budget per key for all routes."""
+    """The endpoint slowapi charges each request to: one budget per bucket for all routes."""
 
 
 class RateLimitMiddleware:
-    """Check the app's slowapi limiter before each request; 429 when over the limit."""
+    """Count each request against its key's or its address's budget; 429 when over it."""
 
-    def __init__(self, app: ASGIApp, *, limiter: Limiter, exempt: Iterable[str] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, *, keyed: Limiter, anonymous: Limiter, exempt: Iterable[str] = ()
+    ) -> None:
         """Wrap ``app``.
 
         Args:
             app: The ASGI app.
-            limiter: The limiter (see :func:`make_limiter`).
+            keyed: The limiter of requests with a valid key (``make_limiter(..., per="key")``).
+            anonymous: The limiter of all other requests (``per="address"``).
             exempt: Paths never limited (health checks, metrics).
 
         """
         self.app = app
-        self.limiter = limiter
+        self.keyed = keyed
+        self.anonymous = anonymous
         self.exempt = frozenset(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Count the request against its key; answer 429 or pass it on with the headers."""
+        """Count the request; answer 429 or pass it on with the headers."""
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
         try:
-            self.limiter._check_request_limit(request, every_route, True)
+            principal = (
+                await anyio.to_thread.run_sync(authenticated, request)
+                if presented_token(request) is not None
+                else None
+            )
+        except SQLAlchemyError as err:  # the route answers 503 when it looks the key up
+            logger.warning("rate limit: key lookup failed on %s: %s", scope["path"], err)
+            await self.app(scope, receive, send)
+            return
+        limiter = self.keyed if principal is not None else self.anonymous
+        try:
+            limiter._check_request_limit(request, every_route, True)
         except RateLimitExceeded as err:
+            whose = "per API key" if principal is not None else _ANONYMOUS
             response = error_response(
                 429,
                 code="rate_limited",
-                message=f"expected at most {err.detail} requests per key, got more",
+                message=f"expected at most {err.detail} requests {whose}, got more",
             )
-            limited = self.limiter._inject_headers(response, request.state.view_rate_limit)
+            limited = limiter._inject_headers(response, request.state.view_rate_limit)
             await limited(scope, receive, send)
             return
         current = getattr(request.state, "view_rate_limit", None)
@@ -101,11 +134,14 @@ class RateLimitMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and current is not None:
                 headers = MutableHeaders(scope=message)
-                self.limiter._inject_asgi_headers(headers, current)
+                limiter._inject_asgi_headers(headers, current)
                 del headers["Retry-After"]  # slowapi adds it to every answer; only 429s need it
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+_ANONYMOUS = "from one client address without a valid API key"
 
 
 class BodyTooLargeError(ApiError):

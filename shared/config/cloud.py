@@ -55,6 +55,12 @@ class ApiConfig(StrictModel):
     port: int = Field(8080, ge=1, le=65535, description="Listen port.")
     max_request_bytes: int = Field(20_000_000, ge=1024, description="Largest request body.")
     rate_limit: str = Field("600/minute", description="Per-key rate limit (limits syntax).")
+    unauthenticated_rate_limit: str = Field(
+        "60/minute",
+        description="Per client address rate limit of requests without a valid API key (none, "
+        "malformed, unknown or revoked), limits syntax: failed authentication is limited by "
+        "where it comes from, not by the key it invents.",
+    )
     tls: TlsConfig | None = Field(None, description="Serve HTTPS with this certificate.")
 
 

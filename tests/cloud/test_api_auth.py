@@ -1,17 +1,19 @@
-"""API specs: API keys and roles (401/403), the per-key rate limit (429), the body limit (413),
-and the open health routes.
+"""API specs: API keys and roles (401/403), the rate limits per key and, without a valid key,
+per client address (429), the body limit (413), and the open health routes.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lensflow.cloud.api.keys import ApiKey, KeyStore
+from lensflow.cloud.api.keys import TOKEN_PREFIX, ApiKey, KeyStore
 from tests.support.api import ApiHarness, running_api, seed
 
 
@@ -193,6 +195,62 @@ def test_over_the_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
     assert 0 < int(over.headers["retry-after"]) <= 61
     assert other_key.status_code == 200  # limits are per key
     assert all(r.status_code == 200 for r in health)  # health checks are exempt
+
+
+def test_fresh_random_keys_are_limited_per_client_address(tmp_path: Path) -> None:
+    # given an attacker inventing a new key for every request, as the review did with 250
+    with running_api(f"sqlite:///{tmp_path / 'db.sqlite3'}", tmp_path) as api:
+        answers = [
+            api.client.get("/v1/results", headers={"Authorization": f"Bearer {_random_key()}"})
+            for _ in range(250)
+        ]
+        valid = api.get("/v1/results", who="viewer")  # from the same address
+
+    statuses = [r.status_code for r in answers]
+    assert statuses == [401] * 60 + [429] * 190  # api.unauthenticated_rate_limit: 60/minute
+    over = answers[60]
+    assert over.json()["error"]["code"] == "rate_limited"
+    assert "from one client address without a valid API key" in over.json()["error"]["message"]
+    assert 0 < int(over.headers["retry-after"]) <= 61
+    assert over.headers["x-ratelimit-limit"] == "60"
+    assert valid.status_code == 200  # a valid key has its own budget
+
+
+# Every request without a valid key counts against its address: {key} is a viewer's key
+UNAUTHENTICATED = [
+    [],  # no credential
+    [(AUTH, "Basic dXNlcjpwYXNz")],  # not a bearer key
+    [(API_KEY, "<>")],  # malformed
+    [(AUTH, "Bearer {key}"), (API_KEY, "{key}")],  # both headers
+    [(AUTH, "Bearer lfk_unknown")],  # unknown
+    [(AUTH, "Bearer {revoked}")],  # revoked
+]
+
+
+def test_all_requests_without_a_valid_key_share_their_address_budget(tmp_path: Path) -> None:
+    with running_api(
+        f"sqlite:///{tmp_path / 'db.sqlite3'}", tmp_path, unauthenticated_rate_limit="6/minute"
+    ) as api:
+        assert KeyStore(api.engine).revoke("operator-key")
+        keys = {"key": api.tokens["viewer"], "revoked": api.tokens["operator"]}
+        within = [
+            api.client.get(
+                "/v1/results", headers=[(name, value.format(**keys)) for name, value in headers]
+            )
+            for headers in UNAUTHENTICATED
+        ]
+        keyed = [api.get("/v1/results", who="viewer") for _ in range(10)]
+        over = api.client.get("/v1/results")
+        elsewhere = TestClient(api.app, client=("192.0.2.7", 50000)).get("/v1/results")
+
+    assert [r.status_code for r in within] == [401, 401, 401, 400, 401, 401]
+    assert {r.status_code for r in keyed} == {200}  # valid keys never use the address budget
+    assert over.status_code == 429
+    assert elsewhere.status_code == 401  # another address has its own budget
+
+
+def _random_key() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def test_an_oversized_body_is_413_naming_the_limit(tmp_path: Path) -> None:

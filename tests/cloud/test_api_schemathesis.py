@@ -30,7 +30,9 @@ def api(
     folder = tmp_path_factory.mktemp("fuzz")
     with (
         database_for(request.param, request, folder) as url,
-        running_api(url, folder, rate_limit="1000000/minute") as harness,
+        running_api(
+            url, folder, rate_limit="1000000/minute", unauthenticated_rate_limit="1000000/minute"
+        ) as harness,
     ):
         for n in range(5):
             seed(harness, f"c{n}", outputs={"color": {"color": "red"} if n % 2 else None})
