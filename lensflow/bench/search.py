@@ -18,6 +18,7 @@ later runs on the same data and settings.
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -243,7 +244,9 @@ def run_case(
 ) -> SearchCase:
     """Build (or load) one index on ``data``, then time and score plain and filtered queries."""
     size, dim = data.vectors.shape
-    with TemporaryDirectory(prefix="lensflow-bench-search-") as scratch:
+    # Milvus Lite's background threads may still write a file while the folder goes away
+    scratch_dir = TemporaryDirectory(prefix="lensflow-bench-search-", ignore_cleanup_errors=True)
+    with scratch_dir as scratch:
         folder, cached = Path(scratch), kind == "faiss" and cache_dir is not None
         if cached and cache_dir is not None:
             name = f"faiss-{data.name}-m{hnsw.m}-efc{hnsw.ef_construction}-v{_DATA_VERSION}"
@@ -268,7 +271,17 @@ def run_case(
             index.close()  # type: ignore[attr-defined]
         del index
         gc.collect()
+    _remove_with_retries(Path(scratch_dir.name))
     return SearchCase(kind, size, dim, build_s, p50, p95, recall, f_p95, f_recall, loaded)
+
+
+def _remove_with_retries(folder: Path, attempts: int = 5) -> None:
+    """Remove what a late writer left behind (best effort: it is a temporary folder)."""
+    for _ in range(attempts):
+        if not folder.exists():
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        time.sleep(0.2)
 
 
 def _slice(data: Synthetic, start: int, stop: int) -> Metadata:
