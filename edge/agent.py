@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from lensflow.edge.camera import CameraWorker, ReadyCrop
 from lensflow.edge.metrics import EdgeMetrics
 from lensflow.edge.publisher import MqttPublisher
+from lensflow.edge.receipts import ReceiptPolicy
 from lensflow.edge.remote_config import parse_pushed_config
 from lensflow.edge.spool import Spool
 from lensflow.shared.config.edge import (
@@ -42,6 +43,7 @@ from lensflow.shared.protocol import (
     encode_crop,
     encode_status,
     new_crop_header,
+    receipts_topic,
     status_topic,
 )
 
@@ -80,11 +82,18 @@ class EdgeAgent:
         self.detector, self.model_sha256 = load(config.detector)
         self.spool = Spool(config.spool.path, max_bytes=config.spool.max_bytes)
         site, agent = config.site, config.agent_id
+        spool = config.spool
+        receipts = (
+            ReceiptPolicy(timeout_s=spool.receipt_timeout_s, max_sends=spool.max_sends)
+            if spool.receipts
+            else None
+        )
         self.publisher = MqttPublisher(
             config.mqtt,
             client_id=config.mqtt.client_id or f"lensflow-edge-{site}-{agent}",
             spool=self.spool,
             inflight=config.spool.inflight,
+            receipts=receipts,
             will_topic=status_topic(site=site, camera=agent),
             will_payload=self._status_payload(online=False),
         )
@@ -172,6 +181,9 @@ class EdgeAgent:
             realtime=self._realtime,
         )
         self.cameras[worker.config.name] = worker
+        if self.config.spool.receipts:  # renewed on every reconnect by the publisher
+            topic = receipts_topic(site=self.config.site, camera=camera.name)
+            self.publisher.subscribe(topic, self.publisher.on_receipts)
         worker.start()
 
     def _publish_crop(self, crop: ReadyCrop) -> None:

@@ -1,11 +1,16 @@
-"""Publish crops to MQTT at least once, through the on-disk spool.
+"""Publish crops to MQTT at least once, through the on-disk spool, until the cloud confirms them.
 
-:meth:`MqttPublisher.enqueue` only writes to the :class:`~lensflow.edge.spool.Spool` and wakes the
-drain
-thread, which publishes the oldest rows with QoS 1, at most ``inflight`` unacknowledged; the
-PUBACK (``on_publish``) deletes the row. paho's in-memory queue is never trusted: nothing is
-published while disconnected, and on every (re)connect paho's leftovers are dropped and the
-unacknowledged rows are published again from the spool, so receivers de-duplicate by crop id.
+:meth:`MqttPublisher.enqueue` only writes to the :class:`~lensflow.edge.spool.Spool` and
+wakes the drain thread, which publishes the oldest rows with QoS 1, at most ``inflight``
+unacknowledged. With a :class:`ReceiptPolicy` (the default) the PUBACK (``on_publish``) only
+marks the row published: the cloud's receipt (:meth:`MqttPublisher.on_receipts`, subscribed on
+the cameras' ``receipts`` topics) deletes it, and a published row without a receipt is sent
+again after the policy's timeout, oldest first, within the same window — so a broker that
+acknowledged a crop and then lost it (a crash before it saved its queue) loses nothing.
+Without a policy the PUBACK deletes the row. paho's in-memory queue is never trusted: nothing
+is published while disconnected, and on every (re)connect paho's leftovers are dropped and
+the unacknowledged rows are published again from the spool, so receivers de-duplicate by
+crop id.
 
 paho calls ``on_publish`` holding its own out-message lock, so no thread here holds the
 publisher's lock while calling into paho. Every callback catches and logs.
@@ -22,6 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from lensflow.edge.receipts import ReceiptKeeper, ReceiptPolicy
 from lensflow.edge.spool import Spool, SpooledMessage, SpoolError
 from lensflow.shared.config.common import MqttConfig
 from lensflow.shared.mqtt import make_client
@@ -49,6 +55,7 @@ class MqttPublisher:
         will_payload: The ``offline`` status: the last will, and what stop() publishes.
         client_id: MQTT client id; ``config.client_id`` when not given.
         inflight: Most crops sent and not yet acknowledged.
+        receipts: Keep crops until the cloud's receipt; None: until the broker's PUBACK.
 
     Raises:
         ValueError: If no client id is given or ``inflight`` is not positive.
@@ -64,6 +71,7 @@ class MqttPublisher:
         will_payload: bytes,
         client_id: str | None = None,
         inflight: int = 20,
+        receipts: ReceiptPolicy | None = None,
     ) -> None:
         self.client_id = client_id or config.client_id or ""
         if not self.client_id or inflight < 1:
@@ -72,6 +80,7 @@ class MqttPublisher:
                 f"{self.client_id!r}, inflight={inflight}"
             )
         self._config, self._spool, self._window = config, spool, inflight
+        self._keeper = ReceiptKeeper(spool, receipts) if receipts is not None else None
         self._will_topic, self._will_payload = will_topic, will_payload
         self._lock = threading.Lock()
         self._wake, self._stopping = threading.Event(), threading.Event()
@@ -84,7 +93,7 @@ class MqttPublisher:
         self._parked: dict[int, float] = {}  # row id -> monotonic time of the next try
         self._topics: set[str] = set()  # subscriptions, renewed on every connect
         self._retained: dict[str, bytes] = {}  # topic -> latest status, resent on connect
-        self._counts = dict.fromkeys(("published", "acked", "rejected", "reconnects"), 0)
+        self._counts = dict.fromkeys(("published", "acked", "rejected", "reconnects", "resent"), 0)
         self._client = self._build_client()
 
     def _build_client(self) -> mqtt.Client:
@@ -158,8 +167,13 @@ class MqttPublisher:
         if ready:
             self._client.subscribe(topic, qos=1)
 
+    def on_receipts(self, payload: bytes) -> None:
+        """A receipt message from the cloud (a subscription handler): confirm its crops."""
+        if self._keeper is not None and self._keeper.on_receipts(payload):
+            self._wake.set()
+
     def wait_drained(self, timeout_s: float) -> bool:
-        """Wait until the spool is empty (everything acknowledged); return whether it is."""
+        """Wait until the spool is empty (everything confirmed); return whether it is."""
         deadline = time.monotonic() + timeout_s
         while len(self._spool) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -194,17 +208,22 @@ class MqttPublisher:
     def stats(self) -> dict[str, int]:
         """Return the counters for metrics and the status message.
 
-        Keys: connected (0/1), published (re-sends too), acked, rejected, reconnects, inflight,
-        spool_depth, spool_bytes, spool_dropped.
+        Keys: connected (0/1), published (re-sends too), acked (PUBACKs), rejected,
+        reconnects, confirmed (receipts), resent (after a receipt timeout), inflight,
+        spool_depth, spool_awaiting_receipt, spool_bytes, spool_dropped, spool_expired.
         """
         with self._lock:
             counters = {**self._counts, "inflight": len(self._inflight)}
+        counters["confirmed"] = self._keeper.confirmed if self._keeper else 0
         spool = self._spool
+        _, awaiting = spool.counts()
         return counters | {
             "connected": int(self.connected),
             "spool_depth": len(spool),
+            "spool_awaiting_receipt": awaiting,
             "spool_bytes": spool.size_bytes,
             "spool_dropped": spool.dropped,
+            "spool_expired": spool.expired,
         }
 
     @property
@@ -219,6 +238,8 @@ class MqttPublisher:
             self._wake.clear()
             try:
                 self._settle_published()
+                if self._keeper is not None:
+                    self._keeper.expire()
                 self._fill_window()
             except Exception as err:  # a spool error (disk full) gets one line, a bug a trace
                 trace = not isinstance(err, SpoolError)
@@ -236,13 +257,19 @@ class MqttPublisher:
                 self._parked = {row: at for row, at in self._parked.items() if at > now}
                 exclude = {row for row, _ in self._inflight.values()} | self._parked.keys()
                 generation = self._generation
-            batch = self._spool.peek(room, exclude=exclude)
+            resend = self._keeper.policy.timeout_s if self._keeper else None
+            batch = self._spool.peek(room, exclude=exclude, resend_after_s=resend)
             sent = []
             for message in batch:
                 if not self._publish_one(message, generation):
                     break
                 sent.append(message.id)
             self._spool.mark_attempted(sent)
+            resent = sum(1 for m in batch[: len(sent)] if m.published_at is not None)
+            if resent:
+                with self._lock:
+                    self._counts["resent"] += resent
+                logger.info("resent %d crop(s) whose receipt is overdue", resent)
             if not batch or len(sent) < len(batch):
                 return
 
@@ -287,6 +314,13 @@ class MqttPublisher:
                 self._inflight.pop(mid, None)
                 self._counts["rejected"] += 1
             logger.warning("broker rejected id=%d; retrying in %.0f s", row, _REJECT_RETRY_S)
+        elif self._keeper is not None:
+            # published: it stays until its receipt; marked before the slot is freed, so
+            # it can't be peeked again before its receipt timeout
+            self._spool.mark_published(row)
+            with self._lock:
+                if self._inflight.pop(mid, None) is not None:
+                    self._counts["acked"] += 1
         else:
             # remove from the spool before freeing the slot, so the row can't be peeked again
             self._spool.remove(row)

@@ -1,9 +1,15 @@
-"""The on-disk queue that holds crops until the broker acknowledges them.
+"""The on-disk queue that holds crops until the cloud confirms them.
 
-Every crop the agent sends is written here first and deleted only when the broker's PUBACK
-arrives (:mod:`lensflow.edge.publisher`), so a crop survives a broker outage, a network outage and a
-SIGKILL of the agent. The store is one SQLite file in WAL mode; the queue is bounded in bytes
-(and optionally in messages) and drops the *oldest* rows when full, counting them in a
+Every crop the agent sends is written here first. With receipts (the default) the broker's
+PUBACK only marks the row *published*; the row is deleted when the cloud's receipt for its
+crop id arrives (:meth:`Spool.confirm`), and a published row without one is sent again once
+it is older than the receipt timeout (:meth:`Spool.peek` with ``resend_after_s``). Without
+receipts (a cloud that sends none) the PUBACK deletes the row
+(:mod:`lensflow.edge.publisher`). Either way a crop survives a broker outage, a network
+outage, a SIGKILL of the agent — and, with receipts, a broker that loses what it acknowledged.
+
+The store is one SQLite file in WAL mode; the queue is bounded in bytes (and optionally in
+messages) and drops the *oldest* rows when full, counting them in a
 counter that is persisted with the rows.
 
 A spool file that SQLite cannot read (a torn disk, a file that is not a database) is by
@@ -24,28 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lensflow.shared.errors import LensflowError
+from lensflow.edge.spool_file import SpoolError, Transaction, move_aside, open_database
+
+__all__ = ["Spool", "SpoolError", "SpooledMessage"]
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    key TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters (name, value) VALUES ('dropped', 0);
-"""
-_COLUMNS = "id, topic, payload, key, created_at, attempts"
-
-
-class SpoolError(LensflowError):
-    """The spool file cannot be opened, read or written, or a message cannot fit in it."""
+_COLUMNS = "id, topic, payload, key, created_at, attempts, published_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +50,8 @@ class SpooledMessage:
         key: Caller's de-duplication key (the crop id).
         created_at: When it was put, seconds since the epoch.
         attempts: How many times it was handed to the broker so far.
+        published_at: When the broker last acknowledged it (seconds since the epoch); None
+            until then.
 
     """
 
@@ -68,6 +61,7 @@ class SpooledMessage:
     key: str
     created_at: float
     attempts: int
+    published_at: float | None = None
 
 
 class Spool:
@@ -125,9 +119,8 @@ class Spool:
             self._count, self._bytes = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
             ).fetchone()
-            (self._dropped,) = self._db.execute(
-                "SELECT value FROM counters WHERE name = 'dropped'"
-            ).fetchone()
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            self._dropped, self._expired = counters["dropped"], counters["expired"]
         except sqlite3.Error as err:
             self._db.close()
             raise SpoolError(
@@ -136,38 +129,10 @@ class Spool:
             ) from err
 
     def _open(self) -> sqlite3.Connection:
-        """Open the file, set WAL and the sync mode, create the tables, check integrity."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit (isolation_level=None): every multi-statement change opens its own
-        # BEGIN IMMEDIATE; one connection shared under self._lock by every thread.
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-            db.executescript(_SCHEMA)
-            result = db.execute("PRAGMA quick_check").fetchone()
-            if result is None or result[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check failed: {result}")
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+        return open_database(self.path, synchronous=self._synchronous)
 
     def _move_aside(self, err: sqlite3.DatabaseError) -> None:
-        """Rename the unreadable file (and its WAL/SHM) to ``.corrupt-<ts>``; log loudly."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            source = self.path.with_name(self.path.name + suffix)
-            if source.exists():
-                source.rename(target.with_name(target.name + suffix))
-        logger.error(
-            "spool file %s is corrupt (%s): moved it to %s and started an empty spool; "
-            "the crops in it were not sent",
-            self.path,
-            err,
-            target,
-        )
+        move_aside(self.path, err)
 
     def put(self, topic: str, payload: bytes, *, key: str) -> int:
         """Append a message; committed (crash-safe) when this returns.
@@ -238,12 +203,20 @@ class Spool:
             )
         return dropped, freed
 
-    def peek(self, limit: int, *, exclude: Collection[int] = ()) -> list[SpooledMessage]:
-        """Return up to ``limit`` messages, oldest first, leaving them in the spool.
+    def peek(
+        self,
+        limit: int,
+        *,
+        exclude: Collection[int] = (),
+        resend_after_s: float | None = None,
+    ) -> list[SpooledMessage]:
+        """Return up to ``limit`` messages to send, oldest first, leaving them in the spool.
 
         Args:
             limit: Most messages to return.
             exclude: Row ids to skip (the ones already in flight).
+            resend_after_s: Also return published rows whose receipt is this overdue; None:
+                only rows not published yet.
 
         Returns:
             The messages, in put order.
@@ -251,13 +224,79 @@ class Spool:
         """
         if limit <= 0:
             return []
+        due = -1.0 if resend_after_s is None else time.time() - resend_after_s
         with self._lock:
             rows = self._run(
                 f"SELECT {_COLUMNS} FROM messages "  # noqa: S608 - constant column list
-                "WHERE id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
-                (json.dumps(list(exclude)), limit),
+                "WHERE (published_at IS NULL OR published_at < ?) "
+                "AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
+                (due, json.dumps(list(exclude)), limit),
             ).fetchall()
         return [SpooledMessage(*row) for row in rows]
+
+    def mark_published(self, row_id: int) -> bool:
+        """Record the broker's acknowledgement of a row: now it waits for its receipt.
+
+        Returns:
+            ``True`` if the row is there; ``False`` if it was confirmed or dropped meanwhile.
+
+        """
+        with self._lock:
+            row = self._run(
+                "UPDATE messages SET published_at = ? WHERE id = ? RETURNING id",
+                (time.time(), row_id),
+            ).fetchone()
+        return row is not None
+
+    def confirm(self, keys: Iterable[str]) -> int:
+        """Delete the rows of the given keys (crop ids): the cloud committed them.
+
+        Returns:
+            How many rows were deleted (a key already gone counts nothing).
+
+        """
+        wanted = json.dumps(list(dict.fromkeys(keys)))
+        with self._lock, self._transaction():
+            rows = self._db.execute(
+                "DELETE FROM messages WHERE key IN (SELECT value FROM json_each(?)) RETURNING size",
+                (wanted,),
+            ).fetchall()
+            self._count -= len(rows)
+            self._bytes -= sum(size for (size,) in rows)
+        return len(rows)
+
+    def expire(self, max_attempts: int) -> list[str]:
+        """Give up on published rows sent ``max_attempts`` times without a receipt.
+
+        A crop the cloud never confirms (a dead letter whose header it could not read) would
+        otherwise be sent forever. The rows are deleted and counted in :attr:`expired`.
+
+        Returns:
+            The keys given up on.
+
+        """
+        with self._lock, self._transaction():
+            rows = self._db.execute(
+                "DELETE FROM messages WHERE published_at IS NOT NULL AND attempts >= ? "
+                "RETURNING key, size",
+                (max_attempts,),
+            ).fetchall()
+            if rows:
+                self._db.execute(
+                    "UPDATE counters SET value = value + ? WHERE name = 'expired'", (len(rows),)
+                )
+            self._count -= len(rows)
+            self._bytes -= sum(size for _, size in rows)
+            self._expired += len(rows)
+        return [key for key, _ in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """``(waiting to be published, published and waiting for a receipt)``."""
+        with self._lock:
+            pending, published = self._run(
+                "SELECT COUNT(*) - COUNT(published_at), COUNT(published_at) FROM messages"
+            ).fetchone()
+        return int(pending), int(published)
 
     def mark_attempted(self, ids: Iterable[int]) -> None:
         """Add one to the ``attempts`` of each row (rows already gone are ignored)."""
@@ -297,6 +336,11 @@ class Spool:
         """Messages dropped because the spool was full, since the file was created."""
         return int(self._dropped)
 
+    @property
+    def expired(self) -> int:
+        """Messages given up on without a receipt (:meth:`expire`), since the file was created."""
+        return int(self._expired)
+
     def close(self) -> None:
         """Close the database (a checkpoint folds the WAL into the main file)."""
         with self._lock:
@@ -309,37 +353,6 @@ class Spool:
         except sqlite3.Error as err:
             raise SpoolError(f"spool {self.path}: {err} (running {sql.split()[0]})") from err
 
-    def _transaction(self) -> _Transaction:
+    def _transaction(self) -> Transaction:
         """Return a BEGIN IMMEDIATE ... COMMIT/ROLLBACK context; the caller holds the lock."""
-        return _Transaction(self._db, self.path)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE on enter; COMMIT on success, ROLLBACK and SpoolError on failure."""
-
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
-        self._db = db
-        self._path = path
-
-    def __enter__(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as err:
-            raise SpoolError(f"spool {self._path}: cannot begin a write: {err}") from err
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._db.execute("COMMIT")
-                return
-            except sqlite3.Error as err:
-                self._rollback()
-                raise SpoolError(f"spool {self._path}: commit failed: {err}") from err
-        self._rollback()
-        if isinstance(exc, sqlite3.Error):
-            raise SpoolError(f"spool {self._path}: write failed: {exc}") from exc
-
-    def _rollback(self) -> None:
-        """Roll back, unless SQLite already did (it does on some errors)."""
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
+        return Transaction(self._db, self.path)

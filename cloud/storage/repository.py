@@ -308,6 +308,24 @@ class ResultStore:
         except SQLAlchemyError as err:
             raise StorageError(f"could not count crops: {err}") from err
 
+    def known_crops(self, crop_ids: Sequence[str]) -> dict[str, str]:
+        """The JPEG sha256 of each of ``crop_ids`` already stored (one indexed query).
+
+        Lets a worker recognise a re-delivery before it decodes the JPEG or runs the DAG.
+
+        Raises:
+            StorageError: If the database read fails.
+
+        """
+        if not crop_ids:
+            return {}
+        query = select(Crop.crop_id, Crop.jpeg_sha256).where(Crop.crop_id.in_(set(crop_ids)))
+        try:
+            with self._sessions() as session:
+                return {crop_id: sha for crop_id, sha in session.execute(query)}
+        except SQLAlchemyError as err:
+            raise StorageError(f"could not look up {len(crop_ids)} crop ids: {err}") from err
+
     def get_crop(self, crop_id: str) -> Crop | None:
         """Return the crop with this ``crop_id`` with its results loaded, or None.
 

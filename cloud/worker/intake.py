@@ -73,6 +73,14 @@ class Intake(Protocol):
         """
         ...
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish a message (QoS 1) to an MQTT topic through the intake's broker; best effort.
+
+        Receipts go this way. A publish that fails is logged, not raised: the edge sends the
+        crop again when its receipt does not come, and the duplicate is cheap.
+        """
+        ...
+
     def stop(self) -> None:
         """Send pending acks, disconnect and stop the intake's thread."""
         ...

@@ -236,6 +236,33 @@ class AmqpIntake:
         except Exception:
             logger.exception("delivery failed tag=%s", method.delivery_tag)
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish to ``amq.topic`` on the connection thread; MQTT subscribers of ``topic`` get it.
+
+        RabbitMQ's MQTT plugin routes ``amq.topic`` with ``/`` turned into ``.``: the edge,
+        subscribed over MQTT to ``topic``, receives it.
+        """
+        with self._lock:
+            connection = self._connection
+        if connection is None:
+            logger.warning("publish to %s not sent: no AMQP connection", topic)
+            return
+        try:
+            connection.add_callback_threadsafe(
+                functools.partial(self._publish_now, topic.replace("/", "."), payload)
+            )
+        except (pika.exceptions.AMQPError, RuntimeError) as err:
+            logger.warning("publish to %s not sent: %r", topic, err)
+
+    def _publish_now(self, routing_key: str, payload: bytes) -> None:
+        """On the connection thread: publish persistently to ``amq.topic``."""
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            logger.warning("publish to %s not sent: the channel closed", routing_key)
+            return
+        properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+        channel.basic_publish("amq.topic", routing_key, payload, properties=properties)
+
     def _ack_now(self, generation: int, tag: int) -> None:
         """On the connection thread: ack ``tag`` if its channel is still the open one."""
         channel = self._channel

@@ -168,6 +168,12 @@ class MqttIntake:
                 "ack mid=%s topic=%s not sent (rc=%s)", token.mid, delivery.topic, results[0]
             )
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish with QoS 1 on this intake's connection (paho queues it while offline)."""
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            logger.warning("publish to %s not sent (rc=%s)", topic, info.rc)
+
     def stop(self) -> None:
         """Disconnect (after the PUBACKs already queued) and stop the network thread."""
         self._stopping.set()

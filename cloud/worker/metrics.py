@@ -70,6 +70,11 @@ class WorkerMetrics:
         self.storage_retries = Counter(
             "lensflow_worker_storage_retries_total", "Storage failures retried.", registry=r
         )
+        self.receipts = Counter(
+            "lensflow_worker_receipts_total",
+            "Crops confirmed to their edge (receipts published after commit).",
+            registry=r,
+        )
 
     def serve(self, port: int, *, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``host:port`` in a daemon thread."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import tenacity
 from sqlalchemy import exc as sa_exc
@@ -27,17 +27,17 @@ from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_
 from lensflow.cloud.worker.batcher import Batcher
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
+from lensflow.cloud.worker.receipts import ReceiptBook
+from lensflow.cloud.worker.triage import Letter, Triage, triage
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.cloud import CloudConfig
 from lensflow.shared.config.cloud import Intake as IntakeConfig
 from lensflow.shared.dag.compiler import CompiledPipeline
 from lensflow.shared.dag.engine import ImageResult
-from lensflow.shared.errors import ImageError, ProtocolError
-from lensflow.shared.protocol import CropMessage, decode_crop
+from lensflow.shared.errors import ImageError
+from lensflow.shared.protocol import CropHeader, CropMessage
 
 logger = logging.getLogger(__name__)
-
-DeadLetterKind = Literal["protocol", "oversized", "image", "pipeline", "storage"]
 
 _Written = TypeVar("_Written")
 
@@ -142,6 +142,8 @@ class Worker:
         )
         self._stopping = threading.Event()
         self._decoders = ThreadPoolExecutor(_DECODERS, thread_name_prefix="jpeg-decode")
+        self._receipts = ReceiptBook(self.intake.name)  # owed for the batch in progress
+        self._acked: set[str] = set()  # crop ids committed in the batch in progress
 
     def _batcher(
         self, compiled: CompiledPipeline, *, max_batch: int | None, max_wait_ms: float | None
@@ -205,68 +207,79 @@ class Worker:
         self._stopping.set()
 
     def process_batch(self, batch: list[Delivery]) -> None:
-        """Decode, run the DAG on, store and acknowledge one batch of deliveries.
+        """Sort out, decode, run the DAG on, store and acknowledge one batch; send receipts.
 
-        A stop request lets the batch finish, but ends the retries of a failing store: what
-        is not committed then is not acknowledged, and the broker delivers it again.
+        Re-deliveries and conflicts are recognised before any JPEG is decoded
+        (:func:`~lensflow.cloud.worker.triage.triage`). Once the batch is committed, the
+        receipts of its crops (stored, duplicate or dead letter) go to their cameras. A stop
+        request lets the batch finish, but ends the retries of a failing store: what is not
+        committed then is not acknowledged, and the broker delivers it again.
 
         Args:
             batch: Deliveries from this worker's intake.
 
         """
         start = time.perf_counter()
-        decoded = self._decode(batch)
+        for delivery in batch:
+            if delivery.redelivered:
+                self.metrics.redelivered.inc()
+        sorted_out = self._retrying(
+            f"the crop ids of a batch of {len(batch)}",
+            lambda: triage(
+                batch, max_bytes=self.config.max_message_bytes, known=self.results.known_crops
+            ),
+        )
+        if not isinstance(sorted_out, Triage):
+            return  # stopping, or the lookup refused: nothing acked, the broker re-sends
+        for delivery, message in sorted_out.duplicates:
+            self._ack_crop(delivery, message.header, "duplicate")
+        decoded, bad_images = self._decode(sorted_out.fresh)
+        arrival = {id(delivery): index for index, delivery in enumerate(batch)}
+        for letter in sorted(
+            [*sorted_out.letters, *bad_images], key=lambda x: arrival[id(x.delivery)]
+        ):
+            self._dead_letter(letter)  # in arrival order
         if decoded:
             results = self.processor.run([item.crop for item in decoded])
             done: list[tuple[_Decoded, ImageResult]] = []
             for item, result in zip(decoded, results, strict=True):
                 if result is None:
                     reason = "the pipeline raised on this crop (see the worker log)"
-                    self._dead_letter(item.delivery, reason, kind="pipeline")
+                    crop_id = item.crop.header.crop_id
+                    self._dead_letter(Letter(item.delivery, reason, "pipeline", crop_id))
                 else:
                     done.append((item, result))
             self._store_batch_and_ack(done)
+        for delivery, message in sorted_out.copies:  # after the first copy's outcome
+            if message.header.crop_id in self._acked:
+                self._ack_crop(delivery, message.header, "duplicate")
+        self.metrics.receipts.inc(self._receipts.flush(self.intake.publish))
+        self._acked.clear()
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
 
-    def _decode(self, batch: list[Delivery]) -> list[_Decoded]:
-        """Decode the batch's envelopes, then its JPEGs on the decoder threads.
+    def _decode(
+        self, fresh: list[tuple[Delivery, CropMessage]]
+    ) -> tuple[list[_Decoded], list[Letter]]:
+        """Decode the new crops' JPEGs on the decoder threads (OpenCV releases the GIL).
 
-        OpenCV releases the GIL while it decodes, so the JPEGs of a batch decode in
-        parallel. A message that is too large, not a valid envelope or whose JPEG does not
-        decode is dead-lettered (and acked), in arrival order; the others come back in order.
+        Returns:
+            The decoded crops in order, and the dead letters of the JPEGs that do not decode
+            (or declare too many pixels).
+
         """
-        parsed = [(delivery, self._parse(delivery)) for delivery in batch]
-        messages = [message for _, message in parsed if isinstance(message, CropMessage)]
+        messages = [message for _, message in fresh]
         if len(messages) > 1:
-            images = iter(list(self._decoders.map(_decode_image, messages)))
+            images = list(self._decoders.map(_decode_image, messages))
         else:
-            images = iter([_decode_image(message) for message in messages])
-        decoded = []
-        for delivery, message in parsed:
-            if not isinstance(message, CropMessage):
-                self._dead_letter(delivery, message[0], kind=message[1])
-                continue
-            crop = next(images)
+            images = [_decode_image(message) for message in messages]
+        decoded, letters = [], []
+        for (delivery, message), crop in zip(fresh, images, strict=True):
             if isinstance(crop, ImageError):
-                self._dead_letter(delivery, str(crop), kind="image")
+                letters.append(Letter(delivery, str(crop), "image", message.header.crop_id))
             else:
                 decoded.append(_Decoded(delivery, crop))
-        return decoded
-
-    def _parse(self, delivery: Delivery) -> CropMessage | tuple[str, DeadLetterKind]:
-        """A delivery's envelope, or why it is a dead letter (too large, invalid)."""
-        if delivery.redelivered:
-            self.metrics.redelivered.inc()
-        size, limit = len(delivery.payload), self.config.max_message_bytes
-        if size > limit:
-            return f"message must be at most max_message_bytes={limit} bytes, but is {size}", (
-                "oversized"
-            )
-        try:
-            return decode_crop(delivery.payload, max_bytes=limit, topic=delivery.topic)
-        except ProtocolError as err:
-            return f"invalid crop message: {err}", "protocol"
+        return decoded, letters
 
     def _store_batch_and_ack(self, done: list[tuple[_Decoded, ImageResult]]) -> None:
         """Store a batch in one commit (retrying transient failures), then ack each crop.
@@ -304,14 +317,20 @@ class Worker:
         if outcome is None:
             return  # stopping while storage fails: no ack, the broker sends it again
         if isinstance(outcome, StorageError):  # the database refuses this very crop
-            self._dead_letter(delivery, f"could not store the crop: {outcome}", kind="storage")
+            reason = f"could not store the crop: {outcome}"
+            self._dead_letter(Letter(delivery, reason, "storage", header.crop_id))
             return
         self._ack_stored(item, outcome)
 
     def _ack_stored(self, item: _Decoded, outcome: Outcome) -> None:
-        """Acknowledge a stored (or duplicate) crop and count it."""
-        header, delivery = item.crop.header, item.delivery
+        """Acknowledge a stored (or duplicate) crop, count it and owe its receipt."""
+        self._ack_crop(item.delivery, item.crop.header, outcome)
+
+    def _ack_crop(self, delivery: Delivery, header: CropHeader, outcome: Outcome) -> None:
+        """Acknowledge a crop that is committed (stored now or before), count, owe a receipt."""
         self.intake.ack(delivery)
+        self._acked.add(header.crop_id)
+        self._receipts.add(delivery.topic, header.crop_id, outcome)
         self.metrics.messages.labels(outcome=outcome).inc()
         self.metrics.latency_seconds.observe(
             max(0.0, (datetime.now(UTC) - header.sent_at).total_seconds())
@@ -325,33 +344,36 @@ class Worker:
             delivery.redelivered,
         )
 
-    def _dead_letter(self, delivery: Delivery, reason: str, *, kind: DeadLetterKind) -> None:
-        """Record a dead letter (retrying while the database is down), then ack."""
+    def _dead_letter(self, letter: Letter) -> None:
+        """Record a dead letter (retrying while the database is down), ack, owe a receipt."""
+        delivery, kind = letter.delivery, letter.kind
 
         def write() -> int:
             return self.results.save_dead_letter(
                 source=self.intake.source,
                 topic=delivery.topic,
-                reason=reason,
+                reason=letter.reason,
                 payload=delivery.payload,
                 received_at=delivery.received_at,
+                crop_id=letter.crop_id,
             )
 
-        letter = self._retrying(f"dead letter from topic={delivery.topic}", write)
-        if letter is None:
+        record = self._retrying(f"dead letter from topic={delivery.topic}", write)
+        if record is None:
             return
         self.intake.ack(delivery)
-        if isinstance(letter, StorageError):  # not even the dead letter could be kept
+        if isinstance(record, StorageError):  # not even the dead letter could be kept
             self.metrics.messages.labels(outcome="dropped").inc()
             logger.error(
-                "message dropped topic=%s worker=%s: %s", delivery.topic, self.name, letter
+                "message dropped topic=%s worker=%s: %s", delivery.topic, self.name, record
             )
             return
+        self._receipts.add(delivery.topic, letter.crop_id, "dead_letter", letter.reason)
         self.metrics.messages.labels(outcome="dead_letter").inc()
         self.metrics.dead_letters.labels(reason=kind).inc()
         # the store already logged the dead letter with its reason; this adds who and why
         logger.debug(
-            "dead letter id=%s topic=%s worker=%s kind=%s", letter, delivery.topic, self.name, kind
+            "dead letter id=%s topic=%s worker=%s kind=%s", record, delivery.topic, self.name, kind
         )
 
     def _retrying(self, what: str, write: Callable[[], _Written]) -> _Written | StorageError | None:

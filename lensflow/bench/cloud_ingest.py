@@ -365,6 +365,10 @@ class _CountingIntake:
             if self._acked >= self.expected:
                 self.done.set()
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish through the real intake (receipts)."""
+        self.inner.publish(topic, payload)
+
     def stop(self) -> None:
         """Stop the real intake."""
         self.inner.stop()

@@ -63,7 +63,8 @@ def run_end_to_end(artifact: Path, *, backend: Backend, frames: int = 40) -> End
                         }
                     ],
                     "crops": {"mode": "every_detection"},
-                    "spool": {"path": str(folder / "spool.sqlite3")},
+                    # no cloud worker here: a crop is done when the broker acknowledges it
+                    "spool": {"path": str(folder / "spool.sqlite3"), "receipts": False},
                     "heartbeat_s": 0.2,
                     "metrics_port": None,
                 }

@@ -19,6 +19,7 @@ from lensflow.cli import (
     review,
 )
 from lensflow.cli.bench import app as bench_app
+from lensflow.cli.broker import app as broker_app
 from lensflow.cli.cloud import app as cloud_app
 from lensflow.cli.configs import app as configs_app
 from lensflow.cli.detect import detect
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(configs_app, name="configs")
+app.add_typer(broker_app, name="broker")
 models_export.register(models_app)
 models_classifier.register(models_app)
 app.add_typer(models_app, name="models")

@@ -30,6 +30,7 @@ from lensflow.services.process import (
     read_log_tail,
 )
 from lensflow.services.readiness import tcp_port
+from lensflow.shared.protocol.envelope import MAX_PACKET_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class MosquittoConfig:
             f"max_queued_messages {self.max_queued_messages}",
             f"max_queued_bytes {self.max_queued_bytes}",
             f"max_inflight_messages {self.max_inflight_messages}",
+            f"max_packet_size {MAX_PACKET_BYTES}",  # the protocol's crop limit plus headers
             f"log_dest file {self.log_file}",
             "log_type error",
             "log_type warning",

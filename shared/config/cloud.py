@@ -10,6 +10,7 @@ from lensflow.shared.config.base import StrictModel
 from lensflow.shared.config.common import LoggingConfig, MqttConfig, TlsConfig
 from lensflow.shared.config.edge import DetectorConfig
 from lensflow.shared.config.search import SearchConfig
+from lensflow.shared.protocol.envelope import DEFAULT_MAX_MESSAGE_BYTES
 
 
 class MqttIntake(StrictModel):
@@ -118,7 +119,13 @@ class CloudConfig(StrictModel):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig, description="Database.")
     crop_store: str = Field("var/crops", description="Folder of crop JPEGs, keyed by sha256.")
     intake: Intake = Field(default_factory=MqttIntake, description="Where crops come from.")
-    max_message_bytes: int = Field(5_000_000, ge=1024, description="Larger messages: dead letter.")
+    max_message_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        le=DEFAULT_MAX_MESSAGE_BYTES,
+        description="Larger crop messages become dead letters; at most the protocol's limit "
+        "(4 MiB), which the edge never exceeds and the shipped broker config enforces.",
+    )
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API.")
     ingest: IngestConfig | None = Field(
         None, description="Detect and crop uploaded images (POST /v1/ingest); off when absent."

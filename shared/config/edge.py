@@ -137,6 +137,17 @@ class SpoolConfig(StrictModel):
     path: str = Field("var/edge-spool.sqlite3", description="SQLite file of the spool.")
     max_bytes: int = Field(1_000_000_000, ge=1_000_000, description="Drop oldest beyond this.")
     inflight: int = Field(20, ge=1, le=1000, description="Unacknowledged publishes at a time.")
+    receipts: bool = Field(
+        True,
+        description="Keep each crop until the cloud's receipt says it is committed (end to "
+        "end); false keeps it only until the broker's PUBACK (for a cloud that sends none).",
+    )
+    receipt_timeout_s: float = Field(
+        30.0, gt=0, description="Send a published crop again when no receipt came this long."
+    )
+    max_sends: int = Field(
+        20, ge=1, description="Give up on a crop sent this often without a receipt (counted)."
+    )
 
 
 class EdgeConfig(StrictModel):

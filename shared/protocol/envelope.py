@@ -10,6 +10,8 @@ worker can route a bad message to its dead-letter record instead of crashing.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +43,12 @@ MIN_HEADER_BYTES = 2
 MAX_HEADER_BYTES = 64 * 1024
 """Largest JSON header accepted, in bytes."""
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""The one size limit of a crop message: the edge never sends more, the worker accepts no more
+(``max_message_bytes`` may only lower it) and the broker refuses larger packets."""
+MQTT_PACKET_OVERHEAD = 1024
+"""Room for an MQTT packet's fixed header, topic and properties around a crop message."""
+MAX_PACKET_BYTES = DEFAULT_MAX_MESSAGE_BYTES + MQTT_PACKET_OVERHEAD
+"""The broker's ``max_packet_size``: the crop limit plus the packet overhead."""
 """Largest whole crop message accepted by default (preamble + header + JPEG), in bytes."""
 MAX_JSON_MESSAGE_BYTES = 64 * 1024
 """Largest status or config-ack message accepted, in bytes."""
@@ -198,6 +206,27 @@ def decode_crop(
                 f"crops topic, but came on {short_repr(topic)}"
             )
     return CropMessage(header=header, jpeg=jpeg)
+
+
+_CROP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def peek_crop_id(data: object) -> str | None:
+    """The ``crop_id`` of a crop message whose header is readable JSON, else None; never raises.
+
+    For the dead letter of a message that fails :func:`decode_crop` further on (a bad JPEG
+    hash, a bad field): the record names the crop, and the edge can be told it was handled.
+    """
+    try:
+        raw = bytes(data)  # type: ignore[call-overload]
+        magic, version, header_len = PREAMBLE.unpack_from(raw)
+        if magic != MAGIC or version != FORMAT_VERSION or header_len > MAX_HEADER_BYTES:
+            return None
+        header = json.loads(raw[PREAMBLE.size : PREAMBLE.size + header_len].decode("utf-8"))
+        crop_id = header.get("crop_id") if isinstance(header, dict) else None
+    except (TypeError, ValueError, struct.error, RecursionError):
+        return None
+    return crop_id if isinstance(crop_id, str) and _CROP_ID.match(crop_id) else None
 
 
 def encode_status(message: StatusMessage) -> bytes:

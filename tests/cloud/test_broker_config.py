@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from lensflow.services.mosquitto import MosquittoConfig
+from lensflow.shared.config.cloud import CloudConfig
+from lensflow.shared.protocol.envelope import DEFAULT_MAX_MESSAGE_BYTES, MQTT_PACKET_OVERHEAD
 
 KEYS = (
+    "max_packet_size",
     "max_queued_messages",
     "max_queued_bytes",
     "max_inflight_messages",
@@ -27,3 +30,11 @@ def test_shipped_and_started_brokers_queue_alike(repo_root: Path, tmp_path: Path
 
     assert set(shipped) == set(KEYS)
     assert shipped == started
+
+
+def test_the_broker_refuses_what_the_protocol_refuses(repo_root: Path) -> None:
+    # one size limit: the protocol's crop limit, plus MQTT's headers, is the broker's packet limit
+    shipped = settings((repo_root / "configs" / "mosquitto.conf").read_text())
+
+    assert int(shipped["max_packet_size"]) == DEFAULT_MAX_MESSAGE_BYTES + MQTT_PACKET_OVERHEAD
+    assert CloudConfig.model_fields["max_message_bytes"].default == DEFAULT_MAX_MESSAGE_BYTES

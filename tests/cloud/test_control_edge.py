@@ -67,7 +67,7 @@ def local_config(
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "reconnect_max_s": 0.5},
         "detector": {"backend": "onnxruntime", "model": str(person_onnx), "conf_threshold": 0.3},
         "cameras": [{"name": "lobby", "source": {"type": "folder", "path": str(photos)}, "fps": 1}],
-        "spool": {"path": str(tmp_path / "spool.sqlite3")},
+        "spool": {"path": str(tmp_path / "spool.sqlite3"), "receipts": False},  # no worker
         "heartbeat_s": 0.3,
         "metrics_port": None,
     }

@@ -178,7 +178,7 @@ INVALID = [
     ("garbage bytes", TOPIC, b"\x00\x01garbage\xff" * 10, "expected magic"),
     ("unknown schema version", TOPIC, _wrong_version_message(), "schema_version"),
     ("oversized", TOPIC, b"LFC\x01" + bytes(MAX_BYTES), f"max_message_bytes={MAX_BYTES}"),
-    ("JPEG that does not decode", TOPIC, _bad_jpeg_message(), "do not decode"),
+    ("JPEG that does not decode", TOPIC, _bad_jpeg_message(), "with a readable size"),
     ("crop on another camera's topic", crops_topic(site="s2", camera="c2"), None, "topic"),
 ]
 

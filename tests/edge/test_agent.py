@@ -59,7 +59,7 @@ def agent_config(
             "detector": {"backend": "onnxruntime", "model": str(model), "conf_threshold": 0.3},
             "cameras": cameras,
             "crops": {"mode": "every_detection", **crops},
-            "spool": {"path": str(tmp_path / "spool.sqlite3")},
+            "spool": {"path": str(tmp_path / "spool.sqlite3"), "receipts": False},  # no cloud here
             "heartbeat_s": 0.3,
             "metrics_port": None,
         }
