@@ -62,6 +62,17 @@ class IngestNotConfiguredError(IngestError):
 class IngestUnavailableError(IngestError):
     """The detector or the pipeline could not be loaded (retried on the next upload)."""
 
+    def __init__(self, part: str, cause: Exception) -> None:
+        """Say which part could not be loaded, and why.
+
+        Args:
+            part: ``detector`` or ``pipeline``.
+            cause: Why (it may name server paths: for the log).
+
+        """
+        super().__init__(f"ingest cannot load its {part}: {cause}")
+        self.part = part
+
 
 class UnsupportedImageError(IngestError):
     """The upload is not a JPEG, PNG or WebP image by its magic bytes."""
@@ -295,7 +306,7 @@ class IngestService:
         try:
             detector, model_sha256 = self._load(config.detector)
         except LensflowError as err:
-            raise IngestUnavailableError(f"ingest cannot load its detector: {err}") from err
+            raise IngestUnavailableError("detector", err) from err
         try:
             processor = CropProcessor.load(
                 self._cloud.pipeline,
@@ -305,7 +316,7 @@ class IngestService:
             )
         except (LensflowError, OSError) as err:  # an invalid file, a plugin that cannot load
             detector.close()
-            raise IngestUnavailableError(f"ingest cannot load its pipeline: {err}") from err
+            raise IngestUnavailableError("pipeline", err) from err
         provenance = Provenance(
             model_sha256=model_sha256,
             config_hash=ingest_config_hash(config),

@@ -3,6 +3,11 @@
 Every failure leaves the API in that shape: errors raised by routes (:class:`ApiError`),
 FastAPI's request validation, Starlette's HTTP errors (404 for an unknown path, 405), the
 middlewares' 413 and 429, storage outages (503) and unexpected errors (500, logged).
+
+A message says what the client sent and what was expected of it. What failed inside the
+server — file paths, SQL, a library's or the OS's own words, tracebacks — goes to the log only:
+:func:`server_fault` builds the answer to such a failure, and the storage and 500 handlers
+answer without the exception's text.
 """
 
 from __future__ import annotations
@@ -64,6 +69,26 @@ class ApiError(StarletteHTTPException):
         self.message = message
 
 
+def server_fault(status_code: int, code: str, summary: str, err: BaseException) -> ApiError:
+    """The answer to a failure of the server's own state (a file, a model, the database).
+
+    ``err`` (which may name server paths, SQL or a library's internals) is logged; the client
+    gets ``summary`` only.
+
+    Args:
+        status_code: The HTTP status (503 for a part that is unavailable).
+        code: The stable error code.
+        summary: What failed, in words that name no server path.
+        err: The underlying error, for the log.
+
+    Returns:
+        The error to raise.
+
+    """
+    logger.error("%s: %s", summary, err)
+    return ApiError(status_code, code, f"{summary}; the server log has the details")
+
+
 def error_response(
     status_code: int, *, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -83,6 +108,11 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
 
 
+def method_not_allowed_message(method: str, path: str, allow: str | None) -> str:
+    """What a 405 says: the methods the path has and the one that came."""
+    return f"expected {allow or 'another method'} on {path}, got {method}"
+
+
 def describe_validation_errors(errors: Sequence[Any]) -> str:
     """One line per pydantic/FastAPI validation error: where, what was expected, what was got."""
     parts = []
@@ -98,11 +128,14 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     """Render ApiError and Starlette/FastAPI HTTP errors."""
     assert isinstance(exc, StarletteHTTPException)
     code = exc.code if isinstance(exc, ApiError) else _CODES.get(exc.status_code, "error")
     message = exc.message if isinstance(exc, ApiError) else str(exc.detail)
+    if exc.status_code == 405 and not isinstance(exc, ApiError):
+        allow = (exc.headers or {}).get("Allow")
+        message = method_not_allowed_message(request.method, request.url.path, allow)
     return error_response(exc.status_code, code=code, message=message, headers=exc.headers)
 
 
@@ -117,7 +150,9 @@ async def _on_storage_error(request: Request, exc: Exception) -> JSONResponse:
     """A database or crop store outage: 503, logged."""
     logger.error("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
     return error_response(
-        503, code="storage_unavailable", message=f"the results storage is unavailable: {exc}"
+        503,
+        code="storage_unavailable",
+        message="the results storage is unavailable; the server log has the details",
     )
 
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lensflow.cloud.api.deps import State
-from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.errors import server_fault
 from lensflow.cloud.api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -108,8 +108,8 @@ def readyz(state: State) -> Health:
         with state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as err:
-        raise ApiError(
-            503, "database_unavailable", f"expected the database to answer, got: {err}"
+        raise server_fault(
+            503, "database_unavailable", "expected the database to answer, got an error", err
         ) from err
     return Health(status="ok", checks={"database": "ok"})
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import selectinload
 
 from lensflow.cloud.api.auth import Operator
 from lensflow.cloud.api.deps import ApiState, State
-from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.errors import ApiError, server_fault
 from lensflow.cloud.api.routes.results import to_item
 from lensflow.cloud.api.schemas import ErrorBody, ProvenanceOut, ResultItem, UtcTime
 from lensflow.cloud.ingest import (
@@ -230,8 +230,11 @@ def _ingest(service: IngestService, upload: Upload, state: ApiState) -> IngestRe
 
 
 def _api_error(err: IngestError) -> ApiError:
-    """The API error an ingest error answers with."""
+    """The API error an ingest error answers with (a load failure's details only logged)."""
     status, code = _STATUS.get(type(err), (500, "internal"))
+    if isinstance(err, IngestUnavailableError):
+        summary = f"ingest cannot load its {err.part} (tried again on the next upload)"
+        return server_fault(status, code, summary, err)
     message = str(err)
     if isinstance(err, UndecodableImageError):
         message += f" (kept as dead letter {err.dead_letter_id})"

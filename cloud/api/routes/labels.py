@@ -24,7 +24,13 @@ from lensflow.cloud.api.deps import DbSession
 from lensflow.cloud.api.errors import ApiError
 from lensflow.cloud.api.keys import Principal
 from lensflow.cloud.api.routes.results import event_out
-from lensflow.cloud.api.schemas import DETECTION_NODE, LabelBatch, RelabelRequest, UndoRequest
+from lensflow.cloud.api.schemas import (
+    DETECTION_NODE,
+    ErrorBody,
+    LabelBatch,
+    RelabelRequest,
+    UndoRequest,
+)
 from lensflow.cloud.storage.models import ClassifierResult, Crop, HumanLabel, LabelEvent, utcnow
 
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
@@ -59,7 +65,17 @@ def relabel(body: RelabelRequest, caller: Operator, session: DbSession) -> Label
     )
 
 
-@router.post("/undo", summary="Undo a relabel batch")
+@router.post(
+    "/undo",
+    summary="Undo a relabel batch",
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "The batch was undone already (`already_undone`), or some of its "
+            "crops were relabelled since (`relabelled_since`).",
+        }
+    },
+)
 def undo(body: UndoRequest, caller: Operator, session: DbSession) -> LabelBatch:
     """Revert exactly one relabel batch: ``batch_id``, or the caller's last one not undone.
 

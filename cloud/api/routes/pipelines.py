@@ -22,6 +22,7 @@ from lensflow.cloud.api.auth import Operator, Viewer
 from lensflow.cloud.api.control_schemas import ConfigIssueOut, issues_out
 from lensflow.cloud.api.deps import DbSession
 from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.schemas import ErrorBody
 from lensflow.cloud.storage.models import PipelineVersion
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.pipeline import PipelineConfig
@@ -128,7 +129,13 @@ def validate(body: PipelineText, _caller: Viewer) -> PipelineValidation:
     "",
     status_code=201,
     summary="Store a pipeline version",
-    responses={200: {"model": PipelineVersionOut, "description": "The same text was stored."}},
+    responses={
+        200: {"model": PipelineVersionOut, "description": "The same text was stored."},
+        409: {
+            "model": ErrorBody,
+            "description": "The version changed while it was stored (`conflict`); try again.",
+        },
+    },
 )
 def create(
     body: PipelineCreate, caller: Operator, session: DbSession, response: Response

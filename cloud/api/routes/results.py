@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -13,7 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from lensflow.cloud.api.auth import Viewer
 from lensflow.cloud.api.deps import DbSession, State
-from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.errors import ApiError, server_fault
 from lensflow.cloud.api.queries import (
     Bucket,
     GroupBy,
@@ -45,6 +46,8 @@ from lensflow.cloud.api.schemas import (
     UtcTime,
 )
 from lensflow.cloud.storage.models import Crop, LabelEvent
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["results"])
 
@@ -181,11 +184,20 @@ def get_crop_jpeg(
     if _etags(request.headers.get("if-none-match", "")) & {etag, "*"}:
         return Response(status_code=304, headers=headers)
     path = state.crops.path(sha256)
-    if not path.is_file():
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        logger.warning("crop %s: its JPEG %s is not in the crop store at %s", crop_id, sha256, path)
         raise ApiError(
-            404, "crop_missing", f"expected the JPEG of crop {crop_id!r} at {path}, got none"
-        )
-    return FileResponse(path, media_type="image/jpeg", headers=headers)
+            404,
+            "crop_missing",
+            f"expected the JPEG of crop {crop_id!r} in the crop store, got none (the crop is "
+            "stored, its image file is not)",
+        ) from None
+    except OSError as err:
+        summary = f"the JPEG of crop {crop_id!r} cannot be read from the crop store"
+        raise server_fault(503, "storage_unavailable", summary, err) from err
+    return FileResponse(path, media_type="image/jpeg", headers=headers, stat_result=found)
 
 
 @router.get("/aggregates", summary="Crop counts per time bucket")

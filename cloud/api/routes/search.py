@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from lensflow.cloud.api.auth import Viewer
 from lensflow.cloud.api.deps import DbSession
-from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.errors import ApiError, server_fault
 from lensflow.cloud.api.routes.results import CropIdPath, to_item
 from lensflow.cloud.api.schemas import ErrorBody, Name, ResultItem, Text, UtcTime
 from lensflow.cloud.ingest import UnsupportedImageError, check_image_type
@@ -134,7 +134,7 @@ def similar_to_crop(
     except SearchUnavailableError as err:
         raise ApiError(409, "not_embedded", f"crop {crop_id!r}: {err}") from err
     except SearchError as err:
-        raise ApiError(503, "search_failed", str(err)) from err
+        raise server_fault(503, "search_failed", "image search failed", err) from err
     return _page(session, found, k=k, node=service.config.node)
 
 
@@ -180,5 +180,5 @@ def similar_to_image(
     except SearchUnavailableError as err:
         raise ApiError(503, "search_unavailable", str(err)) from err
     except SearchError as err:
-        raise ApiError(503, "search_failed", str(err)) from err
+        raise server_fault(503, "search_failed", "image search failed", err) from err
     return _page(session, found, k=k, node=service.config.node)
