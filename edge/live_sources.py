@@ -2,12 +2,14 @@
 
 A daemon thread owns the ``cv2.VideoCapture``, reconnects with capped exponential backoff
 and hands the freshest sampled frame to the consumer, so the consumer never blocks inside
-OpenCV and a stop takes effect within ``POLL_S`` seconds, even while an open hangs.
+OpenCV and a stop takes effect within ``POLL_S`` seconds, even while an open hangs. Each
+failed attempt is one warning line (camera, source, reason, what FFmpeg said, next retry).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -18,7 +20,15 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from lensflow.edge.source_base import JOIN_S, POLL_S, BaseSource, Frame, Sampler
+from lensflow.edge.native_stderr import native_stderr
+from lensflow.edge.source_base import (
+    JOIN_S,
+    OPEN_TIMEOUT_S,
+    POLL_S,
+    BaseSource,
+    Frame,
+    Sampler,
+)
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.retry import Backoff
 
@@ -28,15 +38,12 @@ logger = logging.getLogger(__name__)
 class _LiveSource(BaseSource):
     """A capture read by a daemon thread that reconnects with backoff until stopped."""
 
-    def __init__(
-        self, *, camera: str, fps: float, stop: threading.Event | None, backoff: Backoff | None
-    ) -> None:
-        super().__init__(camera=camera, fps=fps, stop=stop)
-        self.backoff = backoff or Backoff()
-        self.target = ""  # what is read, for logs (no secrets)
-
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
+
+    def _open_failure(self) -> tuple[str, str]:
+        """The reason and detail of a failed open."""
+        return "unreachable", "cannot open"
 
     def _generate(self) -> Generator[Frame, None, None]:
         latest: queue.Queue[tuple[Image, float]] = queue.Queue(maxsize=1)
@@ -59,43 +66,47 @@ class _LiveSource(BaseSource):
         while not self._stop.is_set():
             capture: cv2.VideoCapture | None = None
             try:
-                capture = self._open_capture()
+                with native_stderr.watch(
+                    camera=self.camera, target=self.target, settle=True
+                ) as watch:
+                    capture = self._open_capture()
+                    if not capture.isOpened():
+                        watch.fail()
                 if capture.isOpened():
-                    self._read_until_lost(capture, latest)
+                    failure = self._read_until_lost(capture, latest)
                 else:
-                    self.stats.errors += 1
-                    logger.warning("camera %s: cannot open %s", self.camera, self.target)
-            except Exception:  # the reader must outlive any failure, or the camera goes dark
-                self.stats.errors += 1
-                logger.exception("camera %s: reading %s failed", self.camera, self.target)
+                    failure = (*self._open_failure(), watch.said)
+            except Exception as err:  # the reader must outlive any failure, or the camera goes dark
+                logger.debug(
+                    "camera %s: reading %s failed", self.camera, self.target, exc_info=True
+                )
+                failure = ("error", f"{type(err).__name__}: {err}", "")
             finally:
                 if capture is not None:
                     capture.release()
             if self._stop.is_set():
                 return
+            reason, detail, said = failure
+            delay = self._fail(reason, detail, said=said)
             self.stats.reconnects += 1
-            delay = self.backoff.next_delay()
-            logger.info(
-                "camera %s: reconnect %d to %s in %.2f s",
-                *(self.camera, self.stats.reconnects, self.target, delay),
-            )
             self._stop.wait(delay)
 
     def _read_until_lost(
         self, capture: cv2.VideoCapture, latest: queue.Queue[tuple[Image, float]]
-    ) -> None:
+    ) -> tuple[str, str, str]:
+        """Read until the stream fails; its reason, detail and what FFmpeg said."""
         opened, sampler, frames = time.monotonic(), Sampler(self.fps), 0
         while not self._stop.is_set():
-            ok, image = capture.read()
+            with native_stderr.watch(camera=self.camera, target=self.target) as watch:
+                ok, image = capture.read()
+                if not ok or image is None:
+                    watch.fail()
             if not ok or image is None:
-                self.stats.errors += 1
-                logger.warning(
-                    "camera %s: %s lost after %d frames", self.camera, self.target, frames
-                )
-                return
+                return "lost", f"no frame after {frames} frames", watch.said
             if frames == 0:
-                self.backoff.reset()
-                logger.info("camera %s: connected to %s", self.camera, self.target)
+                if not self.backoff.attempt:  # after failures, _recovered says it
+                    logger.info("camera %s: connected to %s", self.camera, self.target)
+                self._recovered()
             frames += 1
             now = time.monotonic()
             if not sampler.take(now):
@@ -107,6 +118,7 @@ class _LiveSource(BaseSource):
             except queue.Empty:
                 pass  # nothing waiting: the consumer keeps up
             latest.put_nowait((image.astype(np.uint8, copy=False), round((now - opened) * 1000, 3)))
+        return "lost", "stopped", ""
 
 
 class StreamSource(_LiveSource):
@@ -116,7 +128,8 @@ class StreamSource(_LiveSource):
         url: rtsp://, rtsps://, http:// or https:// URL (its password is kept out of logs).
         camera: Camera name, for frames and logs.
         fps: Target frames per second (wall clock); faster streams drop frames.
-        open_timeout_s: One connection attempt gives up after this long.
+        open_timeout_s: One connection attempt gives up after this long; failing this long
+            without a frame makes the source :attr:`dead`.
         read_timeout_s: A stream silent this long is lost (default: ``open_timeout_s``).
         backoff: Delays between attempts (default: 0.5 s doubling to 30 s, with jitter).
         stop: Ends iteration when set.
@@ -128,12 +141,14 @@ class StreamSource(_LiveSource):
         *,
         camera: str,
         fps: float,
-        open_timeout_s: float = 10.0,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
         read_timeout_s: float | None = None,
         backoff: Backoff | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        super().__init__(camera=camera, fps=fps, stop=stop, backoff=backoff)
+        super().__init__(
+            camera=camera, fps=fps, stop=stop, backoff=backoff, open_timeout_s=open_timeout_s
+        )
         self.url, self.open_ms = url, round(open_timeout_s * 1000)
         self.read_ms = round((read_timeout_s or open_timeout_s) * 1000)
         parts = urlsplit(url)
@@ -155,6 +170,7 @@ class UsbSource(_LiveSource):
         fps: Target frames per second (wall clock); faster cameras drop frames.
         backoff: Delays between attempts (default: 0.5 s doubling to 30 s, with jitter).
         stop: Ends iteration when set.
+        open_timeout_s: Failing this long without a frame makes the source :attr:`dead`.
     """
 
     def __init__(
@@ -165,10 +181,18 @@ class UsbSource(_LiveSource):
         fps: float,
         backoff: Backoff | None = None,
         stop: threading.Event | None = None,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
     ) -> None:
-        super().__init__(camera=camera, fps=fps, stop=stop, backoff=backoff)
+        super().__init__(
+            camera=camera, fps=fps, stop=stop, backoff=backoff, open_timeout_s=open_timeout_s
+        )
         self.device, self.target = device, f"/dev/video{device}"
 
     def _open_capture(self) -> cv2.VideoCapture:
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
         return cv2.VideoCapture(self.device, api)
+
+    def _open_failure(self) -> tuple[str, str]:
+        if sys.platform.startswith("linux") and not os.path.exists(self.target):
+            return "missing", "expected a camera device, got nothing there"
+        return "unreadable", "cannot open the device (busy, or no read access)"

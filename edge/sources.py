@@ -5,6 +5,10 @@ in the consumer's thread, on demand. Live sources (streams, USB) are read by a d
 that reconnects with capped exponential backoff and hands over the freshest sampled frame, so
 the consumer never blocks inside OpenCV: the stop event (``close()`` sets it) ends iteration
 within ``POLL_S`` seconds, even while a connection attempt hangs.
+
+No source raises when its folder, file, stream or device cannot be had: it logs one warning
+line (camera, source, reason), counts the reason (:data:`FAILURE_REASONS`) and tries again
+with backoff; after ``open_timeout_s`` of failing without a frame it is ``dead``.
 """
 
 from __future__ import annotations
@@ -14,11 +18,19 @@ from typing import assert_never
 
 from lensflow.edge.file_sources import FolderSource, VideoSource
 from lensflow.edge.live_sources import StreamSource, UsbSource
-from lensflow.edge.source_base import POLL_S, Frame, FrameSource, SourceError, SourceStats
+from lensflow.edge.source_base import (
+    FAILURE_REASONS,
+    POLL_S,
+    Frame,
+    FrameSource,
+    SourceError,
+    SourceStats,
+)
 from lensflow.shared.config import edge as cfg
 from lensflow.shared.retry import Backoff
 
 __all__ = [
+    "FAILURE_REASONS",
     "POLL_S",
     "Backoff",
     "FolderSource",
@@ -46,14 +58,30 @@ def open_source(
         realtime: Pace files (folders, videos) to the wall clock; otherwise read them as fast
             as consumed. Live sources are always real time.
     """
-    if isinstance(config, cfg.FolderSource | cfg.VideoSource):
-        kind = FolderSource if isinstance(config, cfg.FolderSource) else VideoSource
-        return kind(
-            config.path, camera=camera, fps=fps, loop=config.loop, realtime=realtime, stop=stop
+    timeout = config.open_timeout_s
+    if isinstance(config, cfg.FolderSource):
+        return FolderSource(
+            config.path,
+            camera=camera,
+            fps=fps,
+            loop=config.loop,
+            realtime=realtime,
+            stop=stop,
+            open_timeout_s=timeout,
+            max_pixels=config.max_image_pixels,
+        )
+    if isinstance(config, cfg.VideoSource):
+        return VideoSource(
+            config.path,
+            camera=camera,
+            fps=fps,
+            loop=config.loop,
+            realtime=realtime,
+            stop=stop,
+            open_timeout_s=timeout,
         )
     if isinstance(config, cfg.StreamSource):
-        timeout = config.open_timeout_s
         return StreamSource(config.url, camera=camera, fps=fps, open_timeout_s=timeout, stop=stop)
     if isinstance(config, cfg.UsbSource):
-        return UsbSource(config.device, camera=camera, fps=fps, stop=stop)
+        return UsbSource(config.device, camera=camera, fps=fps, stop=stop, open_timeout_s=timeout)
     assert_never(config)

@@ -13,6 +13,12 @@ from lensflow.shared.config.common import SEGMENT, LoggingConfig, MqttConfig
 
 Point = tuple[float, float]
 
+_DEAD_AFTER = (
+    " A source that has failed (missing, unreadable, unreachable...) and given no frame for "
+    "this long is dead: `lensflow edge --once` stops waiting for it (it is still retried "
+    "with backoff while the agent runs)."
+)
+
 
 class FolderSource(StrictModel):
     """Images from a folder, in name order (optionally looping)."""
@@ -20,6 +26,15 @@ class FolderSource(StrictModel):
     type: Literal["folder"] = "folder"
     path: str = Field(description="Folder of images (jpg, png, bmp, webp).")
     loop: bool = Field(False, description="Start again after the last image.")
+    open_timeout_s: float = Field(
+        10.0, gt=0, description="How long a missing or empty folder is waited for." + _DEAD_AFTER
+    )
+    max_image_pixels: int = Field(
+        50_000_000,  # lensflow.shared.images.DEFAULT_MAX_PIXELS, as the cloud's ingest
+        ge=1,
+        description="An image whose header declares more pixels is skipped before decoding "
+        "(a decompression bomb), counted as `too_large`.",
+    )
 
 
 class VideoSource(StrictModel):
@@ -28,6 +43,11 @@ class VideoSource(StrictModel):
     type: Literal["video"] = "video"
     path: str = Field(description="Video file readable by OpenCV.")
     loop: bool = Field(False, description="Start again at the end.")
+    open_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a missing or unopenable video is waited for." + _DEAD_AFTER,
+    )
 
 
 class StreamSource(StrictModel):
@@ -35,7 +55,11 @@ class StreamSource(StrictModel):
 
     type: Literal["stream"] = "stream"
     url: str = Field(pattern=r"^(rtsp|rtsps|http|https)://", description="Stream URL.")
-    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening after this long.")
+    open_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Give up one opening (and a read) after this long." + _DEAD_AFTER,
+    )
 
 
 class UsbSource(StrictModel):
@@ -43,6 +67,9 @@ class UsbSource(StrictModel):
 
     type: Literal["usb"] = "usb"
     device: int = Field(0, ge=0, description="Device index, as in /dev/videoN.")
+    open_timeout_s: float = Field(
+        10.0, gt=0, description="How long an absent device is waited for." + _DEAD_AFTER
+    )
 
 
 Source = Annotated[
@@ -168,6 +195,12 @@ class EdgeConfig(StrictModel):
         description="Address /metrics binds to; 0.0.0.0 for a scraper outside a container.",
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    capture_native_stderr: bool = Field(
+        True,
+        description="While the agent runs, what OpenCV and FFmpeg write to stderr (fd 2) "
+        "becomes log lines (logger lensflow.edge.native, naming the camera); false leaves "
+        "their raw lines on stderr. Read at start.",
+    )
 
     @field_validator("cameras")
     @classmethod

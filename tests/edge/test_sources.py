@@ -6,6 +6,7 @@ import functools
 import http.server
 import itertools
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -19,18 +20,19 @@ import pytest
 
 from lensflow.edge import sources
 from lensflow.edge.live_sources import StreamSource, UsbSource
+from lensflow.edge.native_stderr import native_stderr
 from lensflow.edge.sample_video import make_sample_video, write_video
 from lensflow.edge.sources import (
     Backoff,
     FolderSource,
     Frame,
     FrameSource,
-    SourceError,
     VideoSource,
     open_source,
 )
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config import edge as cfg
+from tests.support.bomb_headers import bomb_header
 
 
 def fast() -> Backoff:
@@ -165,11 +167,112 @@ def test_folder_in_realtime_is_paced_to_fps(photo_folder):
     assert time.monotonic() - started >= 4 / 20 * 0.9  # 4 intervals between 5 frames
 
 
-def test_folder_that_does_not_exist_says_what_was_expected(tmp_path):
-    source = FolderSource(tmp_path / "missing", camera="gate", fps=5)
+def test_missing_folder_is_reported_retried_and_picked_up_when_it_appears(
+    tmp_path, sample_images, caplog
+):
+    # given a folder source on a path where nothing is yet
+    folder = tmp_path / "later"
+    source = FolderSource(folder, camera="gate", fps=5, backoff=fast())
 
-    with pytest.raises(SourceError, match="expected a folder .* got nothing"):
-        list(source)
+    # when it is read while the folder is missing, and the folder then appears
+    with caplog.at_level(logging.WARNING):
+        thread, frames = consume(source)
+        assert wait_for(lambda: source.stats.failures.get("missing", 0) >= 2, timeout_s=5)
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        cv2.imwrite(str(staging / "a.jpg"), small(sample_images["bus"]))
+        staging.rename(folder)
+        thread.join(5)
+
+    # then each failed look is one warning line (camera, folder, reason), and the images come
+    assert not thread.is_alive()
+    assert [f.source_pos for f in frames] == ["a.jpg"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == source.stats.failures["missing"]
+    assert all(r.exc_info is None for r in caplog.records)
+    line = warnings[0].getMessage()
+    assert "camera gate" in line and str(folder) in line and "missing" in line
+    assert "retry 1 in" in line
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda path: path.write_text("a file, not a folder"), "unreadable"),
+        (lambda path: path.mkdir(), "empty"),  # no image file yet
+    ],
+)
+def test_folder_that_is_not_usable_yet_is_counted_by_reason(tmp_path, make, reason):
+    make(tmp_path / "frames")
+    stop = threading.Event()
+    source = FolderSource(tmp_path / "frames", camera="gate", fps=5, backoff=fast(), stop=stop)
+
+    thread, frames = consume(source)
+
+    assert wait_for(lambda: source.stats.failures.get(reason, 0) >= 2, timeout_s=5)
+    assert stop_and_time(stop, thread) < 3
+    assert frames == [] and source.stats.last_failure == reason
+
+
+def test_a_failing_source_is_dead_after_its_open_timeout_until_it_gives_a_frame(
+    tmp_path, sample_images
+):
+    source = FolderSource(
+        tmp_path / "frames", camera="gate", fps=5, loop=True, backoff=fast(), open_timeout_s=0.3
+    )
+    thread, frames = consume(source)
+    assert not source.dead  # failing, but not for long yet
+
+    assert wait_for(lambda: source.dead, timeout_s=5)
+    (tmp_path / "frames").mkdir()
+    cv2.imwrite(str(tmp_path / "frames" / "a.jpg"), small(sample_images["bus"]))
+
+    assert wait_for(lambda: len(frames) > 0, timeout_s=5)
+    assert not source.dead
+    source.close()
+    thread.join(5)
+
+
+# --- decompression bombs
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("jpeg", "b.jpg"),  # SOF0 of 20000x20000
+        ("png", "b.png"),  # IHDR of 20000x20000
+        ("webp", "b.webp"),  # VP8X canvas of 20000x20000
+    ],
+)
+def test_folder_skips_a_bomb_before_decoding_and_counts_it_too_large(
+    tmp_path, sample_images, caplog, kind, name
+):
+    # given a real photo and a bomb among the images
+    cv2.imwrite(str(tmp_path / "a.jpg"), small(sample_images["bus"]))
+    (tmp_path / name).write_bytes(bomb_header(kind))
+    source = FolderSource(tmp_path, camera="gate", fps=5)
+
+    # when the folder is read
+    with caplog.at_level(logging.WARNING):
+        frames = list(source)
+
+    # then only the photo is a frame; the bomb is one warning line and counted too_large
+    assert [f.source_pos for f in frames] == ["a.jpg"]
+    assert source.stats.failures == {"too_large": 1}
+    assert source.stats.frames_skipped_too_large == 1
+    assert source.stats.frames_skipped_undecodable == 0
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "camera gate" in line and "too_large" in line and name in line
+    assert "20000x20000" in line
+
+
+def test_folder_max_image_pixels_comes_from_the_camera_config(tmp_path, sample_images):
+    cv2.imwrite(str(tmp_path / "a.jpg"), small(sample_images["bus"]))  # 160x120
+    config = cfg.FolderSource(path=str(tmp_path), max_image_pixels=160 * 120 - 1)
+    source = open_source(config, camera="gate", fps=5, stop=threading.Event(), realtime=False)
+
+    assert list(source) == []
+    assert source.stats.failures == {"too_large": 1}
 
 
 # --- video files
@@ -263,11 +366,58 @@ def test_video_stops_when_its_stop_event_is_set(pan_video):
     assert len(frames) == 3
 
 
-def test_video_that_cannot_be_opened_says_what_was_expected(tmp_path):
-    (tmp_path / "fake.mp4").write_bytes(b"not a video")
+def test_video_that_cannot_be_opened_is_one_line_with_what_ffmpeg_said(tmp_path, caplog, capfd):
+    # given a file that is no video
+    (tmp_path / "fake.mp4").write_bytes(b"not a video" * 10)
+    stop = threading.Event()
+    source = VideoSource(tmp_path / "fake.mp4", camera="street", fps=5, backoff=fast(), stop=stop)
 
-    with pytest.raises(SourceError, match="expected a video OpenCV reads"):
-        list(VideoSource(tmp_path / "fake.mp4", camera="street", fps=5))
+    # when it is read while OpenCV's and FFmpeg's stderr is captured
+    with native_stderr.captured(), caplog.at_level(logging.INFO):
+        thread, frames = consume(source)
+        assert wait_for(lambda: source.stats.failures.get("undecodable", 0) >= 1, timeout_s=5)
+        stop_and_time(stop, thread)
+
+    # then each attempt is one warning line naming camera, file, reason and FFmpeg's words,
+    # and nothing reaches stderr raw
+    assert frames == []
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == source.stats.failures["undecodable"]
+    assert "camera street" in lines[0] and "fake.mp4" in lines[0]
+    assert "undecodable" in lines[0] and "moov atom not found" in lines[0]
+    assert "moov atom" not in capfd.readouterr().err
+
+
+def test_missing_video_is_retried_and_played_when_it_appears(tmp_path, pan_video, caplog):
+    path = tmp_path / "street.avi"
+    source = VideoSource(path, camera="street", fps=10, backoff=fast())
+
+    with caplog.at_level(logging.WARNING):
+        thread, frames = consume(source)
+        assert wait_for(lambda: source.stats.failures.get("missing", 0) >= 1, timeout_s=5)
+        shutil.copy(pan_video, tmp_path / "copying")
+        (tmp_path / "copying").rename(path)
+        thread.join(10)
+
+    assert len(frames) == 60
+    assert all(r.exc_info is None for r in caplog.records)
+    assert "missing" in caplog.records[0].getMessage()
+
+
+def test_video_that_opens_but_gives_no_frame_is_undecodable_and_ends(tmp_path, pan_video, caplog):
+    # given an AVI whose start survives but whose frames are zeros
+    data = bytearray(pan_video.read_bytes())
+    data[4096:-4096] = bytes(len(data) - 8192)
+    (tmp_path / "broken.avi").write_bytes(bytes(data))
+    source = VideoSource(tmp_path / "broken.avi", camera="street", fps=10)
+
+    with caplog.at_level(logging.WARNING, logger="lensflow.edge.file_sources"):
+        frames = list(source)
+
+    assert frames == []
+    assert source.stats.failures == {"undecodable": 1}
+    [line] = [r.getMessage() for r in caplog.records if r.name == "lensflow.edge.file_sources"]
+    assert "camera street" in line and "no frame decodes" in line
 
 
 # --- streams and USB devices
