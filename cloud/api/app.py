@@ -19,6 +19,7 @@ from lensflow.cloud.api.errors import install_error_handlers
 from lensflow.cloud.api.keys import KeyStore
 from lensflow.cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
 from lensflow.cloud.api.routes import control, health, ingest, labels, pipelines, results, search
+from lensflow.cloud.api.routing import LiteralPathMethods, literal_paths
 from lensflow.cloud.api.schemas import ErrorBody
 from lensflow.cloud.control import ConfigService, Reconciler
 from lensflow.cloud.search.embedder import NodeEmbedder
@@ -160,7 +161,9 @@ def create_app(
     app.include_router(control.edges_router, responses=ERROR_RESPONSES)
     app.include_router(search.router, responses=ERROR_RESPONSES)
     app.include_router(pipelines.router, responses=ERROR_RESPONSES)
-    # the last added is the outermost: metrics see every answer, 413 before the rate limit
+    # the last added is the outermost: metrics see every answer, 413 before the rate limit,
+    # the rate limit before a wrong method's 405
+    app.add_middleware(LiteralPathMethods, allowed=literal_paths(app.openapi()["paths"]))
     app.add_middleware(
         RateLimitMiddleware,
         keyed=make_limiter(config.api.rate_limit, per="key"),

@@ -6,7 +6,7 @@ and bodies not as the schema says. Beside those come the failures of the server'
 crop whose JPEG was deleted, search and ingest configured on files that are gone (or not
 configured), a crop store that cannot be written, a database that is gone. Every error body is
 scanned for absolute paths and tracebacks, and every status an operation answers must be listed
-in its OpenAPI entry.
+in its OpenAPI entry. A method a path does not have is 405 with ``Allow``, on every path.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from tests.support.bombs import jpeg_bomb
 UNLIMITED = {"rate_limit": "1000000/minute", "unauthenticated_rate_limit": "1000000/minute"}
 LEAKS = ("/tmp", "/work", "/home", "/var", "/root", "/usr", "/etc", "Traceback", 'File "')
 """What no error body may contain: the start of an absolute path, or a traceback."""
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 OPEN = {"/healthz", "/readyz", "/metrics"}  # no key, no parameter: nothing a client gets wrong
 OK = {200, 201, 304}
 PHOTO = encode_jpeg(np.full((64, 64, 3), 90, np.uint8), quality=90)
@@ -206,6 +207,29 @@ def test_a_database_that_is_gone_answers_503_without_paths(tmp_path: Path) -> No
     assert (results.status_code, results.json()["error"]["code"]) == (503, "storage_unavailable")
     for response in (ready, results):
         _assert_clean(response, tmp_path)
+
+
+def test_a_method_a_path_does_not_have_is_405_with_allow(api: ApiHarness) -> None:
+    doc = api.client.get("/openapi.json").json()
+
+    for template, item in doc["paths"].items():
+        allowed = {method.upper() for method in item}
+        url = _fill(template, "1")
+        for method in sorted(set(METHODS) - allowed):
+            response = api.client.request(method, url, headers=api.headers())
+
+            assert response.status_code == 405, (method, url, response.text)
+            assert response.json()["error"]["code"] == "method_not_allowed"
+            assert set(response.headers["allow"].split(", ")) >= allowed, (method, url)
+
+
+def test_get_on_a_post_only_path_is_405_not_a_malformed_id(api: ApiHarness) -> None:
+    # GET /v1/configs/{version_id} matches the path too: it used to answer 422 for id 'validate'
+    response = api.get("/v1/configs/validate")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"]["message"] == ("expected POST on /v1/configs/validate, got GET")
 
 
 class CentreDetector(DetectorBackend):
