@@ -21,7 +21,7 @@ from lensflow.cloud.api.schemas import DETECTION_NODE, Order
 from lensflow.cloud.storage.models import ClassifierResult, Crop, HumanLabel
 
 Bucket = Literal["hour", "day"]
-GroupBy = Literal["camera", "class", "label"]
+GroupBy = Literal["site", "camera", "class", "label"]
 _MAX_PK = 2**63 - 1
 
 
@@ -29,6 +29,7 @@ _MAX_PK = 2**63 - 1
 class ResultFilter:
     """Which crops a result list shows; None means no condition."""
 
+    site: str | None = None
     camera: str | None = None
     class_name: str | None = None
     label: str | None = None
@@ -94,6 +95,8 @@ def _label_clause(label: str, node: str | None) -> ColumnElement[bool]:
 def filter_clauses(spec: ResultFilter) -> list[ColumnElement[bool]]:
     """The WHERE clauses of a result filter (on ``Crop``)."""
     clauses: list[ColumnElement[bool]] = []
+    if spec.site is not None:
+        clauses.append(Crop.site == spec.site)
     if spec.camera is not None:
         clauses.append(Crop.camera == spec.camera)
     if spec.class_name is not None:
@@ -175,6 +178,8 @@ def _bucket_start(dialect: str, bucket: Bucket) -> ColumnElement[str]:
 
 def _group_key(by: GroupBy, node: str) -> ColumnElement[Any]:
     """What ``by`` groups on; a label is the current human one, else the model's."""
+    if by == "site":
+        return Crop.site.expression
     if by == "camera":
         return Crop.camera.expression
     if by == "class":
@@ -197,15 +202,28 @@ def _group_key(by: GroupBy, node: str) -> ColumnElement[Any]:
 
 
 def aggregate_query(
-    dialect: str, *, by: GroupBy, bucket: Bucket, node: str, start: datetime, end: datetime
+    dialect: str,
+    *,
+    by: GroupBy,
+    bucket: Bucket,
+    node: str,
+    start: datetime,
+    end: datetime,
+    site: str | None = None,
 ) -> Select[tuple[str, str | None, int]]:
-    """Crop counts per (bucket start, group) for crops captured in ``[start, end)``."""
+    """Crop counts per (bucket start, group) for crops captured in ``[start, end)``.
+
+    With ``site``, only that site's crops are counted (camera names repeat across sites).
+    """
+    conditions = [Crop.captured_at >= start, Crop.captured_at < end]
+    if site is not None:
+        conditions.append(Crop.site == site)
     rows = (
         select(
             _bucket_start(dialect, bucket).label("bucket"),
             _group_key(by, node).label("key"),
         )
-        .where(Crop.captured_at >= start, Crop.captured_at < end)
+        .where(*conditions)
         .subquery()
     )
     count = func.count().label("count")

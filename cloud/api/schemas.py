@@ -183,14 +183,14 @@ class AggregateRow(_Model):
     """The count of crops of one group in one time bucket."""
 
     bucket: datetime = Field(description="Start of the bucket (UTC).")
-    key: str | None = Field(description="The camera, class or label.")
+    key: str | None = Field(description="The site, camera, class or label.")
     count: int
 
 
 class Aggregates(_Model):
     """Counts per bucket and group."""
 
-    by: Literal["camera", "class", "label"]
+    by: Literal["site", "camera", "class", "label"]
     bucket: Literal["hour", "day"]
     start: datetime = Field(description="Inclusive start of the range (UTC).")
     end: datetime = Field(description="Exclusive end of the range (UTC).")

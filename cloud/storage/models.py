@@ -138,7 +138,8 @@ class Crop(Base):
             "ix_crops_camera_class_name_captured_at_id", "camera", "class_name", "captured_at", "id"
         ),
         Index("ix_crops_camera", "camera"),
-        Index("ix_crops_site", "site"),
+        # one site's crops, newest first (the same camera name may exist on several sites)
+        Index("ix_crops_site_captured_at_id", "site", "captured_at", "id"),
         Index("ix_crops_class_name", "class_name"),
         Index("ix_crops_score", "score"),
         Index("ix_crops_jpeg_sha256", "jpeg_sha256"),

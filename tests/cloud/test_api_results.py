@@ -70,6 +70,8 @@ def ids(response: Any) -> list[str]:
     [
         ({}, ["c05", "c04", "c03", "c02", "c01"]),  # all, newest first
         ({"order": "asc"}, ["c01", "c02", "c03", "c04", "c05"]),
+        ({"site": "plant-a"}, ["c05", "c04", "c03", "c02", "c01"]),  # every crop's site
+        ({"site": "plant-z"}, []),
         ({"camera": "cam01"}, ["c02", "c01"]),
         ({"class_name": "car"}, ["c05", "c03", "c01"]),
         ({"label": "red"}, ["c04", "c01"]),  # classifier labels (and c04's human one)
@@ -93,6 +95,25 @@ def test_results_are_filtered(
     seeded: ApiHarness, params: dict[str, Any], expected: list[str]
 ) -> None:
     assert ids(seeded.get("/v1/results", who="viewer", params=params)) == expected
+
+
+def test_the_same_camera_name_on_two_sites_is_told_apart(db_url: str, tmp_path: Path) -> None:
+    with running_api(db_url, tmp_path) as api:
+        seed(api, "a-gate", site="plant-a", camera="gate", at=T0)
+        seed(api, "b-gate", site="plant-b", camera="gate", at=T0 + H)
+        seed(api, "b-dock", site="plant-b", camera="dock", at=T0 + 2 * H)
+        site = ids(api.get("/v1/results", params={"site": "plant-b"}))
+        gate = ids(api.get("/v1/results", params={"camera": "gate"}))
+        site_gate = ids(api.get("/v1/results", params={"site": "plant-b", "camera": "gate"}))
+        day = {"from": "2024-05-01T00:00:00Z", "to": "2024-05-02T00:00:00Z", "bucket": "day"}
+        per_site = api.get("/v1/aggregates", params=day | {"by": "site"}).json()["rows"]
+        cameras = api.get("/v1/aggregates", params=day | {"by": "camera", "site": "plant-b"})
+
+    assert site == ["b-dock", "b-gate"]
+    assert gate == ["b-gate", "a-gate"]  # the camera name alone: both sites
+    assert site_gate == ["b-gate"]
+    assert [(r["key"], r["count"]) for r in per_site] == [("plant-a", 1), ("plant-b", 2)]
+    assert [(r["key"], r["count"]) for r in cameras.json()["rows"]] == [("dock", 1), ("gate", 1)]
 
 
 @pytest.mark.parametrize(

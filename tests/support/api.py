@@ -125,6 +125,7 @@ def seed(
     api: ApiHarness,
     crop_id: str,
     *,
+    site: str = "plant-a",
     camera: str = "cam01",
     at: datetime = T0,
     class_name: str = "car",
@@ -140,7 +141,7 @@ def seed(
     api.crops.put(data)
     header = new_crop_header(
         jpeg=data,
-        site="plant-a",
+        site=site,
         camera=camera,
         captured_at=at,
         detection=Detection(

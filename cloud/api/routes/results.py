@@ -61,7 +61,10 @@ _IMMUTABLE = "private, max-age=31536000, immutable"  # a crop id's JPEG never ch
 
 
 def result_filter(
-    camera: Annotated[Name | None, Query(description="Camera name.")] = None,
+    site: Annotated[Name | None, Query(description="Site id.")] = None,
+    camera: Annotated[
+        Name | None, Query(description="Camera name (the same name may exist on several sites).")
+    ] = None,
     class_name: Annotated[Text | None, Query(description="Edge detection class.")] = None,
     label: Annotated[Text | None, Query(description="A human or classifier label.")] = None,
     node: Annotated[
@@ -78,6 +81,7 @@ def result_filter(
 ) -> ResultFilter:
     """The result filter of a request's query parameters."""
     return ResultFilter(
+        site=site,
         camera=camera,
         class_name=class_name,
         label=label,
@@ -204,7 +208,7 @@ def get_crop_jpeg(
 def get_aggregates(
     _caller: Viewer,
     session: DbSession,
-    by: Annotated[GroupBy, Query(description="Group by camera, edge class or label.")],
+    by: Annotated[GroupBy, Query(description="Group by site, camera, edge class or label.")],
     bucket: Annotated[Bucket, Query(description="Bucket width.")] = "day",
     start: Annotated[
         UtcTime | None, Query(alias="from", description="Inclusive; `to` - 48 h or 30 d.")
@@ -213,8 +217,9 @@ def get_aggregates(
     node: Annotated[
         Name, Query(description="With by=label: `detection` (human, else edge class) or a node.")
     ] = DETECTION_NODE,
+    site: Annotated[Name | None, Query(description="Only this site's crops.")] = None,
 ) -> Aggregates:
-    """How many crops were captured per bucket and camera, class or label (UTC buckets)."""
+    """How many crops were captured per bucket and site, camera, class or label (UTC buckets)."""
     end = end or datetime.now(UTC)
     try:
         start = start or end - _DEFAULT_SPAN[bucket]
@@ -233,7 +238,9 @@ def get_aggregates(
             f"expected at most {MAX_BUCKETS} {bucket} buckets, got {start} to {end}",
         )
     dialect = session.get_bind().dialect.name
-    query = aggregate_query(dialect, by=by, bucket=bucket, node=node, start=start, end=end)
+    query = aggregate_query(
+        dialect, by=by, bucket=bucket, node=node, start=start, end=end, site=site
+    )
     rows = [
         AggregateRow(bucket=parse_bucket(row.bucket), key=row.key, count=row.count)
         for row in session.execute(query)
