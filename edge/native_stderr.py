@@ -133,7 +133,7 @@ class NativeStderr:
                 watch.said = "; ".join(lines[-_MAX_SAID:])
             else:
                 for line in lines:
-                    logger.warning("camera %s: %s: %s", camera, target, line)
+                    logger.log(_level(line), "camera %s: %s: %s", camera, target, line)
 
     def sync(self) -> None:
         """Wait until the reader has read everything written to fd 2 before this call."""
@@ -244,9 +244,19 @@ class NativeStderr:
                 return
         if watches:
             cameras = ", ".join(sorted({w.camera for w in watches}))
-            logger.warning("one of cameras %s: %s", cameras, text)
+            logger.log(_level(text), "one of cameras %s: %s", cameras, text)
         else:
-            logger.warning("%s", text)
+            logger.log(_level(text), "%s", text)
+
+
+def _level(line: str) -> int:
+    """The log level a native line states (``[ INFO:0@..]``, ``ERROR: ...``), else WARNING."""
+    head = line.lstrip("[ ").upper()
+    if head.startswith(("INFO", "DEBUG", "VERBOSE")):
+        return logging.INFO
+    if head.startswith(("ERROR", "FATAL")):
+        return logging.ERROR
+    return logging.WARNING  # OpenCV's WARN, and libav's lines (OpenCV lets only errors out)
 
 
 def _writes_to_fd2(stream: object) -> bool:

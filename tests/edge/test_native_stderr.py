@@ -38,6 +38,24 @@ def test_lines_written_to_fd2_become_log_lines_and_fd2_is_restored_after(capture
     assert capfd.readouterr().err == "after the capture\n"
 
 
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        (b"[ WARN:0@0.015] global cap.cpp:212 open VIDEOIO(FFMPEG): x", logging.WARNING),
+        (b"[ERROR:0@0.020] global cap.cpp:164 open VIDEOIO(CV_IMAGES): y", logging.ERROR),
+        (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", logging.INFO),
+        (b"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55] moov atom not found", logging.WARNING),  # libav
+    ],
+)
+def test_a_native_line_keeps_the_level_it_states(capture, caplog, line, level):
+    with caplog.at_level(logging.INFO, logger=NATIVE), capture.captured():
+        os.write(2, line + b"\n")
+        capture.sync()
+
+    [record] = [r for r in caplog.records if r.name == NATIVE]
+    assert record.levelno == level
+
+
 def test_ffmpeg_lines_of_a_real_open_name_the_camera(capture, caplog, tmp_path):
     (tmp_path / "fake.mp4").write_bytes(b"not a video" * 10)
 
