@@ -1,10 +1,12 @@
 """The edge agent: cameras, the detector, the spool-backed publisher, heartbeats and configs.
 
 ``EdgeAgent(config).run()`` runs until stopped (or, with ``until_sources_end``, until every
-camera's source is exhausted — folders and video files). Configs pushed on the agent's config
-topic are validated and applied atomically: changed cameras are restarted, unchanged ones are
-not disturbed, a new detector is loaded before it replaces the old one; a rejected config
-leaves the running one in force. Every outcome is acknowledged on ``config/ack``.
+camera's source is exhausted — folders and video files — or dead: failing without a frame
+for longer than its ``open_timeout_s``, such as a stream that never answers). Configs pushed
+on the agent's config topic are validated and applied atomically: changed cameras are
+restarted, unchanged ones are not disturbed, a new detector is loaded before it replaces the
+old one; a rejected config leaves the running one in force. Every outcome is acknowledged
+on ``config/ack``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from lensflow.edge.camera import CameraWorker, ReadyCrop
 from lensflow.edge.metrics import EdgeMetrics
+from lensflow.edge.native_stderr import native_stderr
 from lensflow.edge.publisher import MqttPublisher
 from lensflow.edge.receipts import ReceiptPolicy
 from lensflow.edge.remote_config import parse_pushed_config
@@ -71,7 +74,11 @@ class EdgeAgent:
         realtime: bool = True,
         metrics: EdgeMetrics | None = None,
     ) -> None:
-        """Open the spool, connect the publisher and load the detector (no camera runs yet)."""
+        """Open the spool, connect the publisher and load the detector (no camera runs yet).
+
+        With ``capture_native_stderr``, what C libraries (the detector's runtime, OpenCV,
+        FFmpeg) write to stderr is logged from here until :meth:`stop`.
+        """
         self.config = config
         self.applied_hash = config_hash(config)
         self.metrics = metrics or EdgeMetrics()
@@ -79,7 +86,15 @@ class EdgeAgent:
         self._realtime = realtime
         self._lock = threading.RLock()  # guards config, detector and cameras during an apply
         self._stopped = threading.Event()
-        self.detector, self.model_sha256 = load(config.detector)
+        self._native_held = False  # whether this agent holds the native stderr capture
+        if config.capture_native_stderr:  # before the detector: its runtime prints as it loads
+            native_stderr.acquire()
+            self._native_held = True
+        try:
+            self.detector, self.model_sha256 = load(config.detector)
+        except BaseException:
+            self._release_native_stderr()
+            raise
         self.spool = Spool(config.spool.path, max_bytes=config.spool.max_bytes)
         site, agent = config.site, config.agent_id
         spool = config.spool
@@ -106,6 +121,7 @@ class EdgeAgent:
             while not self._stopped.wait(self.config.heartbeat_s):
                 self.heartbeat()
                 if until_sources_end and self.sources_done():
+                    self._log_dead_sources()
                     break
         finally:
             self.stop()
@@ -125,9 +141,19 @@ class EdgeAgent:
         self._stopped.set()
 
     def sources_done(self) -> bool:
-        """Whether every camera's source is exhausted."""
+        """Whether every camera's source is exhausted or dead (failing past its open timeout)."""
         with self._lock:
-            return all(worker.finished.is_set() for worker in self.cameras.values())
+            return all(w.finished.is_set() or w.dead for w in self.cameras.values())
+
+    def _log_dead_sources(self) -> None:
+        with self._lock:
+            for name, worker in self.cameras.items():
+                stats = worker.source_stats
+                if not worker.finished.is_set() and stats is not None:
+                    logger.warning(
+                        "camera %s: source dead (%s) past its open timeout; not waiting for it",
+                        *(name, stats.last_failure or "no frame"),
+                    )
 
     def stop(self, *, drain_timeout_s: float = 30.0) -> None:
         """Stop the cameras (flushing their tracks), drain the spool, say offline."""
@@ -139,6 +165,13 @@ class EdgeAgent:
             drain_timeout_s=drain_timeout_s, offline_status=self._status_payload(online=False)
         )
         self.detector.close()
+        self._release_native_stderr()
+
+    def _release_native_stderr(self) -> None:
+        """Give back this agent's hold on the capture of OpenCV's/FFmpeg's stderr (once)."""
+        if self._native_held:
+            self._native_held = False
+            native_stderr.release()
 
     def heartbeat(self) -> None:
         """Publish the retained online status with counters and the applied config hash."""
@@ -157,7 +190,12 @@ class EdgeAgent:
         stats = self.publisher.stats()
         with self._lock:
             frames = sum(worker.frames for worker in self.cameras.values())
-        return {"frames": frames, **{k: int(v) for k, v in stats.items()}}
+            failures = sum(worker.source_failures for worker in self.cameras.values())
+        return {
+            "frames": frames,
+            "source_failures": failures,
+            **{k: int(v) for k, v in stats.items()},
+        }
 
     def _status_payload(self, *, online: bool) -> bytes:
         counters = self.counters() if online and hasattr(self, "cameras") else {}

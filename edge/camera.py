@@ -2,7 +2,9 @@
 
 Each camera runs in a thread of its own; the detector is shared (its backend serialises
 calls). Nothing a frame can do — a corrupt image, a detector failure on one frame, a stream
-that drops — ends the loop: it is counted, logged and the next frame is taken.
+that drops — ends the loop: it is counted, logged and the next frame is taken. A source that
+cannot be had (a missing file, a dead stream) is retried by the source itself; its failures
+reach the ``lensflow_edge_source_failures_total`` counter by camera and reason.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime
 from lensflow.edge.crops import ByteBudget, sharpness, usefulness
 from lensflow.edge.filters import DetectionFilter
 from lensflow.edge.metrics import EdgeMetrics
-from lensflow.edge.sources import Frame, SourceStats, open_source
+from lensflow.edge.sources import Frame, FrameSource, SourceStats, open_source
 from lensflow.edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import CameraConfig, CropConfig
@@ -79,6 +81,7 @@ class CameraWorker:
             crops.budget_bytes_per_s, crops.budget_burst_bytes, camera=config.name
         )
         self.frames = 0
+        self.source: FrameSource | None = None  # set when the thread opens it
         self.source_stats: SourceStats | None = None  # the live source's counters
         self._synced = SourceStats()  # what has been added to the metrics so far
         self._synced_budget_drops = 0
@@ -99,6 +102,18 @@ class CameraWorker:
         """Whether the camera thread is running."""
         return self._thread.is_alive()
 
+    @property
+    def dead(self) -> bool:
+        """Whether its source failed and gave no frame for its ``open_timeout_s``."""
+        source = self.source
+        return source is not None and source.dead
+
+    @property
+    def source_failures(self) -> int:
+        """Failures of its source so far, every reason together."""
+        stats = self.source_stats
+        return sum(dict(stats.failures).values()) if stats is not None else 0
+
     def _run(self) -> None:
         name = self.config.name
         source = open_source(
@@ -108,7 +123,7 @@ class CameraWorker:
             stop=self._stop,
             realtime=self._realtime,
         )
-        self.source_stats = source.stats
+        self.source, self.source_stats = source, source.stats
         started = time.monotonic()
         try:
             for frame in source:
@@ -120,6 +135,11 @@ class CameraWorker:
                 elapsed = time.monotonic() - started
                 if elapsed > 0:
                     self._metrics.fps.labels(name).set(self.frames / elapsed)
+        except LensflowError as err:  # expected failures are one line, not a traceback
+            logger.warning(
+                "camera %s: source %s: error: %s; camera stopped", name, source.target, err
+            )
+            self._metrics.source_failures.labels(name, "error").inc()
         except Exception:  # a camera must never take the agent down
             logger.exception("camera %s: frame loop failed; camera stopped", name)
         finally:
@@ -143,14 +163,21 @@ class CameraWorker:
         stats, synced, name = self.source_stats, self._synced, self.config.name
         if stats is None:
             return
-        skipped = stats.frames_skipped_undecodable - synced.frames_skipped_undecodable
+        undecodable = stats.frames_skipped_undecodable - synced.frames_skipped_undecodable
+        too_large = stats.frames_skipped_too_large - synced.frames_skipped_too_large
         reconnects = stats.reconnects - synced.reconnects
-        if skipped:
-            self._metrics.frames_skipped.labels(name).inc(skipped)
+        if undecodable + too_large:
+            self._metrics.frames_skipped.labels(name).inc(undecodable + too_large)
         if reconnects:
             self._metrics.source_reconnects.labels(name).inc(reconnects)
-        synced.frames_skipped_undecodable += skipped
+        synced.frames_skipped_undecodable += undecodable
+        synced.frames_skipped_too_large += too_large
         synced.reconnects += reconnects
+        for reason, count in dict(stats.failures).items():  # a copy: the reader thread adds
+            new = count - synced.failures.get(reason, 0)
+            if new:
+                self._metrics.source_failures.labels(name, reason).inc(new)
+                synced.failures[reason] = count
 
     def _frame(self, frame: Frame) -> None:
         name = self.config.name

@@ -17,8 +17,15 @@ class EdgeMetrics:
         self.frames = Counter("lensflow_edge_frames_total", "Frames analysed.", CAMERA, registry=r)
         self.frames_skipped = Counter(
             "lensflow_edge_frames_skipped_total",
-            "Frames that could not be decoded.",
+            "Frames skipped: images that do not decode or declare too many pixels.",
             CAMERA,
+            registry=r,
+        )
+        self.source_failures = Counter(
+            "lensflow_edge_source_failures_total",
+            "Source failures by reason: missing, unreadable, empty, undecodable, too_large, "
+            "unreachable, lost, error.",
+            (*CAMERA, "reason"),
             registry=r,
         )
         self.fps = Gauge(

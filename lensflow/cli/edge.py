@@ -21,7 +21,13 @@ def edge(
         Path | None,
         typer.Option("--config", "-c", help=shipped_help("Edge config YAML", "edge.yaml")),
     ] = None,
-    once: Annotated[bool, typer.Option(help="Exit when every source is exhausted.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            help="Exit when every source is exhausted or dead (failing, with no frame, for "
+            "longer than its source's open_timeout_s)."
+        ),
+    ] = False,
     manifest: Annotated[
         Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
     ] = None,
