@@ -2,10 +2,11 @@
 
 Three requests per crop, all on the runner: the detail (``GET /v1/results/{id}``), the
 JPEG (disk cache first) and the similar crops (``GET /v1/search/similar/{id}``). A newer
-selection cancels the older requests. A search that the API does not offer (503
-``search_unavailable``), or a crop without an embedding (409 ``not_embedded``), shows as such
-in the similar-crops line, not as an error. "Relabel all similar" relabels the inspected crop
-and exactly the hits shown.
+selection cancels the older requests. The JPEG passes the image-header gate before it is
+decoded: one declaring too many pixels is not decoded and the image area says why. A search
+that the API does not offer (503 ``search_unavailable``), or a crop without an embedding (409
+``not_embedded``), shows as such in the similar-crops line, not as an error. "Relabel all
+similar" relabels the inspected crop and exactly the hits shown.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from PySide6.QtWidgets import (
 from lensflow.desktop.api_types import ResultDetail, ResultItem, SearchResult, SimilarItem
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.errors import NotEmbedded, SearchUnavailable
-from lensflow.desktop.thumbs import ThumbnailLoader, decode, load_jpeg
+from lensflow.desktop.thumbs import ImageRefusedError, ThumbnailLoader, decode, load_jpeg
 from lensflow.desktop.workers import Runner, Task
 
 LARGE = QSize(360, 300)
@@ -120,9 +121,12 @@ class Inspector(QWidget):
                 priority=1500,
             ),
             self.runner.submit(
-                lambda: decode(load_jpeg(crop_id, sha, cache=cache, fetch=client.crop_jpeg)),
+                lambda: decode(
+                    load_jpeg(crop_id, sha, cache=cache, fetch=client.crop_jpeg),
+                    what=f"crop {crop_id}",
+                ),
                 on_done=self._image_arrived,
-                on_error=lambda err: self.image.setText(f"Image not available:\n{err}"),
+                on_error=self._image_failed,
                 name="crop image",
                 priority=1500,
             ),
@@ -166,6 +170,14 @@ class Inspector(QWidget):
                 Qt.TransformationMode.SmoothTransformation,
             )
         )
+
+    def _image_failed(self, err: Exception) -> None:
+        self.image.setPixmap(QPixmap())
+        if isinstance(err, ImageRefusedError):
+            self.image.setText(f"Image not shown: {err.short}\n{err}")
+        else:
+            self.image.setText(f"Image not available:\n{err}")
+        self.image.setWordWrap(True)
 
     def _similar_arrived(self, result: SearchResult) -> None:
         self.similar = result

@@ -5,6 +5,11 @@ JPEG's sha256 and never revalidated. :class:`ThumbnailLoader` reads the cache (o
 the API and fills it) and decodes and scales on pool threads; the UI thread only turns the
 finished :class:`~PySide6.QtGui.QImage` into a pixmap. The newest request runs first, so the
 rows on screen load before the ones scrolled past.
+
+Bytes from the API (or the cache) are not trusted: every decode passes the image-header gate
+(:func:`~lensflow.shared.images.check_image_header`) first, so a small file declaring a huge
+canvas (a decompression bomb) is refused before any decoder allocates it, and its thumbnail
+is a placeholder saying why.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QSize, QStandardPaths, QTimer, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QObject, QRect, QSize, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 
 from lensflow.desktop.errors import ApiError
 from lensflow.desktop.workers import Runner, Task
+from lensflow.shared.errors import ImageError, LensflowError
+from lensflow.shared.images import DEFAULT_MAX_PIXELS, check_image_header, decode_image, image_size
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,22 @@ fast, the loads of rows scrolled past are dropped (the view asks again if they c
 """Thumbnails kept as pixmaps (128 px: about 64 KiB each)."""
 Fetch = Callable[[str], bytes]
 """Fetch a crop's JPEG by crop id (``ApiClient.crop_jpeg``)."""
+MAX_PIXELS = DEFAULT_MAX_PIXELS
+"""The most pixels a crop image may declare (edge crops are at most 4096 px a side)."""
+
+
+class ImageRefusedError(LensflowError):
+    """Image bytes that are not decoded: too many pixels declared, or not a readable image.
+
+    Attributes:
+        short: A few words for a placeholder (``20000x20000: too large``).
+
+    """
+
+    def __init__(self, message: str, *, short: str) -> None:
+        """Say why, at length and in a few words."""
+        super().__init__(message)
+        self.short = short
 
 
 def default_cache_dir() -> Path:
@@ -87,25 +110,50 @@ def load_jpeg(crop_id: str, sha256: str, *, cache: DiskCache, fetch: Fetch) -> b
     return data
 
 
-def decode(data: bytes, *, size: QSize | None = None) -> QImage:
-    """Decode JPEG bytes (scaled down to fit ``size``); safe off the UI thread.
+def decode(
+    data: bytes,
+    *,
+    size: QSize | None = None,
+    what: str = "crop image",
+    max_pixels: int = MAX_PIXELS,
+) -> QImage:
+    """Decode image bytes (scaled down to fit ``size``) after the header gate; off the UI thread.
 
-    OpenCV decodes and scales (it releases the GIL, so pool threads decoding thumbnails do
-    not hold up the UI thread, as Qt's decoder called through PySide does); the QImage owns a
-    copy of the pixels.
+    The header is checked first: nothing is decoded whose header does not declare a readable
+    size within ``max_pixels``. OpenCV decodes and scales (it releases the GIL, so pool threads
+    decoding thumbnails do not hold up the UI thread, as Qt's decoder called through PySide
+    does); the QImage owns a copy of the pixels.
+
+    Args:
+        data: The encoded image (JPEG from the API; PNG, WebP and BMP are read too).
+        size: Scale down to fit this box; None keeps the image's size.
+        what: Names the image in errors.
+        max_pixels: The most pixels the header may declare.
 
     Raises:
-        ValueError: If the bytes are not an image OpenCV can read.
+        ImageRefusedError: The header declares too many pixels (refused before decoding), no
+            readable size, or the bytes do not decode.
 
     """
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise ValueError(f"expected JPEG bytes, got {len(data)} bytes OpenCV cannot decode")
+    try:
+        check_image_header(data, what=what, max_pixels=max_pixels)
+    except ImageError as err:
+        declared = image_size(data)
+        short = "not an image"
+        if declared is not None and declared[0] * declared[1] > max_pixels:
+            short = f"{declared[0]}x{declared[1]}: too large"
+        raise ImageRefusedError(f"{err} (refused before decoding)", short=short) from err
+    try:
+        pixels = decode_image(data, what=what, max_pixels=max_pixels)
+    except ImageError as err:
+        raise ImageRefusedError(str(err), short="does not decode") from err
     height, width = pixels.shape[:2]
     if size is not None and (width > size.width() or height > size.height()):
         scale = min(size.width() / width, size.height() / height)
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
-        pixels = cv2.resize(pixels, target, interpolation=cv2.INTER_AREA)
+        pixels = cv2.resize(pixels, target, interpolation=cv2.INTER_AREA).astype(
+            np.uint8, copy=False
+        )
         height, width = pixels.shape[:2]
     pixels = np.ascontiguousarray(pixels)
     image = QImage(pixels.data, width, height, pixels.strides[0], QImage.Format.Format_BGR888)
@@ -151,6 +199,7 @@ class ThumbnailLoader(QObject):
         self._memory: OrderedDict[str, QPixmap] = OrderedDict()
         self._pending: dict[str, Task] = {}
         self._failed: set[str] = set()
+        self.refused: dict[str, str] = {}  # crop id -> why its image is not shown
         self._order = 0
         self._arrived: deque[tuple[str, QImage]] = deque()
         self._store_timer = QTimer(self)
@@ -212,8 +261,9 @@ class ThumbnailLoader(QObject):
             cached = self.cache.get(sha256)
             if cached is None:
                 raise ApiError("Not connected: the crop image is not cached.")
-            return decode(cached, size=self.size)
-        return decode(load_jpeg(crop_id, sha256, cache=self.cache, fetch=fetch), size=self.size)
+            return decode(cached, size=self.size, what=f"crop {crop_id}")
+        data = load_jpeg(crop_id, sha256, cache=self.cache, fetch=fetch)
+        return decode(data, size=self.size, what=f"crop {crop_id}")
 
     def _store(self, crop_id: str, image: QImage) -> None:
         """A decoded thumbnail arrived: queue it (many arrive at once while scrolling)."""
@@ -238,4 +288,31 @@ class ThumbnailLoader(QObject):
         self._pending.pop(crop_id, None)
         self._failed.add(crop_id)
         logger.warning("thumbnail of crop %s failed: %s", crop_id, err)
+        if isinstance(err, ImageRefusedError):  # its bytes never change: show why, for good
+            self.refused[crop_id] = str(err)
+            self._memory[crop_id] = placeholder(self.size, title="Not shown", reason=err.short)
+            self.loaded.emit(crop_id)
         self.failed.emit(crop_id, str(err))
+
+
+def placeholder(size: QSize, *, title: str, reason: str) -> QPixmap:
+    """A grey tile with a title and a short reason, in place of an image (UI thread)."""
+    pixmap = QPixmap(size)
+    pixmap.fill(QColor("#d8d8d8"))
+    painter = QPainter(pixmap)
+    try:
+        painter.setPen(QColor("#505050"))
+        font = QFont(painter.font())
+        font.setBold(True)
+        painter.setFont(font)
+        top = QRect(4, 4, size.width() - 8, size.height() // 2 - 4)
+        painter.drawText(top, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, title)
+        font.setBold(False)
+        font.setPointSizeF(max(font.pointSizeF() - 1.5, 7.0))
+        painter.setFont(font)
+        bottom = QRect(4, size.height() // 2 + 2, size.width() - 8, size.height() // 2 - 6)
+        flags = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
+        painter.drawText(bottom, int(flags) | int(Qt.TextFlag.TextWordWrap), reason)
+    finally:
+        painter.end()
+    return pixmap
