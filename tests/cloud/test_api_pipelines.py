@@ -7,6 +7,8 @@ tshirt_color), compiled by the workers' own compiler.
 from __future__ import annotations
 
 import hashlib
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +71,35 @@ def test_each_dag_problem_is_given_at_its_line(api: ApiHarness) -> None:
     assert "invalid condition" in by_line[(12, "pipeline.2.when")]
     syntax = api.post("/v1/pipelines/validate", json={"yaml": "pipeline: [\n"}).json()
     assert syntax["valid"] is False and syntax["issues"][0]["line"] == 2
+
+
+def test_a_class_whose_module_is_not_loaded_is_refused_without_importing_it(
+    api: ApiHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an importable module that leaves a mark when imported (any import runs code)
+    module = f"lensflow_import_probe_{uuid.uuid4().hex}"
+    mark = tmp_path / "imported"
+    (tmp_path / f"{module}.py").write_text(f"open({str(mark)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = GOOD.replace("class: tshirt_color", f"class: {module}.Plugin")
+
+    answer = api.post("/v1/pipelines/validate", who="viewer", json={"yaml": text}).json()
+
+    assert answer["valid"] is False
+    [issue] = answer["issues"]
+    assert (issue["line"], issue["field"]) == (7, "pipeline.1.class")
+    assert f"the API does not import {module!r}" in issue["message"]
+    assert not mark.exists()
+    assert module not in sys.modules
+
+
+def test_a_class_of_a_loaded_module_is_checked_by_its_path(api: ApiHarness) -> None:
+    path = "lensflow.shared.classifiers.shirt_color.ShirtColor"
+    text = GOOD.replace("class: tshirt_color", f"class: {path}")
+
+    answer = api.post("/v1/pipelines/validate", json={"yaml": text}).json()
+
+    assert (answer["valid"], answer["nodes"]) == (True, ["object_detection", "shirt"])
 
 
 def test_an_invalid_dag_is_not_stored(api: ApiHarness) -> None:

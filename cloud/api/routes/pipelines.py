@@ -9,6 +9,7 @@ per name is active. Workers still read their local pipeline file: ``GET
 from __future__ import annotations
 
 import hashlib
+import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -86,7 +87,8 @@ def compile_pipeline_text(
     """Validate and compile a pipeline YAML text as the workers do (``lensflow pipeline check``).
 
     Model names are not looked up (the registry's model store is dropped): which models a
-    worker has is that worker's concern, and it reports a version it cannot load.
+    worker has is that worker's concern, and it reports a version it cannot load. Nor is a
+    module imported for a ``package.module.Class`` node (:func:`_unloaded_classes`).
 
     Raises:
         ConfigError: One issue (with its line where known) per problem.
@@ -105,13 +107,45 @@ def compile_pipeline_text(
                 )
             ]
         )
+    plugins = (registry or default_registry()).with_models(None)
+    unloaded = _unloaded_classes(config, plugins, doc)
+    if unloaded:
+        raise ConfigError(unloaded)
     try:
-        plugins = (registry or default_registry()).with_models(None)
         return compile_pipeline(config, registry=plugins, doc=doc)
     except ConfigError:
         raise
     except LensflowError as err:  # a plugin failing while its params are checked
         raise ConfigError([ConfigIssue(f"the pipeline cannot be compiled: {err}")]) from err
+
+
+def _unloaded_classes(
+    config: PipelineConfig, plugins: PluginRegistry, doc: YamlDocument
+) -> list[ConfigIssue]:
+    """An issue per node naming ``package.module.Class`` of a module this process has not loaded.
+
+    Resolving such a class imports its module, which runs the module's top-level code: over
+    the API, any caller could make the server import any installed module. The workers import
+    it when they load their pipeline file; the API checks the class only when its module is
+    loaded already (plugins installed by entry point are checked by their key).
+    """
+    issues = []
+    for index, node in enumerate(config.pipeline):
+        spec = node.class_
+        module = spec.rpartition(".")[0]
+        if spec in plugins.plugins or spec in plugins.unavailable or not module:
+            continue
+        if module not in sys.modules:
+            issues.append(
+                ConfigIssue(
+                    f"expected a registered classifier key or a class of a module the API has "
+                    f"loaded, got {spec!r}: the API does not import {module!r} (the workers "
+                    "do when they load the pipeline)",
+                    doc.location(("pipeline", index, "class")),
+                    f"pipeline.{index}.class",
+                )
+            )
+    return issues
 
 
 @router.post("/validate", summary="Validate a pipeline DAG")
