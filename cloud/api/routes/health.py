@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lensflow.cloud.api.deps import State
 from lensflow.cloud.api.errors import server_fault
-from lensflow.cloud.api.schemas import Health
+from lensflow.cloud.api.schemas import ErrorBody, Health
 
 router = APIRouter(tags=["health"])
 
@@ -100,7 +100,7 @@ def healthz() -> Health:
 @router.get(
     "/readyz",
     summary="Readiness",
-    responses={503: {"description": "The database cannot be reached."}},
+    responses={503: {"model": ErrorBody, "description": "The database cannot be reached."}},
 )
 def readyz(state: State) -> Health:
     """The database answers a query."""
