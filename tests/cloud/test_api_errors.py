@@ -32,7 +32,10 @@ from lensflow.shared.detectors.base import Detection, DetectionBatch, DetectorBa
 from tests.support.api import ApiHarness, running_api, seed
 from tests.support.bombs import jpeg_bomb
 
-UNLIMITED = {"rate_limit": "1000000/minute", "unauthenticated_rate_limit": "1000000/minute"}
+UNLIMITED: dict[str, Any] = {
+    "rate_limit": "1000000/minute",
+    "unauthenticated_rate_limit": "1000000/minute",
+}
 LEAKS = ("/tmp", "/work", "/home", "/var", "/root", "/usr", "/etc", "Traceback", 'File "')
 """What no error body may contain: the start of an absolute path, or a traceback."""
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -65,7 +65,9 @@ def api(db_url: str, tmp_path: Path) -> Iterator[ApiHarness]:
         for i, (name, bgr) in enumerate(COLORS.items()):
             image = picture(bgr, i)
             data = jpeg(image)
-            vector = color_embedding(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert decoded is not None
+            vector = color_embedding(decoded.astype(np.uint8))
             seed(
                 harness,
                 name,
