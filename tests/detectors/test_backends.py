@@ -178,7 +178,7 @@ def test_metadata_from_onnx_strings_and_from_yaml_values_agree():
 def test_undecodable_image_file_is_an_image_error(tmp_path):
     path = tmp_path / "broken.jpg"
     path.write_bytes(b"not a jpeg at all")
-    with pytest.raises(ImageError, match=r"broken\.jpg: expected a JPEG/PNG/BMP/WebP image"):
+    with pytest.raises(ImageError, match=r"broken\.jpg: expected a JPEG, PNG, WebP or BMP image"):
         read_image(path)
 
 
