@@ -85,6 +85,25 @@ class BaseClassifier(ABC):
     def warmup(self) -> None:  # noqa: B027 - deliberately a no-op hook
         """Load models and run once so the first real image is not slow (default: nothing)."""
 
+    @classmethod
+    def label_space(cls, params: Mapping[str, Any]) -> list[str] | None:
+        """The labels this plugin gives, in the model's class order, without loading it.
+
+        The API builds a node's label schema from them when the pipeline file declares no
+        ``labels:``: a label's position is its class id (what exports use). Reading them must
+        be cheap and never fail: a plugin whose labels cannot be told from its ``params``
+        alone (a checkpoint that is not there, invalid params) answers None.
+
+        Args:
+            params: The node's ``params:`` mapping, as written (not validated).
+
+        Returns:
+            The label names in class order, or None: not known (the default); the API then
+            uses the labels observed in stored results.
+
+        """
+        return None
+
     def describe(self) -> str:
         """One line: key, version and declared outputs."""
         return f"{self.name} v{self.version} -> {', '.join(self.outputs) or '(no outputs)'}"

@@ -20,9 +20,9 @@ Example node::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -43,6 +43,7 @@ from lensflow.shared.classifiers.hf_runtime import (
     download_from_hub,
 )
 from lensflow.shared.config.base import StrictModel
+from lensflow.shared.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,21 @@ class CarMakeViT(BaseClassifier):
         else:
             self.runtime = TransformersLogits(folder, num_labels=len(self.labels), device=p.device)
         logger.info("car_make_vit: %d makes, %s", len(self.labels), self.runtime.description)
+
+    @classmethod
+    def label_space(cls, params: Mapping[str, Any]) -> list[str] | None:
+        """The makes in the checkpoint's class order (``id2label``), when its folder is here.
+
+        None for a hub id (it would have to be downloaded) and when the folder or its
+        ``config.json`` is missing or unreadable.
+        """
+        model = params.get("model")
+        if not isinstance(model, str) or params.get("hub"):
+            return None
+        try:
+            return list(read_labels(Path(model)))
+        except (ModelError, OSError):
+            return None
 
     def logits(self, images: Sequence[Image]) -> FloatArray:
         """Raw ``(N, classes)`` logits of a batch of BGR images (one runtime call)."""

@@ -9,6 +9,7 @@ edge and for whole images detected in the cloud.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
@@ -31,6 +32,15 @@ class EdgeDetection(BaseClassifier):
     outputs = ("detected_classes", "detections", "count")
     Params = EdgeDetectionParams
     params: EdgeDetectionParams
+
+    @classmethod
+    def label_space(cls, params: Mapping[str, Any]) -> list[str] | None:
+        """None: the edge model's classes are not known here.
+
+        The API derives the detection's label schema from the stored crops' class ids and
+        names (the edge model's own ids and order).
+        """
+        return None
 
     def process(self, image: Image, context: Context) -> Output:
         """Return the crop's edge detection as a one-item detection list (or none)."""

@@ -17,14 +17,14 @@ Example node::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
 from lensflow.shared.colors import (
@@ -243,6 +243,18 @@ class ShirtColor(BaseClassifier):
         ]
         self._shade_name = np.array([i for i, _ in shades], dtype=np.intp)
         self._shade_lab = rgb_to_lab(np.array([rgb for _, rgb in shades], dtype=np.float64))
+
+    @classmethod
+    def label_space(cls, params: Mapping[str, Any]) -> list[str] | None:
+        """The palette's colour names in palette order (``unknown`` is no colour: left out).
+
+        None when ``params`` are invalid (the pipeline check reports why).
+        """
+        try:
+            valid = ShirtColorParams.model_validate(dict(params))
+        except ValidationError:
+            return None
+        return list(valid.palette)
 
     def process(self, image: Image, context: Context) -> Output:
         """Name the garment colour of one person crop, exactly as :meth:`process_batch` does."""

@@ -35,6 +35,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -132,6 +133,11 @@ class VehicleType(BaseClassifier):
         self.labels = imagenet_labels()
         self._type_matrix = _type_matrix()
         logger.info("vehicle_type: %s", self.model_path)
+
+    @classmethod
+    def label_space(cls, params: Mapping[str, Any]) -> list[str] | None:
+        """The vehicle types in their declared order (:data:`TYPES`), whatever the params."""
+        return list(TYPES)
 
     def process(self, image: Image, context: Context) -> Output:
         """Classify one crop (a batch of one)."""

@@ -10,6 +10,9 @@ from pydantic import AliasChoices, Field, field_validator
 from lensflow.shared.config.base import StrictModel
 
 NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_LABEL_NAME = 64
+"""Longest label name (the API's label schemas hold the same)."""
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 ConditionSpec = str | bool | dict[str, Any] | None
 
@@ -21,6 +24,39 @@ class BatchConfig(StrictModel):
     max_wait_ms: float = Field(
         20.0, ge=0, le=10_000, description="Longest wait for a batch to fill before running it."
     )
+
+
+class LabelDecl(StrictModel):
+    """One label of a node's label schema, as the pipeline file declares it.
+
+    The labels' order is the model's class order: a label's position is its class id.
+    """
+
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_LABEL_NAME,
+        description="The label as the model names it (stored, shown and exported as is).",
+    )
+    key: str | None = Field(
+        None,
+        pattern=r"^[0-9]$",
+        description="Its hotkey digit; default: the next free one of 1-9, in order.",
+    )
+    color: str | None = Field(
+        None,
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="Its colour, #rrggbb; default: a fixed palette colour by class id.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _trimmed_printable(cls, value: str) -> str:
+        name = value.strip()
+        if not name or not _PRINTABLE.match(name):
+            raise ValueError(
+                f"label name must be 1-{MAX_LABEL_NAME} printable characters, but got {value!r}"
+            )
+        return name
 
 
 class NodeConfig(StrictModel):
@@ -46,6 +82,12 @@ class NodeConfig(StrictModel):
     )
     batch: BatchConfig = Field(default_factory=BatchConfig, description="Dynamic batching.")
     enabled: bool = Field(True, description="A disabled node and its dependants never run.")
+    labels: list[LabelDecl] | None = Field(
+        None,
+        min_length=1,
+        description="The node's label schema in model order (a name, or {name, key, color} "
+        "each); absent: the plugin's own classes, else the labels observed.",
+    )
 
     model_config = StrictModel.model_config | {"populate_by_name": True}
 
@@ -63,6 +105,35 @@ class NodeConfig(StrictModel):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _names_or_mappings(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [{"name": item} if isinstance(item, str) else item for item in value]
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, value: list[LabelDecl] | None) -> list[LabelDecl] | None:
+        seen: dict[str, str] = {}
+        keys: dict[str, str] = {}
+        for label in value or []:
+            folded = label.name.casefold()
+            if folded in seen:
+                raise ValueError(
+                    f"labels must differ by more than case, but got {seen[folded]!r} and "
+                    f"{label.name!r}"
+                )
+            seen[folded] = label.name
+            if label.key is not None:
+                if label.key in keys:
+                    raise ValueError(
+                        f"label keys must differ, but got key {label.key!r} for both "
+                        f"{keys[label.key]!r} and {label.name!r}"
+                    )
+                keys[label.key] = label.name
+        return value
 
 
 class PipelineConfig(StrictModel):
