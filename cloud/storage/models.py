@@ -178,6 +178,9 @@ class Crop(Base):
     human_labels: Mapped[list[HumanLabel]] = relationship(
         back_populates="crop", passive_deletes=True, order_by="HumanLabel.id"
     )
+    reviews: Mapped[list[CropReview]] = relationship(
+        back_populates="crop", passive_deletes=True, order_by="CropReview.id"
+    )
 
 
 class ClassifierResult(Base):
@@ -267,6 +270,52 @@ class LabelEvent(Base):
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     batch_id: Mapped[str | None] = mapped_column(String(64))
+    old_status: Mapped[str | None] = mapped_column(String(16))  # the review status before
+    new_status: Mapped[str | None] = mapped_column(String(16))
+
+
+REVIEW_STATUSES = ("accepted", "relabelled", "rejected", "unsure")
+"""A review's status: the model is right, a human label is set, a wrong detection, skipped."""
+
+
+class CropReview(Base):
+    """A human's review of one node of one crop: a status, not a class (one row or none)."""
+
+    __tablename__ = "crop_reviews"
+    __table_args__ = (
+        UniqueConstraint("crop_pk", "node"),
+        CheckConstraint(
+            "status IN ('accepted', 'relabelled', 'rejected', 'unsure')", name="status"
+        ),
+        Index("ix_crop_reviews_node_status", "node", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    crop_pk: Mapped[int] = mapped_column(ForeignKey("crops.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(128))  # a DAG node name, or "detection"
+    status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    crop: Mapped[Crop] = relationship(back_populates="reviews")
+
+
+class LabelSchemaVersion(Base):
+    """A version of a node's label schema: its labels in model order (ids, keys, colours)."""
+
+    __tablename__ = "label_schema_versions"
+    __table_args__ = (
+        UniqueConstraint("node", "version"),
+        CheckConstraint("source IN ('pipeline', 'model', 'observed', 'operator')", name="source"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    node: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)  # [{id, name, key, color}]
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
 
 
 class PipelineVersion(Base):

@@ -27,9 +27,9 @@ from lensflow.shared.protocol import StatusMessage
 from tests.support.protocol_samples import CAPTURED, make_header, real_jpeg
 
 TABLES = {
-    "alembic_version", "cameras", "classifier_results", "crop_embeddings", "crops", "dead_letters",
-    "edge_config_assignments", "edge_config_versions", "edges", "human_labels",
-    "label_events", "pipeline_versions",
+    "alembic_version", "cameras", "classifier_results", "crop_embeddings", "crop_reviews", "crops",
+    "dead_letters", "edge_config_assignments", "edge_config_versions", "edges", "human_labels",
+    "label_events", "label_schema_versions", "pipeline_versions",
 }  # fmt: skip
 
 RESULTS = {
