@@ -92,25 +92,30 @@ def validate_edge_config(text: str, *, source: str = "<config>") -> ValidatedCon
         raise ConfigError(
             [ConfigIssue(f"expected a mapping of config sections, got {got}", doc.location(()))]
         )
-    local = [key for key in LOCAL_ONLY if key in doc.data]
-    if local:
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "stays in each agent's local file (it needs a restart); remove it",
-                    doc.location((key,)),
-                    key,
-                )
-                for key in local
-            ]
+    issues = [
+        ConfigIssue(
+            "stays in each agent's local file (it needs a restart); remove it",
+            doc.location((key,)),
+            key,
         )
+        for key in LOCAL_ONLY
+        if key in doc.data
+    ]
+    shared = {key: value for key, value in doc.data.items() if key not in LOCAL_ONLY}
     try:
-        config = EdgeConfig.model_validate({**doc.data, **_PLACEHOLDER})
-    except ValidationError as err:
-        raise ConfigError(validation_issues(err, doc)) from err
+        config = EdgeConfig.model_validate({**shared, **_PLACEHOLDER})
+    except ValidationError as err:  # every problem at once, not the local sections first
+        raise ConfigError(sorted(issues + validation_issues(err, doc), key=_line)) from err
+    if issues:
+        raise ConfigError(issues)
     return ValidatedConfig(
         text=text, config_hash=config_hash(config), payload_hash=payload_hash(text)
     )
+
+
+def _line(issue: ConfigIssue) -> int:
+    """An issue's line, for listing issues in text order (0 when it has none)."""
+    return issue.location.line if issue.location else 0
 
 
 class ConfigService:

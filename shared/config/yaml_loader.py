@@ -69,26 +69,37 @@ class YamlDocument:
             ) from err
 
     def location(self, loc: tuple[int | str, ...]) -> SourceLocation:
-        """Return the location of the value at ``loc``, or of its deepest existing parent."""
+        """Return the location of the value at ``loc``, or of its deepest existing parent.
+
+        A mapping value is located at its key: ``mqtt:`` followed by an indented block is
+        on the key's line, not the block's first line (nor, for an empty value, the next
+        key's line). The column is the value's when it shares the key's line.
+        """
         node = self.root
         best = node
+        key: yaml.Node | None = None
         for part in loc:
-            node = _child(node, part)
-            if node is None:
+            found = _child(node, part)
+            if found is None:
                 break
+            key, node = found
             best = node
         if best is None:
             return SourceLocation(self.path, 1)
-        return SourceLocation(self.path, best.start_mark.line + 1, best.start_mark.column + 1)
+        mark = best.start_mark
+        if key is not None and key.start_mark.line != mark.line:
+            mark = key.start_mark
+        return SourceLocation(self.path, mark.line + 1, mark.column + 1)
 
 
-def _child(node: yaml.Node | None, part: int | str) -> yaml.Node | None:
+def _child(node: yaml.Node | None, part: int | str) -> tuple[yaml.Node | None, yaml.Node] | None:
+    """The key node (None for a list item) and the value node of ``part`` in ``node``."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if key_node.value == str(part):
-                return value_node  # type: ignore[no-any-return]
+                return key_node, value_node
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        return node.value[part]  # type: ignore[no-any-return]
+        return None, node.value[part]
     return None
 
 

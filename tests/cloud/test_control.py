@@ -77,6 +77,22 @@ def test_invalid_configs_are_refused_with_the_line(text: str, line: int, expecte
     assert issue.location is not None and issue.location.line == line
 
 
+def test_every_problem_is_reported_at_once_each_at_its_key() -> None:
+    text = CONFIG + "mqtt:\n  host: evil\nheartbeat_s: -5\nspool:\n  path: /x\n"
+    text = text.replace("heartbeat_s: 5\n", "").replace("fps: 2", "fsp: 2")
+
+    with pytest.raises(ConfigError) as caught:
+        validate_edge_config(text)
+
+    found = [(i.location.line if i.location else None, i.field) for i in caught.value.issues]
+    assert found == [
+        (5, "cameras.0.fsp"),  # a schema problem, reported with the local sections
+        (6, "mqtt"),  # the line of `mqtt:`, not of `host: evil` below it
+        (8, "heartbeat_s"),
+        (9, "spool"),
+    ]
+
+
 def test_an_oversized_config_is_refused() -> None:
     with pytest.raises(ConfigError, match="at most 262144 bytes, got"):
         validate_edge_config(CONFIG + "#" * 300_000)

@@ -15,6 +15,7 @@ from lensflow.shared.config import (
     load_config,
     load_edge_config,
 )
+from lensflow.shared.config.yaml_loader import YamlDocument
 from lensflow.shared.errors import ConfigError
 
 
@@ -60,6 +61,33 @@ def test_every_error_is_reported_not_only_the_first(tmp_path: Path) -> None:
         load_edge_config(path)
     lines = sorted(i.location.line for i in info.value.issues if i.location)
     assert lines == [1, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("text", "loc", "line", "column"),
+    [
+        # a block mapping value: its key's line, not the line of its first entry
+        ("a: 1\nb: 2\nmqtt:\n  host: x\n", ("mqtt",), 3, 1),
+        # a key the block lacks: still the line of the block's key
+        ("a: 1\nmqtt:\n  host: x\n", ("mqtt", "port"), 2, 1),
+        # an empty value: its key's line, just after the colon
+        ("a: 1\nempty:\nnext: 2\n", ("empty",), 2, 7),
+        # a block list value: its key's line
+        ("cameras:\n  - name: c\n", ("cameras",), 1, 1),
+        # a scalar on its key's line: the value's column
+        ("a: 1\nfps: -1\n", ("fps",), 2, 6),
+        # a list item: the item itself (the line of its dash)
+        ("cameras:\n  - name: c\n  - name: d\n    fps: 0\n", ("cameras", 1), 3, 5),
+        # a key nested in a list item
+        ("cameras:\n  - name: c\n    source:\n      type: usb\n", ("cameras", 0, "source"), 3, 5),
+    ],
+)
+def test_a_location_is_the_line_of_its_key(
+    text: str, loc: tuple[int | str, ...], line: int, column: int
+) -> None:
+    where = YamlDocument(text, path="c.yaml").location(loc)
+
+    assert (where.line, where.column) == (line, column)
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
