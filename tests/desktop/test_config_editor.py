@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from lensflow.cloud.control import ConfigService
@@ -63,10 +64,37 @@ def _editor(qtbot: QtBot, url: str, key: str) -> ConfigEditor:
 
 @pytest.fixture
 def editor(qtbot: QtBot, api: ReviewApi) -> ConfigEditor:
+    """The page shown, its edges listed and the first edge's config loaded."""
     page = _editor(qtbot, api.base_url, api.tokens["operator"])
-    with qtbot.waitSignal(page.edges_refreshed, timeout=WAIT_MS):
+    page.resize(1200, 700)
+    page.show()
+    qtbot.waitExposed(page)
+    with qtbot.waitSignals([page.edges_refreshed, page.edge_config_loaded], timeout=WAIT_MS):
         page.start()
     return page
+
+
+def _click_row(qtbot: QtBot, editor: ConfigEditor, agent: str, *, add: bool = False) -> None:
+    """Click an edge's row (Ctrl+click with ``add``), as the operator does."""
+    [row] = [r for r, e in enumerate(editor.edge_model.edges()) if e.agent_id == agent]
+    where = editor.edge_view.visualRect(editor.edge_model.index(row, 1)).center()
+    modifier = Qt.KeyboardModifier.ControlModifier if add else Qt.KeyboardModifier.NoModifier
+    qtbot.mouseClick(editor.edge_view.viewport(), Qt.MouseButton.LeftButton, modifier, where)  # type: ignore[no-untyped-call]
+
+
+def _answer(qtbot: QtBot, editor: ConfigEditor, *, publish: bool) -> None:
+    """Click Publish (or Cancel) in the confirmation the page shows."""
+    qtbot.waitUntil(lambda: editor.confirm_box is not None and editor.confirm_box.isVisible())
+    box = editor.confirm_box
+    assert box is not None
+    role = QMessageBox.ButtonRole.AcceptRole if publish else QMessageBox.ButtonRole.RejectRole
+    [button] = [b for b in box.buttons() if box.buttonRole(b) == role]
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+
+
+def _version_ids(api: ReviewApi) -> list[int]:
+    with ApiClient(api.base_url, key=api.tokens["viewer"]) as client:
+        return [v.id for v in client.configs()]
 
 
 def _row(model: EdgeTableModel, agent: str) -> dict[str, str]:
@@ -135,6 +163,32 @@ def test_api_validation_errors_are_shown_at_their_lines(qtbot: QtBot, editor: Co
 
 
 @pytest.mark.integration
+def test_every_problem_is_marked_at_once_on_the_line_of_its_key(
+    qtbot: QtBot, editor: ConfigEditor
+) -> None:
+    # the operator's case: `mqtt:` on line 3 was flagged as line 4, and alone
+    text = (
+        "detector: {backend: onnxruntime, model: /models/person.onnx}\n"
+        "heartbeat_s: -5\n"
+        "mqtt:\n"
+        "  host: broker\n"
+        "cameras:\n"
+        "  - name: lobby\n"
+        "    source: {type: folder, path: /data/lobby}\n"
+        "    fsp: 2\n"
+    )
+    editor.editor.set_text(text)
+
+    with qtbot.waitSignal(editor.validated, timeout=WAIT_MS):
+        qtbot.mouseClick(editor.validate_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+
+    assert editor.editor.highlighted_lines() == [2, 3, 8]
+    assert "stays in each agent's local file" in editor.editor.messages_at(3)[0]
+    assert editor.editor.messages_at(4) == []
+    assert "3 problems in the config (lines 2, 3, 8)" in editor.status.text()
+
+
+@pytest.mark.integration
 def test_a_valid_config_shows_its_hash(qtbot: QtBot, editor: ConfigEditor) -> None:
     editor.editor.set_text(CONFIG)
 
@@ -152,10 +206,11 @@ def test_publish_assigns_the_selected_edges_which_show_pending_then_their_ack(
     text = CONFIG.replace("fps: 2", "fps: 4")
     editor.editor.set_text(text)
     editor.comment.setText("faster lobby")
-    editor.edge_view.selectRow(0)  # edge-1
+    assert editor.selected_edges() == [("plant-a", "edge-1")]  # the first edge, at start
 
     with qtbot.waitSignal(editor.published, timeout=WAIT_MS) as done:
         qtbot.mouseClick(editor.publish_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+        _answer(qtbot, editor, publish=True)
     version: ConfigVersion = done.args[0]
     qtbot.waitUntil(lambda: _row(editor.edge_model, "edge-1")["Ack"] == "pending", timeout=WAIT_MS)
 
@@ -169,6 +224,81 @@ def test_publish_assigns_the_selected_edges_which_show_pending_then_their_ack(
     editor.refresh_edges()
     qtbot.waitUntil(lambda: _row(editor.edge_model, "edge-1")["Ack"] == "applied", timeout=WAIT_MS)
     assert editor.selected_edges() == [("plant-a", "edge-1")]  # kept across refreshes
+
+
+@pytest.mark.integration
+def test_with_no_edge_selected_nothing_is_published(
+    qtbot: QtBot, editor: ConfigEditor, api: ReviewApi
+) -> None:
+    before = _version_ids(api)
+    _click_row(qtbot, editor, "edge-1", add=True)  # Ctrl+click: the selected row is deselected
+    assert editor.selected_edges() == []
+    editor.editor.set_text(CONFIG.replace("fps: 2", "fps: 9"))
+
+    with qtbot.waitSignal(editor.failed, timeout=WAIT_MS) as failure:
+        qtbot.mouseClick(editor.publish_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+
+    assert "Nothing published" in failure.args[0]
+    assert editor.confirm_box is None  # not even asked
+    assert _version_ids(api) == before
+    with qtbot.assertNotEmitted(editor.published, wait=300):
+        editor.publish()  # nor without asking
+
+
+@pytest.mark.integration
+def test_publishing_asks_naming_the_edges_and_cancel_publishes_nothing(
+    qtbot: QtBot, editor: ConfigEditor, api: ReviewApi
+) -> None:
+    before = _version_ids(api)
+    _click_row(qtbot, editor, "edge-2")
+    _click_row(qtbot, editor, "edge-old", add=True)
+    editor.editor.set_text(CONFIG.replace("fps: 2", "fps: 6"))
+
+    qtbot.mouseClick(editor.publish_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+    _answer(qtbot, editor, publish=False)
+
+    assert editor.confirm_box is not None
+    assert "2 edges: plant-a/edge-2, plant-a/edge-old?" in editor.confirm_box.text()
+    with qtbot.assertNotEmitted(editor.published, wait=500):
+        pass
+    assert _version_ids(api) == before
+
+
+@pytest.mark.integration
+def test_the_editor_starts_from_the_selected_edges_current_config(
+    qtbot: QtBot, api: ReviewApi
+) -> None:
+    with ApiClient(api.base_url, key=api.tokens["operator"]) as client:
+        first = client.create_config(CONFIG.replace("fps: 2", "fps: 11"), comment="edge-1's")
+        second = client.create_config(CONFIG.replace("fps: 2", "fps: 12"), comment="edge-2's")
+        client.assign_config(first.id, [("plant-a", "edge-1")])
+        client.assign_config(second.id, [("plant-a", "edge-2")])
+
+    page = _editor(qtbot, api.base_url, api.tokens["operator"])
+    page.resize(1200, 700)
+    page.show()
+    qtbot.waitExposed(page)
+    with qtbot.waitSignal(page.edge_config_loaded, timeout=WAIT_MS):
+        page.start()
+
+    assert page.editor.text() == first.text  # not blank: edge-1 (selected) runs it
+    assert f"version #{first.id}" in page.status.text()
+
+    with qtbot.waitSignal(page.edge_config_loaded, timeout=WAIT_MS):
+        _click_row(qtbot, page, "edge-2")
+    assert page.editor.text() == second.text
+
+    page.editor.text_edit.setFocus()
+    qtbot.keyClicks(page.editor.text_edit, "# mine")
+    qtbot.keyClick(page.editor.text_edit, Qt.Key.Key_Return)
+    edited = page.editor.text()
+    _click_row(qtbot, page, "edge-1")
+    assert page.editor.text() == edited  # an edit is not thrown away by a click
+    assert "Kept your edits" in page.status.text()
+
+    with qtbot.waitSignal(page.edge_config_loaded, timeout=WAIT_MS):
+        qtbot.mouseClick(page.load_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+    assert page.editor.text() == first.text
 
 
 @pytest.mark.integration
