@@ -289,8 +289,8 @@ def test_the_editor_starts_from_the_selected_edges_current_config(
     assert page.editor.text() == second.text
 
     page.editor.text_edit.setFocus()
-    qtbot.keyClicks(page.editor.text_edit, "# mine")
-    qtbot.keyClick(page.editor.text_edit, Qt.Key.Key_Return)
+    qtbot.keyClicks(page.editor.text_edit, "# mine")  # type: ignore[no-untyped-call]
+    qtbot.keyClick(page.editor.text_edit, Qt.Key.Key_Return)  # type: ignore[no-untyped-call]
     edited = page.editor.text()
     _click_row(qtbot, page, "edge-1")
     assert page.editor.text() == edited  # an edit is not thrown away by a click
