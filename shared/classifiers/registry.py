@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 from lensflow.shared.classifiers.base import BaseClassifier
+from lensflow.shared.classifiers.head_store import HeadStore
 from lensflow.shared.classifiers.model_store import ModelStore
 from lensflow.shared.errors import PluginError, PluginUnavailableError
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lensflow.classifiers"
-_NOT_PLUGINS = {"base", "registry", "model_store"}
+_NOT_PLUGINS = {"base", "registry", "model_store", "head_store", "head_model"}
 
 
 @dataclass
@@ -34,16 +35,23 @@ class PluginRegistry:
     """Maps type keys to plugin classes, remembering why unavailable plugins are unavailable.
 
     It also carries the :class:`~lensflow.shared.classifiers.model_store.ModelStore` that the
-    plugins' manifest model names resolve through (None: they are not looked up).
+    plugins' manifest model names resolve through, and the
+    :class:`~lensflow.shared.classifiers.head_store.HeadStore` trained heads load from (None:
+    they are not looked up).
     """
 
     plugins: dict[str, type[BaseClassifier]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     models: ModelStore | None = None
+    heads: HeadStore | None = None
 
     def with_models(self, models: ModelStore | None) -> PluginRegistry:
         """A copy of this registry whose plugins resolve model names through ``models``."""
-        return PluginRegistry(dict(self.plugins), dict(self.unavailable), models)
+        return PluginRegistry(dict(self.plugins), dict(self.unavailable), models, self.heads)
+
+    def with_heads(self, heads: HeadStore | None) -> PluginRegistry:
+        """A copy of this registry whose ``embedding_head`` nodes load heads from ``heads``."""
+        return PluginRegistry(dict(self.plugins), dict(self.unavailable), self.models, heads)
 
     def register(
         self, plugin: type[BaseClassifier], *, key: str | None = None, replace: bool = False

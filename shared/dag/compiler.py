@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 
 from lensflow.shared.classifiers.base import BaseClassifier, validate_params
+from lensflow.shared.classifiers.head_store import CONTEXT_KEY as HEADS_KEY
 from lensflow.shared.classifiers.model_store import CONTEXT_KEY, WARNINGS_KEY
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.pipeline import NodeConfig, PipelineConfig
@@ -219,7 +220,7 @@ def _resolve_plugin(
         issues.add(str(err), i, "class")
         return None
     warnings: list[str] = []
-    context = {CONTEXT_KEY: registry.models, WARNINGS_KEY: warnings}
+    context = {CONTEXT_KEY: registry.models, HEADS_KEY: registry.heads, WARNINGS_KEY: warnings}
     try:
         params = validate_params(plugin, node.params, context=context)
         issues.warnings += [
