@@ -1,16 +1,15 @@
 """The configuration window: edge configs and the pipeline DAG as two tabs.
 
-``Edge configs`` is :class:`~lensflow.desktop.config_editor.ConfigEditor` on the API (versions,
-validate, publish, each edge's ack and online state); ``Pipeline DAG`` is
-:class:`~lensflow.desktop.pipeline_editor.PipelineEditor` on a local pipeline file, opened on
-``configs/pipeline.yaml`` when the app runs beside one, that validates with the API and
-publishes pipeline versions through it (``/v1/pipelines``). The main
-window keeps one such window per connection and raises it again when asked.
+``Edge configs`` is :class:`~lensflow.desktop.config_editor.ConfigEditor` on the API (each
+edge's current config, validate, publish, each edge's ack and online state); ``Pipeline DAG``
+is :class:`~lensflow.desktop.pipeline_editor.PipelineEditor` on the API's active pipeline
+version, drawn beside its YAML, validated by the API and published through it
+(``/v1/pipelines``). Both load when the window is first shown. The main window keeps one such
+window per connection and raises it again when asked.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 from PySide6.QtCore import Qt
@@ -20,9 +19,6 @@ from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 from lensflow.desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
 from lensflow.desktop.pipeline_editor import PipelineApi, PipelineEditor
 from lensflow.desktop.workers import Runner
-
-DEFAULT_PIPELINE = Path("configs/pipeline.yaml")
-"""The pipeline file opened at first, when it exists (relative to the working folder)."""
 
 
 class WindowApi(ConfigApi, PipelineApi, Protocol):
@@ -44,16 +40,14 @@ class ConfigWindow(QWidget):
         api: WindowApi,
         *,
         runner: Runner,
-        pipeline_path: Path | None = DEFAULT_PIPELINE,
         refresh_ms: int = REFRESH_MS,
         parent: QWidget | None = None,
     ) -> None:
-        """Build both pages; the edge page loads when the window is first shown.
+        """Build both pages; they load when the window is first shown.
 
         Args:
             api: The API client.
             runner: Where the calls run (the main window's).
-            pipeline_path: The pipeline file to open at first, if it exists.
             refresh_ms: Edge table refresh period; 0 turns the timer off.
             parent: The Qt parent (a window of its own either way).
 
@@ -71,16 +65,15 @@ class ConfigWindow(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.tabs)
         self._started = False
-        if pipeline_path is not None and pipeline_path.is_file():
-            self.pipeline.open(pipeline_path)
         self.resize(1200, 760)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
-        """Load versions and edges (and restart the refresh timer) when shown."""
+        """Load edges, configs and the active pipeline (restart the refresh timer) when shown."""
         super().showEvent(event)
         if not self._started:
             self._started = True
             self.configs.start()
+            self.pipeline.load_active()
         elif self.configs.refresh_ms > 0:
             self.configs.refresh_edges()
             self.configs.timer.start()

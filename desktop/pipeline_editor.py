@@ -1,11 +1,15 @@
-"""Edit the cloud's pipeline DAG (``configs/pipeline.yaml``) with its problems at their lines.
+"""The cloud's pipeline DAG: the active version from the API, its YAML beside its drawing.
 
-The page works on a local file (open, edit, validate, save); validation is the workers' own
-(:func:`lensflow.shared.dag.compiler.compile_pipeline`: schema, unknown or duplicate nodes, cycles,
-conditions, plugin classes and their params), run off the UI thread. Connected to an API it
-can also validate with the API (the server's plugins, e.g. model paths that exist there) and
-publish: store the text as a pipeline version and make it the active one of its name
-(``/v1/pipelines``). Each problem is shown at its line either way.
+Connected to an API, the page opens the active pipeline version (``GET /v1/pipelines``: the
+newest active one; the drop-down lists every stored version, active ones marked), validates
+with the API (``POST /v1/pipelines/validate``: the workers' own compiler, without looking up
+model files, which are each worker's concern) and publishes: stores the text as a version and
+makes it the active one of its name. The DAG is drawn beside the YAML
+(:class:`~lensflow.desktop.dag_view.DagView`: nodes, dependencies, conditions) and redrawn as
+the text changes. Each problem is shown at its line.
+
+Without an API (or to work on a file) it opens and saves a local pipeline file and validates
+it here (:func:`pipeline_issues`).
 """
 
 from __future__ import annotations
@@ -14,18 +18,21 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from lensflow.desktop.api_types import ConfigIssue
 from lensflow.desktop.client_pipelines import PipelineValidation, PipelineVersion
+from lensflow.desktop.dag_view import DagView, dag_nodes
 from lensflow.desktop.errors import ApiError, ValidationFailed
 from lensflow.desktop.workers import Runner
 from lensflow.desktop.yaml_editor import YamlEditor
@@ -35,6 +42,10 @@ from lensflow.shared.dag.compiler import compile_pipeline
 from lensflow.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+REDRAW_MS = 300
+"""Pause in typing after which the drawing follows the text."""
+VERSIONS_LISTED = 100
 
 
 def pipeline_issues(text: str, *, source: str = "pipeline.yaml") -> list[ConfigIssue]:
@@ -64,17 +75,30 @@ class PipelineApi(Protocol):
     def create_pipeline(self, text: str, *, activate: bool = False) -> PipelineVersion:
         """Store a DAG text as a version, optionally active."""
 
+    def pipelines(
+        self,
+        *,
+        name: str | None = None,
+        active: bool | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[PipelineVersion]:
+        """Stored versions, newest first."""
+
 
 class PipelineEditor(QWidget):
-    """The pipeline page: a YAML editor on a local file; with an API, validate there and publish.
+    """The pipeline page: the YAML and its drawing; validate, publish (API) or save (file).
 
     Signals:
-        validated: The issues found (a list; empty when valid), locally or by the API.
+        loaded: The API's versions arrived and the active one (a :class:`PipelineVersion`,
+            or None when there is none) is in the editor.
+        validated: The issues found (a list; empty when valid), by the API or locally.
         published: The stored, now active, version (a :class:`PipelineVersion`).
         failed: A file could not be read or written, or a call failed; the message.
 
     """
 
+    loaded = Signal(object)
     validated = Signal(object)
     published = Signal(object)
     failed = Signal(str)
@@ -86,39 +110,84 @@ class PipelineEditor(QWidget):
         runner: Runner | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        """Build the page (no file open); ``api`` enables validating with it and publishing."""
+        """Build the page (empty); ``api`` enables the API's versions, validation and publish."""
         super().__init__(parent)
         self.api = api
         self.runner = runner or Runner(threads=1, parent=self)
         self.path: Path | None = None
+        self._versions: list[PipelineVersion] = []
         self.editor = YamlEditor()
-        self.status = QLabel("Open a pipeline file (configs/pipeline.yaml).")
+        self.dag = DagView()
+        self.dag_status = QLabel("")
+        self.dag_status.setWordWrap(True)
+        self.status = QLabel(
+            "Loading the active pipeline from the API…" if api else "Open a pipeline file."
+        )
         self.status.setWordWrap(True)
+        self.versions = QComboBox()
+        self.versions.setMinimumContentsLength(28)
+        self.versions.setToolTip("Stored pipeline versions, newest first")
+        self.versions.activated.connect(self._version_chosen)
+        self.validate_button = QPushButton("&Validate")
+        self.validate_button.setToolTip(
+            "Compile it as the workers do (on the API when connected; model files are not "
+            "looked up: they are each worker's concern)"
+        )
+        self.validate_button.clicked.connect(self.validate)
+        self.publish_button: QPushButton | None = None
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(REDRAW_MS)
+        self._redraw_timer.timeout.connect(self.redraw)
+        self.editor.text_edited.connect(self._redraw_timer.start)
+        self._build()
+
+    def _build(self) -> None:
         buttons = QHBoxLayout()
-        for text, slot in (
-            ("&Open…", self._choose),
-            ("&Validate", self.validate),
-            ("&Save", self.save),
-        ):
+        if self.api is not None:
+            buttons.addWidget(QLabel("Version:"))
+            buttons.addWidget(self.versions, 1)
+        for text, slot in (("&Open file…", self._choose), ("&Save as file…", self.save)):
             button = QPushButton(text)
             button.clicked.connect(slot)
             buttons.addWidget(button)
-        self.remote_buttons: list[QPushButton] = []
-        if api is not None:
-            for text, slot, tip in (
-                ("Validate with the &API", self.validate_remote, "Compile it on the server."),
-                ("&Publish", self.publish, "Store it as a version and make it the active one."),
-            ):
-                button = QPushButton(text)
-                button.setToolTip(tip)
-                button.clicked.connect(slot)
-                buttons.addWidget(button)
-                self.remote_buttons.append(button)
-        buttons.addStretch(1)
+        buttons.addWidget(self.validate_button)
+        if self.api is not None:
+            self.publish_button = QPushButton("&Publish")
+            self.publish_button.setToolTip("Store it as a version and make it the active one")
+            self.publish_button.clicked.connect(self.publish)
+            buttons.addWidget(self.publish_button)
+        if self.api is None:
+            buttons.addStretch(1)
+        drawing = QWidget()
+        column = QVBoxLayout(drawing)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.dag, 1)
+        column.addWidget(self.dag_status)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.editor)
+        splitter.addWidget(drawing)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
-        layout.addWidget(self.editor, 1)
+        layout.addWidget(splitter, 1)
         layout.addWidget(self.status)
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def load_active(self) -> None:
+        """Fetch the stored versions and open the active one (off the UI thread)."""
+        api = self._connected()
+        if api is None:
+            return
+        self.status.setText("Loading the active pipeline from the API…")
+        self.runner.submit(
+            lambda: api.pipelines(limit=VERSIONS_LISTED),
+            on_done=self._versions_arrived,
+            on_error=self._call_failed,
+            name="pipeline versions",
+        )
 
     def open(self, path: Path) -> None:
         """Load a pipeline file into the editor and validate it."""
@@ -128,11 +197,79 @@ class PipelineEditor(QWidget):
             self._fail(f"Cannot read {path}: {err.strerror or err}")
             return
         self.path = path
-        self.editor.set_text(text)
+        self._set_text(text)
         self.validate()
 
+    def _list_versions(self, versions: list[PipelineVersion]) -> None:
+        """Fill the drop-down (the shown version stays chosen)."""
+        shown = self.versions.currentIndex()
+        shown_id = self._versions[shown].id if 0 <= shown < len(self._versions) else None
+        self._versions = versions
+        self.versions.clear()
+        for row, version in enumerate(versions):
+            active = " · active" if version.active else ""
+            when = version.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
+            self.versions.addItem(f"{version.name} #{version.id}{active} · {when}")
+            if version.id == shown_id:
+                self.versions.setCurrentIndex(row)
+
+    def _versions_arrived(self, versions: list[PipelineVersion]) -> None:
+        self._list_versions(versions)
+        active = [v for v in versions if v.active]
+        if not active:
+            self.status.setText(
+                "No active pipeline version on the API: open a pipeline file and publish it."
+                if not versions
+                else "No version is active: choose one, or publish one."
+            )
+            self.loaded.emit(None)
+            return
+        self.versions.setCurrentIndex(versions.index(active[0]))
+        self._show_version(active[0])
+        others = ", ".join(f"{v.name!r} #{v.id}" for v in active[1:])
+        also = f" Also active: {others}." if others else ""
+        self.status.setText(f"Active pipeline {active[0].name!r}, version #{active[0].id}.{also}")
+        self.loaded.emit(active[0])
+        self.validate()
+
+    def _version_chosen(self, row: int) -> None:
+        if 0 <= row < len(self._versions):
+            version = self._versions[row]
+            self._show_version(version)
+            state = "active" if version.active else "not active"
+            self.status.setText(f"Version #{version.id} of {version.name!r} ({state}).")
+
+    def _show_version(self, version: PipelineVersion) -> None:
+        self.path = None
+        self._set_text(version.yaml)
+
+    def _set_text(self, text: str) -> None:
+        self.editor.set_text(text)
+        self._redraw_timer.stop()
+        self.redraw()
+
+    # -- the drawing --------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Draw the DAG of the text; a text that is not a pipeline keeps the last drawing."""
+        try:
+            nodes = dag_nodes(self.editor.text())
+        except ConfigError as err:
+            if self.dag.nodes:
+                self.dag_status.setText(f"Drawing not updated: {err.issues[0]}")
+            else:
+                self.dag_status.setText("")
+            return
+        self.dag.set_nodes(nodes)
+        self.dag_status.setText(f"{len(nodes)} node{'s' * (len(nodes) != 1)}.")
+
+    # -- validate, publish, save ---------------------------------------------------------------
+
     def validate(self) -> None:
-        """Validate the text off the UI thread; the issues appear at their lines."""
+        """Validate the text (with the API when connected); its issues appear at their lines."""
+        if self.api is not None:
+            self.validate_remote()
+            return
         text = self.editor.text()
         source = self.path.name if self.path else "pipeline.yaml"
         self.status.setText("Validating…")
@@ -172,7 +309,7 @@ class PipelineEditor(QWidget):
         )
 
     def save(self) -> None:
-        """Write the text back to the file (the workers load it at their next start)."""
+        """Write the text to a file (asked for unless one was opened)."""
         if self.path is None:
             chosen, _ = QFileDialog.getSaveFileName(self, "Save pipeline", "pipeline.yaml")
             if not chosen:
@@ -183,12 +320,14 @@ class PipelineEditor(QWidget):
         except OSError as err:
             self._fail(f"Cannot write {self.path}: {err.strerror or err}")
             return
-        self.status.setText(f"Saved {self.path}; restart the workers to use it.")
+        self.status.setText(f"Saved {self.path}.")
 
     def _choose(self) -> None:
         chosen, _ = QFileDialog.getOpenFileName(self, "Open pipeline", "", "YAML (*.yaml *.yml)")
         if chosen:
             self.open(Path(chosen))
+
+    # -- outcomes (UI thread) -----------------------------------------------------------------
 
     def _validated(self, issues: list[ConfigIssue]) -> None:
         self.editor.set_issues(issues)
@@ -214,10 +353,17 @@ class PipelineEditor(QWidget):
     def _published(self, version: PipelineVersion) -> None:
         self.editor.set_issues([])
         self.status.setText(
-            f"Published pipeline {version.name!r} as version {version.id} (active); "
-            "workers read their local file until they follow the API."
+            f"Published pipeline {version.name!r} as version {version.id} (active)."
         )
         self.published.emit(version)
+        api = self.api
+        if api is not None:  # the drop-down shows the new version, active
+            self.runner.submit(
+                lambda: api.pipelines(limit=VERSIONS_LISTED),
+                on_done=self._list_versions,
+                on_error=self._call_failed,
+                name="pipeline versions",
+            )
 
     def _call_failed(self, err: BaseException) -> None:
         if isinstance(err, ValidationFailed) and any(i.line is not None for i in err.issues):
