@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPalette, QPen, QPolygonF
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QPainter,
+    QPainterPath,
+    QPalette,
+    QPen,
+    QPolygonF,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QGraphicsPathItem,
     QGraphicsScene,
@@ -26,6 +35,8 @@ from PySide6.QtWidgets import (
 from lensflow.shared.config.pipeline import PipelineConfig
 from lensflow.shared.config.yaml_loader import YamlDocument, load_model
 from lensflow.shared.dag.condition_compile import compile_condition
+from lensflow.shared.dag.condition_values import Op
+from lensflow.shared.dag.conditions import AnyOf, Compare, Condition, Literal, Path
 from lensflow.shared.errors import ConditionError
 
 NODE_WIDTH = 250.0
@@ -66,7 +77,7 @@ def dag_nodes(text: str) -> list[DagNode]:
     nodes = []
     for node in config.pipeline:
         try:
-            condition = compile_condition(node.when).describe() if node.when is not None else ""
+            condition = readable(compile_condition(node.when)) if node.when is not None else ""
         except ConditionError:
             condition = str(node.when)  # the validator says what is wrong with it
         nodes.append(
@@ -79,6 +90,23 @@ def dag_nodes(text: str) -> list[DagNode]:
             )
         )
     return nodes
+
+
+def readable(condition: Condition) -> str:
+    """A condition in readable form; ``'car' in P or 'bus' in P`` reads ``'car' or 'bus' in P``."""
+    if isinstance(condition, AnyOf):
+        tests = [
+            item
+            for item in condition.items
+            if isinstance(item, Compare)
+            and item.op is Op.IN
+            and isinstance(item.left, Literal)
+            and isinstance(item.right, Path)
+        ]
+        if len(tests) == len(condition.items) and len({test.right for test in tests}) == 1:
+            values = [test.left.describe() for test in tests]
+            return f"{', '.join(values[:-1])} or {values[-1]} in {tests[0].right.describe()}"
+    return condition.describe()
 
 
 def layers(nodes: Sequence[DagNode]) -> list[list[DagNode]]:
@@ -136,6 +164,21 @@ class DagView(QGraphicsView):
                     self._draw_arrow(self.boxes[dep], self.boxes[node.name], palette)
                     self.arrows.append((dep, node.name))
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-PAD, -PAD, PAD, PAD))
+        self._fit()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        """Keep the whole drawing in view."""
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        """Shrink the drawing to fit the view (never enlarge it past its size)."""
+        rect = self.sceneRect()
+        view = self.viewport().rect()
+        if rect.width() > view.width() or rect.height() > view.height():
+            self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+        else:
+            self.resetTransform()
 
     def condition_of(self, name: str) -> str:
         """The condition drawn on node ``name`` (empty when it always runs)."""
@@ -145,7 +188,8 @@ class DagView(QGraphicsView):
         text = QGraphicsTextItem()
         text.setDefaultTextColor(palette.color(QPalette.ColorRole.Text))
         text.setTextWidth(NODE_WIDTH - 2 * PAD)
-        when = f"when {node.condition}" if node.condition else "always (after its dependencies)"
+        after = " (after its dependencies)" if node.depends_on else ""
+        when = f"when {node.condition}" if node.condition else f"always{after}"
         state = "" if node.enabled else " · disabled"
         text.setHtml(
             f"<b>{_breakable(node.name)}</b><br><i>{html.escape(node.plugin)}{state}</i>"

@@ -169,6 +169,7 @@ class PipelineEditor(QWidget):
         splitter.addWidget(drawing)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([560, 640])  # the drawing gets room for a layer of three nodes
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
         layout.addWidget(splitter, 1)

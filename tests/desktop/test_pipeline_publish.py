@@ -106,7 +106,7 @@ def test_the_tab_opens_the_active_version_validates_it_on_the_api_and_draws_it(
         ("object_detection", "vehicle_type_classification"),
     ]
     assert page.dag.condition_of("vehicle_type_classification") == (
-        "'car' in object_detection.detected_classes or 'bus' in object_detection.detected_classes"
+        "'car' or 'bus' in object_detection.detected_classes"
     )
     detection, vehicle = page.dag.boxes["object_detection"], page.dag.boxes["embedding"]
     assert vehicle.top() > detection.bottom()  # a dependant is drawn below its dependency
