@@ -10,6 +10,7 @@ Public API:
 - :class:`~lensflow.cloud.storage.errors.StorageError` — the one exception of this package.
 """
 
+from lensflow.cloud.storage import models_loop  # noqa: F401 - registers the loop's tables
 from lensflow.cloud.storage.crops import CropStore
 from lensflow.cloud.storage.db import create_engine_for, migrate, session_factory
 from lensflow.cloud.storage.errors import StorageError

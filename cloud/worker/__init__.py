@@ -15,6 +15,7 @@ Public API:
 from lensflow.cloud.worker.batcher import Batcher
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
-from lensflow.cloud.worker.worker import Worker, build_intake
+from lensflow.cloud.worker.startup import build_intake
+from lensflow.cloud.worker.worker import Worker
 
 __all__ = ["Batcher", "Delivery", "Intake", "Worker", "WorkerMetrics", "build_intake"]

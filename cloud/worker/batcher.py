@@ -88,6 +88,21 @@ class Batcher(Generic[Item]):
             batch.append(item)
         return batch
 
+    def resize(self, *, max_batch: int, max_wait_ms: float) -> None:
+        """Change the batch size and wait (a new pipeline version); from the consuming thread.
+
+        Raises:
+            ValueError: If ``max_batch`` < 1 or beyond the capacity, or ``max_wait_ms`` < 0.
+
+        """
+        if not 1 <= max_batch <= self._queue.maxsize or max_wait_ms < 0:
+            raise ValueError(
+                f"expected 1 <= max_batch <= {self._queue.maxsize} and max_wait_ms >= 0, but "
+                f"got max_batch={max_batch}, max_wait_ms={max_wait_ms}"
+            )
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+
     def qsize(self) -> int:
         """How many items wait (approximately: other threads may change it)."""
         return self._queue.qsize()

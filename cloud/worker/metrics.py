@@ -75,6 +75,11 @@ class WorkerMetrics:
             "Crops confirmed to their edge (receipts published after commit).",
             registry=r,
         )
+        self.version_swaps = Counter(
+            "lensflow_worker_version_swaps_total",
+            "Pipeline versions swapped in between batches (the active version changed).",
+            registry=r,
+        )
 
     def serve(self, port: int, *, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``host:port`` in a daemon thread."""

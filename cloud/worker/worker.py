@@ -22,16 +22,17 @@ from typing import TypeVar
 import tenacity
 from sqlalchemy import exc as sa_exc
 
+from lensflow.cloud.heads.store import DbHeadStore
 from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
 from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
 from lensflow.cloud.worker.batcher import Batcher
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.cloud.worker.receipts import ReceiptBook
+from lensflow.cloud.worker.startup import build_intake, fitted_window, open_versions
 from lensflow.cloud.worker.triage import Letter, Triage, triage
-from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.cloud import CloudConfig
-from lensflow.shared.config.cloud import Intake as IntakeConfig
 from lensflow.shared.dag.compiler import CompiledPipeline
 from lensflow.shared.dag.engine import ImageResult
 from lensflow.shared.errors import ImageError
@@ -54,42 +55,6 @@ class _Decoded:
 
     delivery: Delivery
     crop: DecodedCrop
-
-
-def build_intake(config: IntakeConfig, *, metrics: WorkerMetrics | None = None) -> Intake:
-    """Create the intake a config's ``intake`` section describes (imported lazily).
-
-    Args:
-        config: ``intake`` of the cloud config (``type: mqtt`` or ``type: amqp``).
-        metrics: Where the intake counts connections and broker drops.
-
-    Returns:
-        The intake, not started.
-
-    """
-    if config.type == "mqtt":
-        from lensflow.cloud.worker.intake_mqtt import MqttIntake
-
-        return MqttIntake(config, metrics=metrics)
-    from lensflow.cloud.worker.intake_amqp import AmqpIntake
-
-    return AmqpIntake(config, metrics=metrics)
-
-
-def batch_window(compiled: CompiledPipeline) -> tuple[int, float]:
-    """The worker's batch size and wait: the largest ``batch`` of any enabled node.
-
-    Each node runs once per worker batch, so the batch must be as large as the largest node
-    batch; the wait is the longest a node accepts for its batch to fill.
-
-    Returns:
-        ``(max_batch, max_wait_ms)``.
-
-    """
-    batches = [node.config.batch for node in compiled.nodes if node.config.enabled]
-    if not batches:
-        return 1, 0.0
-    return max(b.max_size for b in batches), max(b.max_wait_ms for b in batches)
 
 
 def is_transient(err: StorageError) -> bool:
@@ -133,10 +98,16 @@ class Worker:
         migrate(self.engine)
         self.results = ResultStore(self.engine)
         self.crops = CropStore(config.crop_store)
-        self.processor = CropProcessor.load(
-            config.pipeline, registry=registry, results=self.results, crops=self.crops
-        )
+        self.registry = (registry or default_registry()).with_heads(DbHeadStore(self.engine))
         self.intake = intake or build_intake(config.intake, metrics=self.metrics)
+        running = open_versions(
+            config=config, engine=self.engine, registry=self.registry, intake=self.intake
+        )
+        self.processor = CropProcessor(
+            running.pipeline, version=running.version.sha256, results=self.results, crops=self.crops
+        )
+        self.follower = running.follower
+        self._overrides = (max_batch, max_wait_ms)
         self.batcher = self._batcher(
             self.processor.pipeline.compiled, max_batch=max_batch, max_wait_ms=max_wait_ms
         )
@@ -145,21 +116,34 @@ class Worker:
         self._receipts = ReceiptBook(self.intake.name)  # owed for the batch in progress
         self._acked: set[str] = set()  # crop ids committed in the batch in progress
 
+    def _swap_if_ready(self) -> None:
+        """Between two batches: run the new version if the follower has one loaded."""
+        taken = self.follower.take()
+        if taken is None:
+            return
+        version, pipeline = taken
+        was = self.processor.version
+        self.processor.pipeline, self.processor.version = pipeline, version.sha256
+        size, wait = fitted_window(pipeline.compiled, self.intake.window, *self._overrides)
+        self.batcher.resize(max_batch=size, max_wait_ms=wait)
+        self.metrics.version_swaps.inc()
+        logger.info(
+            "worker %s runs pipeline %s %s (%s), was %s; batch=%d wait_ms=%g",
+            self.name,
+            version.name,
+            version.source,
+            version.sha256[:12],
+            was[:12],
+            size,
+            wait,
+        )
+
     def _batcher(
         self, compiled: CompiledPipeline, *, max_batch: int | None, max_wait_ms: float | None
     ) -> Batcher[Delivery]:
         """A batcher sized by the pipeline (or the overrides), within the intake's window."""
-        size, wait = batch_window(compiled)
-        size, wait = max_batch or size, wait if max_wait_ms is None else max_wait_ms
-        if size > self.intake.window:
-            logger.warning(
-                "batch of %d cannot fill through an in-flight window of %d: batching %d",
-                size,
-                self.intake.window,
-                self.intake.window,
-            )
-            size = self.intake.window
-        capacity = 2 * max(self.intake.window, size)  # old + new window across a reconnect
+        size, wait = fitted_window(compiled, self.intake.window, max_batch, max_wait_ms)
+        capacity = 2 * self.intake.window  # old + new window across a reconnect
         return Batcher(max_batch=size, max_wait_ms=wait, capacity=capacity)
 
     @property
@@ -174,21 +158,25 @@ class Worker:
         except Exception:  # a plugin that fails here fails per crop later, isolated by the DAG
             logger.exception("pipeline warmup failed; running anyway")
         self.intake.start(self.batcher.put)
+        self.follower.start()
         logger.info(
-            "worker %s running pipeline=%s batch=%d wait_ms=%g",
+            "worker %s running pipeline=%s version=%s batch=%d wait_ms=%g",
             self.name,
             self.processor.name,
+            self.processor.version[:12],
             self.batcher.max_batch,
             self.batcher.max_wait_s * 1000,
         )
         try:
             while not self._stopping.is_set():
+                self._swap_if_ready()
                 batch = self.batcher.next_batch()
                 if batch:
                     self._process_safely(batch)
         finally:
             self.batcher.close()
             self.intake.stop()
+            self.follower.stop()
             self.processor.crops.close()
             self._decoders.shutdown(wait=True)
             self.engine.dispose()

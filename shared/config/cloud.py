@@ -112,6 +112,20 @@ class IngestConfig(StrictModel):
     )
 
 
+class WorkerConfig(StrictModel):
+    """How a worker follows the active pipeline version (the database is the truth)."""
+
+    version_poll_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="How often the active version is read and the worker reported.",
+    )
+    version_retry_s: float = Field(
+        60.0, gt=0, description="Least time before a version that failed to load is tried again."
+    )
+
+
 class CloudConfig(StrictModel):
     """The whole cloud tier config."""
 
@@ -125,6 +139,9 @@ class CloudConfig(StrictModel):
         le=DEFAULT_MAX_MESSAGE_BYTES,
         description="Larger crop messages become dead letters; at most the protocol's limit "
         "(4 MiB), which the edge never exceeds and the shipped broker config enforces.",
+    )
+    worker: WorkerConfig = Field(
+        default_factory=WorkerConfig, description="Workers: following the active version."
     )
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API.")
     ingest: IngestConfig | None = Field(
