@@ -18,7 +18,19 @@ from lensflow.cloud.api.deps import ApiState, single_valued_query
 from lensflow.cloud.api.errors import install_error_handlers
 from lensflow.cloud.api.keys import KeyStore
 from lensflow.cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddleware, make_limiter
-from lensflow.cloud.api.routes import control, health, ingest, labels, pipelines, results, search
+from lensflow.cloud.api.routes import (
+    control,
+    facets,
+    health,
+    ingest,
+    label_schemas,
+    labels,
+    pipelines,
+    results,
+    reviews,
+    search,
+    similar,
+)
 from lensflow.cloud.api.routing import LiteralPathMethods, literal_paths
 from lensflow.cloud.api.schemas import ErrorBody
 from lensflow.cloud.control import ConfigService, Reconciler
@@ -155,7 +167,11 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(results.router, responses=ERROR_RESPONSES)
+    app.include_router(facets.router, responses=ERROR_RESPONSES)
     app.include_router(labels.router, responses=ERROR_RESPONSES)
+    app.include_router(similar.router, responses=ERROR_RESPONSES)
+    app.include_router(reviews.router, responses=ERROR_RESPONSES)
+    app.include_router(label_schemas.router, responses=ERROR_RESPONSES)
     app.include_router(ingest.router, responses=ERROR_RESPONSES)
     app.include_router(control.configs_router, responses=ERROR_RESPONSES)
     app.include_router(control.edges_router, responses=ERROR_RESPONSES)

@@ -2,7 +2,7 @@
 
 Portable SQL for SQLite and PostgreSQL. A crop's *current* human label for a node is its
 ``human_labels`` row for that node that is not ``undone`` (the label routes keep one row per
-crop and node).
+crop and node); its review status for a node is its ``crop_reviews`` row for that node.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, exists, func, not_, 
 from sqlalchemy.orm import aliased, selectinload
 
 from lensflow.cloud.api.schemas import DETECTION_NODE, Order
-from lensflow.cloud.storage.models import ClassifierResult, Crop, HumanLabel
+from lensflow.cloud.storage.models import ClassifierResult, Crop, CropReview, HumanLabel
 
 Bucket = Literal["hour", "day"]
 GroupBy = Literal["site", "camera", "class", "label"]
@@ -40,6 +40,7 @@ class ResultFilter:
     captured_to: datetime | None = None
     reviewed: bool | None = None
     disagreement: bool | None = None
+    status: str | None = None
 
 
 def _human(*, node: str | None = None, label: str | None = None) -> ColumnElement[bool]:
@@ -50,6 +51,16 @@ def _human(*, node: str | None = None, label: str | None = None) -> ColumnElemen
     if label is not None:
         conditions.append(HumanLabel.label == label)
     return exists(select(HumanLabel.id).where(*conditions))
+
+
+def _reviewed(*, node: str | None = None, status: str | None = None) -> ColumnElement[bool]:
+    """The crop has a review status (of ``node``, equal to ``status``)."""
+    conditions = [CropReview.crop_pk == Crop.id]
+    if node is not None:
+        conditions.append(CropReview.node == node)
+    if status is not None:
+        conditions.append(CropReview.status == status)
+    return exists(select(CropReview.id).where(*conditions))
 
 
 def _classified(*, node: str | None = None, label: str | None = None) -> ColumnElement[bool]:
@@ -114,7 +125,10 @@ def filter_clauses(spec: ResultFilter) -> list[ColumnElement[bool]]:
     if spec.captured_to is not None:
         clauses.append(Crop.captured_at < spec.captured_to)
     if spec.reviewed is not None:
-        clauses.append(_human() if spec.reviewed else not_(_human()))
+        reviewed = _reviewed(node=spec.node)
+        clauses.append(reviewed if spec.reviewed else not_(reviewed))
+    if spec.status is not None:
+        clauses.append(_reviewed(node=spec.node, status=spec.status))
     if spec.disagreement is not None:
         clauses.append(_disagreement() if spec.disagreement else not_(_disagreement()))
     return clauses
@@ -159,10 +173,15 @@ def page_query(
         if order == "desc"
         else (Crop.captured_at.asc(), Crop.id.asc())
     )
+    return query.order_by(*keys).limit(limit).options(*item_loads())
+
+
+def item_loads() -> tuple[Any, ...]:
+    """The loader options a crop needs to become a result item (its results, labels, reviews)."""
     return (
-        query.order_by(*keys)
-        .limit(limit)
-        .options(selectinload(Crop.results), selectinload(Crop.human_labels))
+        selectinload(Crop.results),
+        selectinload(Crop.human_labels),
+        selectinload(Crop.reviews),
     )
 
 

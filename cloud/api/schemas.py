@@ -59,6 +59,9 @@ Name = Annotated[str, Field(min_length=1, max_length=128, pattern=_TEXT)]
 CropId = Annotated[str, Field(pattern=CROP_ID_PATTERN)]
 """A crop id: 1-64 of ``A-Z a-z 0-9 _ -``."""
 Order = Literal["desc", "asc"]
+ReviewStatus = Literal["accepted", "relabelled", "rejected", "unsure"]
+"""A review's status (not a class): the model is right, a human label, a wrong detection,
+skipped for now."""
 
 
 class _Model(BaseModel):
@@ -134,15 +137,29 @@ class HumanLabelOut(_Model):
 
 
 class LabelEventOut(_Model):
-    """One change in the audit trail."""
+    """One change in the audit trail: of a human label, a review status, or both."""
 
     crop_id: str
     node: str
     old_label: str | None = Field(description="The human label before (null: none).")
     new_label: str | None = Field(description="The human label after (null: none).")
+    old_status: ReviewStatus | None = Field(None, description="The review status before.")
+    new_status: ReviewStatus | None = Field(None, description="The review status after.")
     actor: str
     at: datetime
     batch_id: str | None
+
+
+class ReviewOut(_Model):
+    """A crop's review of one node."""
+
+    status: ReviewStatus
+    label: str | None = Field(
+        description="`relabelled`: the human label; `accepted`: the model's label (for "
+        "`detection`, the edge class); `rejected` and `unsure`: null."
+    )
+    by: str = Field(description="The API key's name.")
+    at: datetime
 
 
 class ResultItem(_Model):
@@ -156,6 +173,9 @@ class ResultItem(_Model):
     detection: DetectionOut
     classifiers: dict[str, NodeLabel] = Field(description="Each node's outcome, by node.")
     human_labels: dict[str, str] = Field(description="Current human labels, by node.")
+    reviews: dict[str, ReviewOut] = Field(
+        default_factory=dict, description="Review statuses, by node (none: not reviewed)."
+    )
     jpeg_sha256: str
     crop_url: str = Field(description="Path of the crop's JPEG.")
 

@@ -15,12 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lensflow.cloud.storage.models import HumanLabel, LabelEvent
-from tests.support.api import ApiHarness, running_api, seed
+from tests.support.api import ApiHarness, labelled_pipeline, running_api, seed
+
+SCHEMAS = {"detection": ["car", "truck", "bus", "van"], "color": ["red", "blue", "green"]}
 
 
 @pytest.fixture
 def api(db_url: str, tmp_path: Path) -> Iterator[ApiHarness]:
-    with running_api(db_url, tmp_path) as harness:
+    pipeline = labelled_pipeline(tmp_path, SCHEMAS)
+    with running_api(db_url, tmp_path, pipeline=pipeline) as harness:
         for crop_id in ("a", "b", "c"):
             seed(harness, crop_id, outputs={"color": {"color": "red"}})
         yield harness

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import T0, ApiHarness, database_for, running_api, seed
+from tests.support.api import T0, ApiHarness, database_for, labelled_pipeline, running_api, seed
 from tests.support.protocol_samples import real_jpeg
 
 H = timedelta(hours=1)
@@ -25,6 +25,7 @@ DATA: list[tuple[str, str, int, str, float, dict[str, Any] | None]] = [
     ("c04", "cam02", 25, "truck", 0.7, {"color": "red", "confidence": 0.9}),
     ("c05", "cam03", 26, "car", 0.95, {"color": "white"}),
 ]
+SCHEMAS = {"detection": ["person", "car", "truck"], "color": ["red", "blue", "green", "white"]}
 # crop_id, node, human label
 LABELS = [
     ("c01", "detection", "truck"),  # disagrees with the edge's car
@@ -39,7 +40,11 @@ def seeded(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiHarness]:
     folder = tmp_path_factory.mktemp("api")
-    with database_for(request.param, request, folder) as url, running_api(url, folder) as api:
+    pipeline = labelled_pipeline(folder, SCHEMAS)
+    with (
+        database_for(request.param, request, folder) as url,
+        running_api(url, folder, pipeline=pipeline) as api,
+    ):
         for crop_id, camera, hours, class_name, score, color in DATA:
             seed(
                 api,

@@ -143,7 +143,7 @@ def test_api_serves_over_real_http(served: tuple[str, str]) -> None:
         page = client.get("/v1/results", headers=auth)
         jpeg = client.get("/v1/crops/served.jpg", headers=auth)
         relabel = client.post(
-            "/v1/labels", headers=auth, json={"crop_ids": ["served"], "label": "bus"}
+            "/v1/labels", headers=auth, json={"crop_ids": ["served"], "label": "car"}
         )
         anonymous = client.get("/v1/results")
         metrics = client.get("/metrics")

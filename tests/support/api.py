@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -129,6 +130,7 @@ def seed(
     camera: str = "cam01",
     at: datetime = T0,
     class_name: str = "car",
+    class_id: int = 1,
     score: float = 0.9,
     outputs: Mapping[str, Mapping[str, Any] | None] | None = None,
     jpeg: bytes | None = None,
@@ -146,7 +148,7 @@ def seed(
         captured_at=at,
         detection=Detection(
             class_name=class_name,
-            class_id=1,
+            class_id=class_id,
             score=score,
             box=(10, 20, 110, 220),
             frame_width=640,
@@ -171,6 +173,28 @@ def seed(
     assert api.results.save_crop_results(
         header, jpeg_size=len(data), results=results, pipeline="default", pipeline_version="v1"
     )
+
+
+def labelled_pipeline(
+    folder: Path, labels: Mapping[str, Sequence[str | Mapping[str, str]]], *, name: str = "labelled"
+) -> Path:
+    """A pipeline file whose nodes declare ``labels`` (``detection``: its edge_detection node).
+
+    Each other key is a node (class ``echo``) after the detection; the file is written to
+    ``folder/pipeline.yaml`` and its path returned (pass it as ``running_api(pipeline=)``).
+    """
+    detection: dict[str, Any] = {"name": "object_detection", "class": "edge_detection"}
+    if "detection" in labels:
+        detection["labels"] = list(labels["detection"])
+    nodes = [detection] + [
+        {"name": node, "class": "echo", "depends_on": "object_detection", "labels": list(names)}
+        for node, names in labels.items()
+        if node != "detection"
+    ]
+    path = folder / "pipeline.yaml"
+    document = {"version": 1, "name": name, "pipeline": nodes}
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
 
 
 @contextlib.contextmanager

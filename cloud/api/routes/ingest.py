@@ -22,11 +22,11 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from lensflow.cloud.api.auth import Operator
 from lensflow.cloud.api.deps import ApiState, State
 from lensflow.cloud.api.errors import ApiError, server_fault
+from lensflow.cloud.api.queries import item_loads
 from lensflow.cloud.api.routes.results import to_item
 from lensflow.cloud.api.schemas import ErrorBody, ProvenanceOut, ResultItem, UtcTime
 from lensflow.cloud.ingest import (
@@ -205,9 +205,7 @@ def _ingest(service: IngestService, upload: Upload, state: ApiState) -> IngestRe
     done = service.ingest(upload)
     with state.sessions() as session:
         rows = session.scalars(
-            select(Crop)
-            .where(Crop.crop_id.in_(done.crop_ids))
-            .options(selectinload(Crop.results), selectinload(Crop.human_labels))
+            select(Crop).where(Crop.crop_id.in_(done.crop_ids)).options(*item_loads())
         ).all()
         by_id = {row.crop_id: to_item(row) for row in rows}
     return IngestResult(

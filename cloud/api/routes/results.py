@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import Field
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from lensflow.cloud.api.auth import Viewer
 from lensflow.cloud.api.deps import DbSession, State
 from lensflow.cloud.api.errors import ApiError, server_fault
+from lensflow.cloud.api.label_schemas import LabelSchemas
 from lensflow.cloud.api.queries import (
     Bucket,
     GroupBy,
@@ -22,9 +22,11 @@ from lensflow.cloud.api.queries import (
     aggregate_query,
     decode_cursor,
     encode_cursor,
+    item_loads,
     page_query,
     parse_bucket,
 )
+from lensflow.cloud.api.review_queue import Sort, queue_page
 from lensflow.cloud.api.schemas import (
     CROP_ID_PATTERN,
     DETECTION_NODE,
@@ -42,6 +44,8 @@ from lensflow.cloud.api.schemas import (
     ResultDetail,
     ResultItem,
     ResultPage,
+    ReviewOut,
+    ReviewStatus,
     Text,
     UtcTime,
 )
@@ -74,9 +78,16 @@ def result_filter(
     max_score: Annotated[Score | None, Query(description="Greatest detection score.")] = None,
     captured_from: Annotated[UtcTime | None, Query(description="Inclusive, ISO.")] = None,
     captured_to: Annotated[UtcTime | None, Query(description="Exclusive, ISO.")] = None,
-    reviewed: Annotated[bool | None, Query(description="Has a human label.")] = None,
+    reviewed: Annotated[
+        bool | None,
+        Query(description="Has a review status (of `node` when given, else of any node)."),
+    ] = None,
     disagreement: Annotated[
         bool | None, Query(description="A human label differs from the edge or classifier.")
+    ] = None,
+    status: Annotated[
+        ReviewStatus | None,
+        Query(description="Has this review status (of `node` when given, else of any node)."),
     ] = None,
 ) -> ResultFilter:
     """The result filter of a request's query parameters."""
@@ -92,6 +103,7 @@ def result_filter(
         captured_to=captured_to,
         reviewed=reviewed,
         disagreement=disagreement,
+        status=status,
     )
 
 
@@ -99,18 +111,39 @@ def result_filter(
 def list_results(
     _caller: Viewer,
     session: DbSession,
+    state: State,
     spec: Annotated[ResultFilter, Depends(result_filter)],
+    sort: Annotated[
+        Sort,
+        Query(
+            description="`captured_at` (by `order`); review queues: `confidence_asc` (lowest "
+            "score of `node` first), `disagreement` (cloud label names another edge class "
+            "first), `unreviewed_first` (no status of `node`, else of any node, first); each "
+            "then by capture time in `order`."
+        ),
+    ] = "captured_at",
     order: Annotated[Order, Query(description="By capture time.")] = "desc",
     cursor: Annotated[
         str | None, Query(max_length=256, description="`next_cursor` of the previous page.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> ResultPage:
-    """Crops matching the filters, newest first (or oldest), one page at a time.
+    """Crops matching the filters, newest first (or oldest, or in a review queue's order).
 
-    Pages are keyset pages on ``(captured_at, id)``: crops stored while paging never cause
-    duplicates or gaps.
+    Pages are keyset pages on ``(captured_at, id)``, after the queue's key for a review sort:
+    crops stored while paging never cause duplicates or gaps.
     """
+    if sort != "captured_at":
+        queued, next_cursor = queue_page(
+            session,
+            LabelSchemas.of(state),
+            spec,
+            sort=sort,
+            order=order,
+            cursor=cursor,
+            limit=limit,
+        )
+        return ResultPage(items=[to_item(crop) for crop in queued], next_cursor=next_cursor)
     try:
         after = decode_cursor(cursor) if cursor is not None else None
     except ValueError as err:
@@ -251,9 +284,7 @@ def get_aggregates(
 def _load_crop(session: DbSession, crop_id: str) -> Crop:
     """The crop with its results and labels, or 404."""
     crop = session.scalars(
-        select(Crop)
-        .where(Crop.crop_id == crop_id)
-        .options(selectinload(Crop.results), selectinload(Crop.human_labels))
+        select(Crop).where(Crop.crop_id == crop_id).options(*item_loads())
     ).one_or_none()
     if crop is None:
         raise ApiError(404, "unknown_crop", f"expected a stored crop {crop_id!r}, got none")
@@ -287,6 +318,7 @@ def to_item(crop: Crop) -> ResultItem:
             r.node: NodeLabel(status=r.status, label=r.label, score=r.score) for r in crop.results
         },
         human_labels={h.node: h.label for h in crop.human_labels if not h.undone},
+        reviews=reviews_of(crop),
         jpeg_sha256=crop.jpeg_sha256,
         crop_url=f"/v1/crops/{crop.crop_id}.jpg",
     )
@@ -299,7 +331,29 @@ def event_out(event: LabelEvent, *, crop_id: str) -> LabelEventOut:
         node=event.node,
         old_label=event.old_label,
         new_label=event.new_label,
+        old_status=event.old_status,
+        new_status=event.new_status,
         actor=event.actor,
         at=event.at,
         batch_id=event.batch_id,
     )
+
+
+def reviews_of(crop: Crop) -> dict[str, ReviewOut]:
+    """A crop's review statuses by node, each with the label it stands for."""
+    human = {h.node: h.label for h in crop.human_labels if not h.undone}
+    model = {r.node: r.label for r in crop.results}
+    out = {}
+    for review in crop.reviews:
+        label: str | None = None
+        if review.status == "relabelled":
+            label = human.get(review.node)
+        elif review.status == "accepted":
+            label = crop.class_name if review.node == DETECTION_NODE else model.get(review.node)
+        out[review.node] = ReviewOut(
+            status=review.status,
+            label=label,
+            by=review.actor,
+            at=review.at,
+        )
+    return out

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from lensflow.cloud.api.auth import Viewer
 from lensflow.cloud.api.deps import DbSession
 from lensflow.cloud.api.errors import ApiError, server_fault
+from lensflow.cloud.api.queries import item_loads
 from lensflow.cloud.api.routes.results import CropIdPath, to_item
 from lensflow.cloud.api.schemas import ErrorBody, Name, ResultItem, Text, UtcTime
 from lensflow.cloud.ingest import UnsupportedImageError, check_image_type
@@ -89,11 +90,7 @@ def _filters(
 def _page(session: Session, found: list[Neighbour], *, k: int, node: str) -> SimilarPage:
     """The neighbours as result items, in similarity order (crops deleted since: left out)."""
     pks = [n.crop_pk for n in found]
-    query = (
-        select(Crop)
-        .where(Crop.id.in_(pks))
-        .options(selectinload(Crop.results), selectinload(Crop.human_labels))
-    )
+    query = select(Crop).where(Crop.id.in_(pks)).options(*item_loads())
     crops = {crop.id: crop for crop in session.scalars(query)}
     items = [
         SimilarItem(**to_item(crops[n.crop_pk]).model_dump(), similarity=n.score)
