@@ -111,6 +111,11 @@ class ModelEntry(ModelFile):
         default=None,
         description="Output classes in order, or a taxonomy name such as 'coco-80'.",
     )
+    precision: str | None = Field(
+        default=None,
+        description="Precision of the weights as published (fp32, fp16, int8, uint8); the API "
+        "shows it beside a crop's model hash.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -66,6 +66,7 @@ OPERATIONS = [
     ("GET", "/v1/edges"), ("GET", "/v1/edges/{site}/{agent_id}"),
     ("POST", "/v1/pipelines/validate"), ("POST", "/v1/pipelines"), ("GET", "/v1/pipelines"),
     ("GET", "/v1/pipelines/{pipeline_id}"), ("POST", "/v1/pipelines/{pipeline_id}/activate"),
+    ("GET", "/v1/models/cards"),
 ]  # fmt: skip
 UNPARAMETRISED = {"/healthz", "/readyz", "/metrics"}  # no schema-invalid request to make
 CASES = [
@@ -128,6 +129,6 @@ def test_the_schema_names_every_route(api: ApiHarness) -> None:
         "/v1/configs/validate", "/v1/configs", "/v1/configs/{version_id}",
         "/v1/configs/{version_id}/assign", "/v1/edges", "/v1/edges/{site}/{agent_id}",
         "/v1/pipelines/validate", "/v1/pipelines", "/v1/pipelines/{pipeline_id}",
-        "/v1/pipelines/{pipeline_id}/activate",
+        "/v1/pipelines/{pipeline_id}/activate", "/v1/models/cards",
     }  # fmt: skip
     assert api.client.get("/docs").status_code == 200

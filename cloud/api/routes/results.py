@@ -27,6 +27,7 @@ from lensflow.cloud.api.queries import (
     parse_bucket,
 )
 from lensflow.cloud.api.review_queue import Sort, queue_page
+from lensflow.cloud.api.routes.models import router as model_cards_router
 from lensflow.cloud.api.schemas import (
     CROP_ID_PATTERN,
     DETECTION_NODE,
@@ -54,6 +55,8 @@ from lensflow.cloud.storage.models import Crop, LabelEvent
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["results"])
+# -- model cards: the name and precision of a crop's edge model, beside its hash (issue 16) --
+router.include_router(model_cards_router)  # GET /v1/models/cards?sha256=
 
 CropIdPath = Annotated[str, Field(pattern=CROP_ID_PATTERN, description="The crop id.")]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
