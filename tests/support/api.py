@@ -176,21 +176,27 @@ def seed(
 
 
 def labelled_pipeline(
-    folder: Path, labels: Mapping[str, Sequence[str | Mapping[str, str]]], *, name: str = "labelled"
+    folder: Path,
+    labels: Mapping[str, Sequence[str | Mapping[str, str]]],
+    *,
+    name: str = "labelled",
+    plugin: str = "echo",
 ) -> Path:
     """A pipeline file whose nodes declare ``labels`` (``detection``: its edge_detection node).
 
-    Each other key is a node (class ``echo``) after the detection; the file is written to
+    Each other key is a node of class ``plugin`` after the detection (``tshirt_color`` for a
+    text the API's compiler accepts: ``echo`` is a test plugin); the file is written to
     ``folder/pipeline.yaml`` and its path returned (pass it as ``running_api(pipeline=)``).
     """
     detection: dict[str, Any] = {"name": "object_detection", "class": "edge_detection"}
     if "detection" in labels:
         detection["labels"] = list(labels["detection"])
     nodes = [detection] + [
-        {"name": node, "class": "echo", "depends_on": "object_detection", "labels": list(names)}
+        {"name": node, "class": plugin, "depends_on": "object_detection", "labels": list(names)}
         for node, names in labels.items()
         if node != "detection"
     ]
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "pipeline.yaml"
     document = {"version": 1, "name": name, "pipeline": nodes}
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
