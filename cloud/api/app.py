@@ -30,6 +30,7 @@ from lensflow.cloud.api.routes import (
     reviews,
     search,
     similar,
+    workers,
 )
 from lensflow.cloud.api.routing import LiteralPathMethods, literal_paths
 from lensflow.cloud.api.schemas import ErrorBody
@@ -177,6 +178,7 @@ def create_app(
     app.include_router(control.edges_router, responses=ERROR_RESPONSES)
     app.include_router(search.router, responses=ERROR_RESPONSES)
     app.include_router(pipelines.router, responses=ERROR_RESPONSES)
+    app.include_router(workers.router, responses=ERROR_RESPONSES)
     # the last added is the outermost: metrics see every answer, 413 before the rate limit,
     # the rate limit before a wrong method's 405
     app.add_middleware(LiteralPathMethods, allowed=literal_paths(app.openapi()["paths"]))
