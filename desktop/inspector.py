@@ -1,20 +1,28 @@
 """The inspector: the selected crop large, everything the API knows about it, similar crops.
 
-Three requests per crop, all on the runner: the detail (``GET /v1/results/{id}``), the
+Three requests per crop, all on the runner: the detail (``GET /v1/results/{id}``, with the
+edge model's name and precision from ``GET /v1/models/cards``, asked once per model), the
 JPEG (disk cache first) and the similar crops (``GET /v1/search/similar/{id}``). A newer
 selection cancels the older requests. The JPEG passes the image-header gate before it is
 decoded: one declaring too many pixels is not decoded and the image area says why. A search
 that the API does not offer (503 ``search_unavailable``), or a crop without an embedding (409
 ``not_embedded``), shows as such in the similar-crops line, not as an error. "Relabel all
-similar" relabels the inspected crop and exactly the hits shown.
+similar" relabels the inspected crop and exactly the hits shown; clicking a similar crop
+opens it (its row when the list has it).
+
+Following the result list (:meth:`Inspector.follow`), the inspector refreshes when the
+inspected crop's row changes (a relabel, an undo), and says so when the list is empty ("No
+crops match these filters") rather than keeping the last crop. The facts are rendered by
+:mod:`lensflow.desktop.inspector_html`.
 """
 
 from __future__ import annotations
 
-import html
+import logging
+from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QCursor, QIcon, QImage, QPixmap, QTextOption
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -22,18 +30,27 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QTextBrowser,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
 from lensflow.desktop.api_types import ResultDetail, ResultItem, SearchResult, SimilarItem
 from lensflow.desktop.client import ApiClient
-from lensflow.desktop.errors import NotEmbedded, SearchUnavailable
+from lensflow.desktop.client_models import ModelCard, ModelCards
+from lensflow.desktop.errors import ApiError, NotEmbedded, SearchUnavailable
+from lensflow.desktop.inspector_html import Hover, item_html
+from lensflow.desktop.models import ResultsModel
 from lensflow.desktop.thumbs import ImageRefusedError, ThumbnailLoader, decode, load_jpeg
 from lensflow.desktop.workers import Runner, Task
 
+logger = logging.getLogger(__name__)
+
 LARGE = QSize(360, 300)
 SIMILAR_K = 12
+SELECT_A_CROP = "Select a crop"
+NO_MATCH = "No crops match these filters"
+_Index = QModelIndex | QPersistentModelIndex
 
 
 class Inspector(QWidget):
@@ -55,17 +72,26 @@ class Inspector(QWidget):
         super().__init__(parent)
         self.runner = runner
         self.thumbs = thumbs
-        self.client: ApiClient | None = None
+        self.cards = ModelCards()
+        self._client: ApiClient | None = None
         self.item: ResultItem | None = None
         self.detail: ResultDetail | None = None
+        self.card: ModelCard | None = None
         self.similar: SearchResult | None = None
+        self.hover = Hover()
         self._tasks: list[Task] = []
-        self.image = QLabel("Select a crop")
+        self._refreshing: ResultItem | None = None  # the item a refresh in flight was asked for
+        self._model: ResultsModel | None = None
+        self._select_row: Callable[[int], None] | None = None
+        self.image = QLabel(SELECT_A_CROP)
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(LARGE)
         self.image.setStyleSheet("background: #202020; color: #bbbbbb;")
         self.info = QTextBrowser()
         self.info.setOpenLinks(False)
+        self.info.highlighted.connect(self._hovered)
+        # wrap between words only: names may wrap after their underscores (inspector_html)
+        self.info.setWordWrapMode(QTextOption.WrapMode.WordWrap)
         self.similar_list = QListWidget()
         self.similar_list.setViewMode(QListWidget.ViewMode.IconMode)
         self.similar_list.setIconSize(QSize(72, 72))
@@ -74,6 +100,9 @@ class Inspector(QWidget):
         self.similar_list.setFixedHeight(136)
         self.similar_list.setFlow(QListWidget.Flow.LeftToRight)
         self.similar_list.setWrapping(False)
+        self.similar_list.setToolTip("Click a crop to open it")
+        self.similar_list.itemClicked.connect(self._open_similar)
+        self.similar_list.itemActivated.connect(self._open_similar)
         self.similar_status = QLabel("")
         self.relabel_button = QPushButton("Relabel all similar…")
         self.relabel_button.setEnabled(False)
@@ -90,22 +119,46 @@ class Inspector(QWidget):
         layout.addLayout(head)
         layout.addWidget(self.similar_list)
 
-    def show_item(self, item: ResultItem | None) -> None:
-        """Inspect ``item`` (None clears); requests detail, image and similar crops."""
+    @property
+    def client(self) -> ApiClient | None:
+        """The API the inspector asks (None: not connected)."""
+        return self._client
+
+    @client.setter
+    def client(self, client: ApiClient | None) -> None:
+        if client is not self._client:
+            self.cards.clear()  # another API may know other models
+        self._client = client
+
+    def follow(self, model: ResultsModel, *, select_row: Callable[[int], None]) -> None:
+        """Keep up with the result list ``model``.
+
+        The inspected crop is refreshed when its row changes (relabel, undo), the empty
+        list is said as such, and a similar crop that the list has is opened by selecting
+        its row with ``select_row``.
+        """
+        self._model, self._select_row = model, select_row
+        model.dataChanged.connect(self._rows_changed)
+        model.modelReset.connect(self._list_reset)
+        model.page_loaded.connect(self._list_loaded)
+        model.load_failed.connect(self._list_failed)
+
+    def show_item(self, item: ResultItem | None, *, placeholder: str = SELECT_A_CROP) -> None:
+        """Inspect ``item`` (None: show ``placeholder``); requests detail, image, similar crops."""
         for task in self._tasks:
             self.runner.cancel(task)
-        self._tasks = []
-        self.item, self.detail, self.similar = item, None, None
+        self._tasks, self._refreshing = [], None
+        self.item, self.detail, self.card, self.similar = item, None, None, None
         self.similar_list.clear()
         self.relabel_button.setEnabled(False)
         if item is None:
             self.image.setPixmap(QPixmap())
-            self.image.setText("Select a crop")
+            self.image.setText(placeholder)
             self.info.setHtml("")
             self.similar_status.setText("")
             return
         self.image.setText("loading…")
-        self.info.setHtml(_item_html(item, None))
+        self._render()
         client = self.client
         if client is None:
             return
@@ -114,9 +167,9 @@ class Inspector(QWidget):
         self.similar_status.setText("searching…")
         self._tasks = [
             self.runner.submit(
-                lambda: client.result(crop_id),
+                lambda: self._fetch_detail(client, crop_id),
                 on_done=self._detail_arrived,
-                on_error=self.failed.emit,
+                on_error=self._detail_failed,
                 name="result detail",
                 priority=1500,
             ),
@@ -140,25 +193,111 @@ class Inspector(QWidget):
         ]
 
     def refresh(self, item: ResultItem) -> None:
-        """Re-show ``item`` if it is the inspected one (its labels changed)."""
-        if self.item is not None and item.crop_id == self.item.crop_id:
-            self.item = item
-            client = self.client
-            if client is not None:
-                self._tasks.append(
-                    self.runner.submit(
-                        lambda: client.result(item.crop_id),
-                        on_done=self._detail_arrived,
-                        on_error=self.failed.emit,
-                        name="result detail",
-                    )
-                )
+        """Re-show ``item`` if it is the inspected one (its labels changed); fetch its detail.
 
-    def _detail_arrived(self, detail: ResultDetail) -> None:
+        Asked again for the same item while its refresh is in flight, nothing more is sent.
+        """
+        if self.item is None or item.crop_id != self.item.crop_id:
+            return
+        self.item = item
+        self._render()
+        client = self.client
+        if client is None or self._refreshing == item:
+            return
+        self._refreshing = item
+        crop_id = item.crop_id
+        self._tasks.append(
+            self.runner.submit(
+                lambda: self._fetch_detail(client, crop_id),
+                on_done=self._detail_arrived,
+                on_error=self._detail_failed,
+                name="result detail",
+            )
+        )
+
+    # -- the result list ------------------------------------------------------------------------
+
+    def _rows_changed(self, first: _Index, last: _Index, _roles: Sequence[int] = ()) -> None:
+        model = self._model
+        if model is None or self.item is None:
+            return
+        row = model.row_of(self.item.crop_id)
+        if row is not None and first.row() <= row <= last.row() and model.item(row) != self.item:
+            self.refresh(model.item(row))
+
+    def _list_reset(self) -> None:
+        model = self._model
+        if model is not None and self.item is not None and model.row_of(self.item.crop_id) is None:
+            self.show_item(None, placeholder="Loading results…")
+
+    def _list_loaded(self, _rows: int) -> None:
+        if self._model is not None and self._model.rowCount() == 0:
+            self.show_item(None, placeholder=NO_MATCH)
+
+    def _list_failed(self, _err: object) -> None:
+        if self._model is not None and self._model.rowCount() == 0:
+            self.show_item(None, placeholder="No results: the list could not be loaded.")
+
+    def _open_similar(self, entry: QListWidgetItem) -> None:
+        crop_id = entry.data(Qt.ItemDataRole.UserRole)
+        hit = next((h for h in self.similar_hits() if h.crop_id == crop_id), None)
+        if hit is None:
+            return
+        row = self._model.row_of(hit.crop_id) if self._model is not None else None
+        if row is not None and self._select_row is not None:
+            self._select_row(row)  # the list's selection follows, and shows it here
+        else:
+            self.show_item(hit)  # not in the list (other filters): shown here only
+
+    # -- the facts ------------------------------------------------------------------------------
+
+    def _fetch_detail(
+        self, client: ApiClient, crop_id: str
+    ) -> tuple[ResultDetail, ModelCard | None]:
+        """The crop's detail and its edge model's card (runs on the runner)."""
+        detail = client.result(crop_id)
+        try:
+            card = self.cards.get(client, detail.provenance.model_sha256)
+        except ApiError as err:  # the detail is shown without the model's name
+            logger.warning("no model card for crop %s: %s", crop_id, err.message)
+            card = None
+        return detail, card
+
+    def _detail_arrived(self, answer: tuple[ResultDetail, ModelCard | None]) -> None:
+        detail, card = answer
+        if self._refreshing is not None and self._refreshing.crop_id == detail.crop_id:
+            self._refreshing = None
         if self.item is None or detail.crop_id != self.item.crop_id:
             return
-        self.detail = detail
-        self.info.setHtml(_item_html(detail, detail))
+        self.detail, self.card = detail, card  # the item stays the list's (its row's) own
+        self._render()
+
+    def _detail_failed(self, err: Exception) -> None:
+        self._refreshing = None
+        if self.item is not None and self.detail is None:
+            message = err.message if isinstance(err, ApiError) else str(err)
+            self._render(detail_error=message)
+        self.failed.emit(err)
+
+    def _render(self, *, detail_error: str = "") -> None:
+        if self.item is None:
+            return
+        bar = self.info.verticalScrollBar()
+        at = bar.value()
+        self.hover = Hover()
+        self.info.setHtml(
+            item_html(
+                self.item, self.detail, card=self.card, hover=self.hover, detail_error=detail_error
+            )
+        )
+        bar.setValue(at)  # a refresh keeps the reader's place
+
+    def _hovered(self, link: QUrl | str) -> None:
+        full = self.hover.texts.get(link.toString() if isinstance(link, QUrl) else link)
+        if full:
+            QToolTip.showText(QCursor.pos(), full, self.info)
+        else:
+            QToolTip.hideText()
 
     def _image_arrived(self, image: QImage) -> None:
         pixmap = QPixmap.fromImage(image)
@@ -227,53 +366,3 @@ class Inspector(QWidget):
             return
         ids = [self.item.crop_id] + [hit.crop_id for hit in self.similar_hits()]
         self.relabel_similar.emit(list(dict.fromkeys(ids)))
-
-
-def _row(name: str, value: object) -> str:
-    return f"<tr><td><b>{html.escape(name)}</b></td><td>{html.escape(str(value))}</td></tr>"
-
-
-def _item_html(item: ResultItem, detail: ResultDetail | None) -> str:
-    """The crop's facts as HTML tables."""
-    d = item.detection
-    parts = [
-        f"<h3>{html.escape(item.crop_id)}</h3><table cellspacing=2>",
-        _row("camera", f"{item.site} / {item.camera}"),
-        _row("captured", item.captured_at.isoformat(timespec="seconds")),
-        _row("edge class", f"{d.class_name} ({d.score:.3f})"),
-        _row("box", ", ".join(f"{v:.0f}" for v in d.box) + f" in {d.frame_width}x{d.frame_height}"),
-        _row("track", d.track_id if d.track_id is not None else "-"),
-    ]
-    for node, label in sorted(item.human_labels.items()):
-        parts.append(_row(f"human label ({node})", label))
-    parts.append("</table>")
-    if detail is None:
-        return "".join(parts) + "<p><i>loading details…</i></p>"
-    p = detail.provenance
-    parts += [
-        "<h4>Provenance</h4><table cellspacing=2>",
-        _row("edge model", p.model_sha256[:16] + "…"),
-        _row("edge config", p.config_hash),
-        _row("agent", p.agent_version),
-        _row("DAG", f"{p.pipeline_name} {p.pipeline_version or ''}".strip()),
-        "</table><h4>Classifier outputs</h4><table cellspacing=2 border=0>",
-        "<tr><th align=left>node</th><th align=left>label</th><th>score</th>"
-        "<th align=left>model</th><th align=left>status</th></tr>",
-    ]
-    for out in detail.outputs:
-        score = f"{out.score:.3f}" if out.score is not None else "-"
-        status = out.status if not out.reason else f"{out.status}: {out.reason}"
-        parts.append(
-            f"<tr><td>{html.escape(out.node)}</td><td>{html.escape(out.label or '-')}</td>"
-            f"<td align=right>{score}</td>"
-            f"<td>{html.escape(out.plugin)} {html.escape(out.plugin_version)}</td>"
-            f"<td>{html.escape(status)}</td></tr>"
-        )
-    parts.append("</table>")
-    if detail.history:
-        parts.append("<h4>Label history</h4><table cellspacing=2>")
-        for event in detail.history[-8:]:
-            change = f"{event.old_label or '∅'} → {event.new_label or '∅'} ({event.node})"
-            parts.append(_row(event.at.strftime("%Y-%m-%d %H:%M") + f" {event.actor}", change))
-        parts.append("</table>")
-    return "".join(parts)

@@ -178,6 +178,8 @@ class MainWindow(QMainWindow):
         self.relabel.relabelled.connect(lambda _n: self._refresh_inspector())
         self.inspector.failed.connect(self.show_error)
         self.inspector.relabel_similar.connect(self.ask_label_for)
+        # the inspector follows the list: refreshed after an undo, empty states, similar crops
+        self.inspector.follow(self.model, select_row=self.select_row)
         self.live.arrived.connect(lambda n: self.show_message(f"{n} new result(s)."))
         self.live.failed.connect(self.show_error)
         self.thumbs.failed.connect(
