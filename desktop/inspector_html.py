@@ -77,7 +77,7 @@ def item_html(
     """
     d = item.detection
     parts = [
-        f"<h3>{html.escape(item.crop_id)}</h3><table cellspacing=2>",
+        f"<h3>{html.escape(item.crop_id)}</h3><table cellspacing=0 cellpadding=2>",
         _row("camera", html.escape(f"{item.site} / {item.camera}")),
         _row("captured", item.captured_at.isoformat(timespec="seconds")),
         _row("edge class", html.escape(f"{d.class_name} ({d.score:.3f})")),
@@ -99,7 +99,7 @@ def item_html(
     parts += _provenance(detail, card, hover)
     parts += _outputs(detail.outputs, hover)
     if detail.history:
-        parts.append("<h4>Label history</h4><table cellspacing=2>")
+        parts.append("<h4>Label history</h4><table cellspacing=0 cellpadding=2>")
         for event in detail.history[-8:]:
             change = f"{event.old_label or '∅'} → {event.new_label or '∅'} ("
             parts.append(
@@ -123,7 +123,7 @@ def _provenance(detail: ResultDetail, card: ModelCard | None, hover: Hover) -> l
     if p.pipeline_version:
         dag += f" · {_hash(p.pipeline_version, hover)}"
     return [
-        "<h4>Provenance</h4><table cellspacing=2>",
+        "<h4>Provenance</h4><table cellspacing=0 cellpadding=2>",
         _row("edge model", model),
         _row("edge config", _hash(p.config_hash, hover)),
         _row("agent", html.escape(p.agent_version)),
@@ -134,7 +134,7 @@ def _provenance(detail: ResultDetail, card: ModelCard | None, hover: Hover) -> l
 
 def _outputs(outputs: list[ClassifierOutput], hover: Hover) -> list[str]:
     parts = [
-        "<h4>Classifier outputs</h4><table cellspacing=2 border=0>",
+        "<h4>Classifier outputs</h4><table cellspacing=0 cellpadding=3 border=0>",
         "<tr><th align=left>node</th><th align=left>label</th><th>score</th>"
         "<th align=left>model</th><th align=left>status</th></tr>",
     ]
