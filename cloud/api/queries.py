@@ -155,7 +155,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise ValueError(f"expected a cursor from a previous page, got {cursor!r}") from err
     if captured_at.utcoffset() is None or type(pk) is not int or not 0 < pk <= _MAX_PK:
         raise ValueError(f"expected a cursor from a previous page, got {cursor!r}")
-    return captured_at.astimezone(UTC), pk
+    try:
+        return captured_at.astimezone(UTC), pk
+    except OverflowError as err:  # before UTC's first instant: no page ever made it
+        raise ValueError(f"expected a cursor from a previous page, got {cursor!r}") from err
 
 
 def page_query(

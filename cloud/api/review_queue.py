@@ -139,20 +139,17 @@ def decode_queue_cursor(cursor: str, *, sort: QueueSort) -> QueueCursor:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         made_for, value, stamp, pk = json.loads(raw)
-        captured_at = datetime.fromisoformat(stamp)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as err:
+        parsed = datetime.fromisoformat(stamp)
+        if parsed.utcoffset() is None:
+            raise ValueError("a capture time without a zone")
+        captured_at = parsed.astimezone(UTC)
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        key = float(value) if numeric else math.nan
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as err:
         raise ValueError(expected) from err
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if (
-        made_for != sort
-        or not numeric
-        or not math.isfinite(value)
-        or captured_at.utcoffset() is None
-        or type(pk) is not int
-        or not 0 < pk <= _MAX_PK
-    ):
+    if made_for != sort or not math.isfinite(key) or type(pk) is not int or not 0 < pk <= _MAX_PK:
         raise ValueError(expected)
-    return QueueCursor(sort, float(value), captured_at.astimezone(UTC), pk)
+    return QueueCursor(sort, key, captured_at, pk)
 
 
 def queue_page(

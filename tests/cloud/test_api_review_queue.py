@@ -6,6 +6,9 @@ Run on SQLite and on a real PostgreSQL.
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -133,6 +136,36 @@ def test_a_cursor_of_another_sort_is_refused(
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_cursor"
+
+
+def forged(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        forged("confidence_asc", math.inf, "2024-05-01T00:00:00+00:00", 5),  # not finite
+        forged("confidence_asc", 0.5, "0001-01-01T00:00:00+01:00", 5),  # before UTC's year 1
+        forged("confidence_asc", 0.5, "2024-05-01T00:00:00", 5),  # no zone
+        forged("confidence_asc", True, "2024-05-01T00:00:00Z", 5),  # not a number
+        forged("confidence_asc", 0.5, "2024-05-01T00:00:00Z", 2**63),  # beyond the ids
+        forged("confidence_asc", 0.5),
+        "not-base64!",
+    ],
+)
+def test_a_forged_cursor_is_400_not_a_failure(queue: ApiHarness, cursor: str) -> None:
+    response = queue.get("/v1/results", params={"sort": "confidence_asc", "cursor": cursor})
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_cursor")
+
+
+def test_a_forged_capture_time_cursor_before_utcs_year_1_is_400(queue: ApiHarness) -> None:
+    cursor = forged("0001-01-01T00:00:00+01:00", 5)
+
+    response = queue.get("/v1/results", params={"cursor": cursor})
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_cursor")
 
 
 def test_crops_stored_while_paging_cause_no_duplicates_or_gaps(db_url: str, tmp_path: Path) -> None:
