@@ -26,6 +26,7 @@ from lensflow.cloud.api.routes import (
     label_schemas,
     labels,
     pipelines,
+    replays,
     results,
     reviews,
     search,
@@ -35,6 +36,7 @@ from lensflow.cloud.api.routes import (
 from lensflow.cloud.api.routing import LiteralPathMethods, literal_paths
 from lensflow.cloud.api.schemas import ErrorBody
 from lensflow.cloud.control import ConfigService, Reconciler
+from lensflow.cloud.replay.runner import ReplayRunner
 from lensflow.cloud.search.embedder import NodeEmbedder
 from lensflow.cloud.search.service import SearchService
 from lensflow.cloud.storage import (
@@ -125,6 +127,13 @@ def create_app(
     if config.control is not None:
         reconciler = Reconciler(config.control, configs=configs, results=ResultStore(engine))
 
+    replay_runner = ReplayRunner(
+        db_url=config.database.url.get_secret_value(),
+        crop_store=config.crop_store,
+        registry=registry,
+        engine=engine,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         searcher: SearchService | None = app.state.search
@@ -132,7 +141,9 @@ def create_app(
             reconciler.start()
         if searcher is not None:
             searcher.start()
+        replay_runner.recover()
         yield
+        replay_runner.close()
         if searcher is not None:
             searcher.stop()
         if reconciler is not None:
@@ -164,6 +175,7 @@ def create_app(
         offline_after_s=config.control.offline_after_s if config.control else 60.0,
     )
     app.state.metrics = health.ApiMetrics()
+    app.state.replays = replay_runner
     app.state.search = _search_service(config, engine, registry)
     install_error_handlers(app)
     app.include_router(health.router)
@@ -178,6 +190,7 @@ def create_app(
     app.include_router(control.edges_router, responses=ERROR_RESPONSES)
     app.include_router(search.router, responses=ERROR_RESPONSES)
     app.include_router(pipelines.router, responses=ERROR_RESPONSES)
+    app.include_router(replays.router, responses=ERROR_RESPONSES)
     app.include_router(workers.router, responses=ERROR_RESPONSES)
     # the last added is the outermost: metrics see every answer, 413 before the rate limit,
     # the rate limit before a wrong method's 405

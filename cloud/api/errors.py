@@ -13,6 +13,7 @@ answer without the exception's text.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,6 +68,18 @@ class ApiError(StarletteHTTPException):
         super().__init__(status_code=status_code, detail=message, headers=dict(headers or {}))
         self.code = code
         self.message = message
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^/\s'\"():,;]+)+/([^/\s'\"():,;]+)")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each absolute path cut to its last part (``.../x.onnx``).
+
+    For reports the API relays from other processes (a worker's load error, a replay's
+    failure): what is missing stays named, where it is on a server does not.
+    """
+    return _ABSOLUTE_PATH.sub(lambda match: f".../{match.group(1)}", text)
 
 
 def server_fault(status_code: int, code: str, summary: str, err: BaseException) -> ApiError:

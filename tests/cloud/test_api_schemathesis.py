@@ -137,5 +137,7 @@ def test_the_schema_names_every_route(api: ApiHarness) -> None:
         "/v1/pipelines/{pipeline_id}/activate", "/v1/models/cards",
         "/v1/facets", "/v1/reviews", "/v1/labels/similar/preview", "/v1/labels/similar",
         "/v1/label-schemas", "/v1/label-schemas/{node}", "/v1/label-schemas/{node}/labels",
+        "/v1/pipelines/{pipeline_id}/replay", "/v1/replays", "/v1/replays/{job_id}",
+        "/v1/workers",
     }  # fmt: skip
     assert api.client.get("/docs").status_code == 200

@@ -19,6 +19,7 @@ from lensflow.cloud.api.routes.search import use_search
 from lensflow.cloud.search.embedder import NodeEmbedder
 from lensflow.cloud.search.service import SearchService
 from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for
+from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.cloud import ApiConfig, CloudConfig, ControlConfig, DatabaseConfig
 from lensflow.shared.config.search import SearchConfig
 from lensflow.shared.dag.engine import NodeResult
@@ -89,18 +90,20 @@ def running_api(
     control: ControlConfig | None = None,
     search: SearchConfig | None = None,
     pipeline: Path | None = None,
+    registry: PluginRegistry | None = None,
     **api: Any,
 ) -> Iterator[ApiHarness]:
     """An app on a fresh (migrated) database, with keys, served through a TestClient.
 
-    With ``search``, image search runs on the test plugins (``pipeline`` names the node).
+    With ``search``, image search runs on the test plugins (``pipeline`` names the node);
+    ``registry`` is the app's (replays compile with it), the default one when None.
     """
     engine = create_engine_for(db_url)
     try:
         config = make_config(
             db_url, tmp_path, control=control, search=search, pipeline=pipeline, **api
         )
-        app = create_app(config, engine=engine)
+        app = create_app(config, engine=engine, registry=registry)
         if search is not None:
             embedder = NodeEmbedder(
                 config.pipeline,

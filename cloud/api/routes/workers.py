@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from lensflow.cloud.api.auth import Viewer
 from lensflow.cloud.api.deps import DbSession, State
+from lensflow.cloud.api.errors import without_paths
 from lensflow.cloud.storage.models_loop import WorkerRow
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
@@ -87,7 +88,7 @@ def _out(row: WorkerRow, *, alive: bool) -> WorkerOut:
         since=row.since,
         started_at=row.started_at,
         last_seen=row.last_seen,
-        last_error=row.last_error,
+        last_error=without_paths(row.last_error),
         last_error_at=row.last_error_at,
         state=row.state,
         alive=alive,
