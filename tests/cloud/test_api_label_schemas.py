@@ -202,7 +202,6 @@ def test_a_label_the_schema_has_or_nearly_has_is_refused(
     [
         (("GET", "/v1/label-schemas/plate", {}), 404, "unknown_node"),
         (("GET", "/v1/label-schemas/posture?version=9", {}), 404, "unknown_version"),
-        (("POST", "/v1/label-schemas/plate/labels", {"name": "x"}), 404, "unknown_node"),
         (("POST", "/v1/label-schemas/posture/labels", {"name": "x", "color": "red"}), 422,
          "invalid_request"),
     ],
@@ -216,6 +215,19 @@ def test_unknown_nodes_and_versions_are_404(
 
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+
+
+def test_a_node_the_pipeline_does_not_have_yet_starts_its_schema_with_a_first_label(
+    api: ApiHarness,
+) -> None:
+    # an operator labels crops for a head to be trained: the node exists once it has labels
+    first = add_label(api, "plate", "EU")
+    second = add_label(api, "plate", "US")
+
+    assert first.status_code == 201 and second.status_code == 201, second.text
+    assert (first.json()["version"], first.json()["source"]) == (1, "operator")
+    assert [label["name"] for label in second.json()["labels"]] == ["EU", "US"]
+    assert api.get("/v1/label-schemas/plate", who="viewer").json()["version"] == 2
 
 
 def test_a_viewer_may_read_schemas_but_not_add_labels(api: ApiHarness) -> None:

@@ -91,7 +91,6 @@ def get_schema(
     status_code=201,
     summary="Add a label to a node's schema",
     responses={
-        404: _error("No such node."),
         409: _error(
             "The schema has that label (`label_exists`), or it changed meanwhile (`conflict`)."
         ),
@@ -107,17 +106,24 @@ def add_label(
     """Append a label to the node's schema as a new version (201 with that version).
 
     Existing labels keep their ids, keys and colours; the new one gets the next id, the next
-    free hotkey digit (or none) and ``color`` or the palette's colour of its id.
+    free hotkey digit (or none) and ``color`` or the palette's colour of its id. A node the
+    pipeline does not have yet (one an operator labels to train a head for it) starts its
+    schema this way.
     """
     schemas = LabelSchemas.of(state)
     name = body.name.strip()
     with session.begin():
         write_lock(session)
         pipeline = schemas.pipeline(session)
-        _check_known(session, schemas, node, pipeline)
-        current = schemas.current(session, node, pipeline=pipeline)
+        stored, computed = schemas.plan(session, node, pipeline=pipeline)
+        after: LabelSchemaVersion | None
+        if stored is None and computed is not None and not computed.labels:  # a new node
+            current, after = LabelSchemaVersion(node=node, version=0, labels=[]), None
+        else:
+            current = schemas.current(session, node, pipeline=pipeline)
+            after = current
         draft = with_added_label(current, name=name, color=body.color)
-        row = schemas.store(session, node, draft, after=current, actor=caller.name)
+        row = schemas.store(session, node, draft, after=after, actor=caller.name)
         if row is None:
             raise ApiError(
                 409, "conflict", f"the label schema of {node!r} changed meanwhile; try again"
