@@ -7,7 +7,7 @@ after the previous page's last row, whatever is stored meanwhile:
 - ``confidence_asc``: the model score of ``node`` (``detection``: the edge score), lowest
   first; crops without a score for the node (skipped, failed) last.
 - ``disagreement``: crops where a cloud node's label names another class of the edge model
-  than the crop's edge class first (see :func:`disagreement_key` and docs/labels.md).
+  than the crop's edge class first (see :func:`disagreement_first` and docs/labels.md).
 - ``unreviewed_first``: crops without a review status (of ``node``, else of any node) first.
 
 The cursor carries the sort, the last row's key value, capture time and id.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from lensflow.cloud.api.errors import ApiError
@@ -41,56 +41,6 @@ _MAX_PK = 2**63 - 1
 
 
 @dataclass(frozen=True)
-class QueueKey:
-    """A sort's leading key (ascending) and the outer join it needs, if any."""
-
-    sort: QueueSort
-    expression: ColumnElement[Any]
-    join: tuple[Any, ColumnElement[bool]] | None = None
-
-
-def confidence_key(node: str | None) -> QueueKey:
-    """The model score of ``node`` (the edge score for ``detection`` or no node)."""
-    if node is None or node == DETECTION_NODE:
-        return QueueKey("confidence_asc", Crop.score.expression)
-    result = aliased(ClassifierResult)
-    on = and_(result.crop_pk == Crop.id, result.node == node)
-    return QueueKey("confidence_asc", func.coalesce(result.score, NO_SCORE), (result, on))
-
-
-def disagreement_key(nodes: Sequence[str], detection_labels: Sequence[str]) -> QueueKey:
-    """0 where an ``ok`` label of one of ``nodes`` is another detection class, else 1.
-
-    A cloud node disagrees with the edge when its label names a class of the edge model (one
-    of ``detection_labels``) other than the crop's edge class: a ``truck`` from the vehicle
-    type node for an edge ``car``. A label outside the edge's classes (``taxi``) says nothing
-    about the detection and is no disagreement.
-    """
-    if not nodes or not detection_labels:
-        return QueueKey("disagreement", literal(1))
-    result = aliased(ClassifierResult)
-    differs = exists(
-        select(result.id).where(
-            result.crop_pk == Crop.id,
-            result.node.in_(list(nodes)),
-            result.status == "ok",
-            result.label.in_(list(detection_labels)),
-            result.label != Crop.class_name,
-        )
-    )
-    return QueueKey("disagreement", case((differs, 0), else_=1))
-
-
-def unreviewed_key(node: str | None) -> QueueKey:
-    """0 for a crop without a review status (of ``node``, else of any node), else 1."""
-    conditions = [CropReview.crop_pk == Crop.id]
-    if node is not None:
-        conditions.append(CropReview.node == node)
-    reviewed = exists(select(CropReview.id).where(*conditions))
-    return QueueKey("unreviewed_first", case((reviewed, 1), else_=0))
-
-
-@dataclass(frozen=True)
 class QueueCursor:
     """Where the next page of a queue sort starts: after this key, capture time and id."""
 
@@ -100,25 +50,129 @@ class QueueCursor:
     pk: int
 
 
-def queue_page_query(
-    spec: ResultFilter, *, key: QueueKey, order: Order, after: QueueCursor | None, limit: int
-) -> Select[tuple[Crop, Any]]:
-    """Crops matching ``spec`` by ``key`` then ``(captured_at, id)``, after ``after``."""
-    value = key.expression
-    query = select(Crop, value.label("sort_value")).where(*filter_clauses(spec))
-    if key.join is not None:
-        target, on = key.join
-        query = query.outerjoin(target, on)
-    if after is not None:
-        row, last = tuple_(Crop.captured_at, Crop.id), tuple_(after.captured_at, after.pk)
-        tail = row < last if order == "desc" else row > last
-        query = query.where(or_(value > after.value, and_(value == after.value, tail)))
-    keys = (
-        (Crop.captured_at.desc(), Crop.id.desc())
-        if order == "desc"
-        else (Crop.captured_at.asc(), Crop.id.asc())
+def disagreement_first(
+    nodes: Sequence[str], detection_labels: Sequence[str]
+) -> ColumnElement[bool]:
+    """Whether an ``ok`` label of one of ``nodes`` is another detection class than the crop's.
+
+    A cloud node disagrees with the edge when its label names a class of the edge model (one
+    of ``detection_labels``) other than the crop's edge class: a ``truck`` from the vehicle
+    type node for an edge ``car``. A label outside the edge's classes (``taxi``) says nothing
+    about the detection and is no disagreement.
+    """
+    if not nodes or not detection_labels:
+        return false()
+    result = aliased(ClassifierResult)
+    return exists(
+        select(result.id).where(
+            result.crop_pk == Crop.id,
+            result.node.in_(list(nodes)),
+            result.status == "ok",
+            result.label.in_(list(detection_labels)),
+            result.label != Crop.class_name,
+        )
     )
-    return query.order_by(value.asc(), *keys).limit(limit).options(*item_loads())
+
+
+def unreviewed_first(node: str | None) -> ColumnElement[bool]:
+    """Whether the crop has no review status (of ``node``, else of any node)."""
+    conditions = [CropReview.crop_pk == Crop.id]
+    if node is not None:
+        conditions.append(CropReview.node == node)
+    return not_(exists(select(CropReview.id).where(*conditions)))
+
+
+def _time_keys(order: Order) -> tuple[Any, Any]:
+    if order == "desc":
+        return Crop.captured_at.desc(), Crop.id.desc()
+    return Crop.captured_at.asc(), Crop.id.asc()
+
+
+def _after_time(order: Order, after: QueueCursor) -> ColumnElement[bool]:
+    """Rows after the cursor's capture time and id, in ``order``."""
+    row, last = tuple_(Crop.captured_at, Crop.id), tuple_(after.captured_at, after.pk)
+    return row < last if order == "desc" else row > last
+
+
+def confidence_page(
+    session: Session,
+    spec: ResultFilter,
+    *,
+    node: str | None,
+    order: Order,
+    after: QueueCursor | None,
+    limit: int,
+) -> list[tuple[Crop, float]]:
+    """Crops matching ``spec`` by the score of ``node`` (lowest first), then capture order.
+
+    The edge score is a column of the crop; a node's score is read by a join driven by the
+    ``(node, score)`` index, then the crops whose result has no score follow (key
+    :data:`NO_SCORE`).
+    """
+    if node is None or node == DETECTION_NODE:
+        return _scored_page(session, spec, Crop.score.expression, None, order, after, limit)
+    result = aliased(ClassifierResult)
+    on = and_(result.crop_pk == Crop.id, result.node == node, result.score.is_not(None))
+    rows: list[tuple[Crop, float]] = []
+    if after is None or after.value < NO_SCORE:
+        score = result.score.expression
+        rows = _scored_page(session, spec, score, (result, on), order, after, limit)
+    if len(rows) < limit:
+        scored = exists(select(result.id).where(on))
+        unscored = select(Crop).where(*filter_clauses(spec), not_(scored))
+        if after is not None and after.value == NO_SCORE:
+            unscored = unscored.where(_after_time(order, after))
+        unscored = unscored.order_by(*_time_keys(order)).limit(limit - len(rows))
+        rows += [(crop, NO_SCORE) for crop in session.scalars(unscored.options(*item_loads()))]
+    return rows
+
+
+def _scored_page(
+    session: Session,
+    spec: ResultFilter,
+    value: ColumnElement[Any],
+    join: tuple[Any, ColumnElement[bool]] | None,
+    order: Order,
+    after: QueueCursor | None,
+    limit: int,
+) -> list[tuple[Crop, float]]:
+    """Crops by ``value`` ascending, then capture order, after ``after`` (an inner ``join``)."""
+    query = select(Crop, value).where(*filter_clauses(spec))
+    if join is not None:
+        query = query.join(*join)
+    if after is not None:
+        tail = _after_time(order, after)
+        query = query.where(or_(value > after.value, and_(value == after.value, tail)))
+    query = query.order_by(value.asc(), *_time_keys(order)).limit(limit).options(*item_loads())
+    return [(crop, float(score)) for crop, score in session.execute(query)]
+
+
+def flag_page(
+    session: Session,
+    spec: ResultFilter,
+    *,
+    first: ColumnElement[bool],
+    order: Order,
+    after: QueueCursor | None,
+    limit: int,
+) -> list[tuple[Crop, float]]:
+    """Crops matching ``spec`` where ``first`` holds (key 0), then the others (key 1).
+
+    Each part is a plain keyset scan in capture order that stops at the page's end: a page
+    costs about its own rows, not a sort of every crop.
+    """
+    rows: list[tuple[Crop, float]] = []
+    for key, condition in ((0.0, first), (1.0, not_(first))):
+        if after is not None and key < after.value:
+            continue
+        query = select(Crop).where(*filter_clauses(spec), condition)
+        if after is not None and key == after.value:
+            query = query.where(_after_time(order, after))
+        query = query.order_by(*_time_keys(order)).limit(limit - len(rows))
+        rows += [(crop, key) for crop in session.scalars(query.options(*item_loads()))]
+        if len(rows) == limit:
+            break
+    return rows
 
 
 def encode_queue_cursor(sort: QueueSort, value: float, captured_at: datetime, pk: int) -> str:
@@ -173,16 +227,16 @@ def queue_page(
     except ValueError as err:
         raise ApiError(400, "invalid_cursor", str(err)) from err
     if sort == "confidence_asc":
-        key = confidence_key(spec.node)
-    elif sort == "unreviewed_first":
-        key = unreviewed_key(spec.node)
+        rows = confidence_page(session, spec, node=spec.node, order=order, after=after, limit=limit)
     else:
-        nodes, classes = schemas.disagreement_nodes(session, node=spec.node)
-        key = disagreement_key(nodes, classes)
-    query = queue_page_query(spec, key=key, order=order, after=after, limit=limit)
-    rows = session.execute(query).all()
-    crops = [row[0] for row in rows]
+        if sort == "unreviewed_first":
+            first = unreviewed_first(spec.node)
+        else:
+            nodes, classes = schemas.disagreement_nodes(session, node=spec.node)
+            first = disagreement_first(nodes, classes)
+        rows = flag_page(session, spec, first=first, order=order, after=after, limit=limit)
+    crops = [crop for crop, _ in rows]
     if len(rows) < limit:
         return crops, None
     last, value = rows[-1]
-    return crops, encode_queue_cursor(sort, float(value), last.captured_at, last.id)
+    return crops, encode_queue_cursor(sort, value, last.captured_at, last.id)
