@@ -229,6 +229,27 @@ def test_facets_of_one_site_and_time_range(queue: ApiHarness) -> None:
     assert counts(early["classes"]) == [("bus", 1), ("person", 1)]  # q05 and q06
 
 
+def test_facets_of_all_crops_count_as_those_of_a_range_holding_them_all(
+    db_url: str, tmp_path: Path
+) -> None:
+    # all crops are counted from the indexes, then adjusted for human labels; a range joins
+    with running_api(db_url, tmp_path, pipeline=labelled_pipeline(tmp_path, SCHEMAS)) as api:
+        store(api)
+        relabels = [("q02", "vtype", "car"), ("q07", "vtype", "taxi"), ("q05", "detection", "car")]
+        for crop_id, node, label in relabels:
+            body = {"crop_ids": [crop_id], "node": node, "label": label}
+            assert api.post("/v1/labels", who="operator", json=body).status_code == 200
+        everything = api.get("/v1/facets").json()
+        window = {"captured_from": T0.isoformat(), "captured_to": (T0 + 99 * H).isoformat()}
+        ranged = api.get("/v1/facets", params=window).json()
+
+    assert everything == ranged
+    assert counts(everything["labels"]["vtype"]) == [
+        ("bus", 1), ("car", 3), ("taxi", 2), ("truck", 1),
+    ]  # fmt: skip
+    assert counts(everything["labels"]["detection"]) == [("bus", 1), ("car", 4), ("truck", 3)]
+
+
 def test_facets_refuse_an_empty_range(queue: ApiHarness) -> None:
     at = T0.isoformat()
 

@@ -7,7 +7,7 @@ a capture time range; a label is the current human label of the node, else the m
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -91,6 +91,8 @@ def _counts(session: Session, query: AnySelect, key: Any) -> list[FacetCount]:
 
 def _labels(session: Session, where: list[ColumnElement[bool]]) -> dict[str, list[FacetCount]]:
     """Per node, the current labels: a human one (not undone), else the model's."""
+    if not where:
+        return _all_labels(session)
     human = aliased(HumanLabel)
     detection = func.coalesce(human.label, Crop.class_name)
     on_detection = and_(
@@ -102,7 +104,6 @@ def _labels(session: Session, where: list[ColumnElement[bool]]) -> dict[str, lis
         .outerjoin(human, on_detection)
         .where(*where)
         .group_by(detection)
-        .order_by(detection)
     ).all()
     result = ClassifierResult
     label = func.coalesce(human.label, result.label)
@@ -115,14 +116,56 @@ def _labels(session: Session, where: list[ColumnElement[bool]]) -> dict[str, lis
         .outerjoin(human, on_node)
         .where(label.is_not(None))
     )
-    rows = session.execute(
-        _of_crops(query, where).group_by(result.node, label).order_by(result.node, label)
-    ).all()
-    labels: dict[str, list[FacetCount]] = defaultdict(list)
+    rows = session.execute(_of_crops(query, where).group_by(result.node, label)).all()
+    counts: Counter[tuple[str, str]] = Counter()
     for value, count in edge:
-        labels[DETECTION_NODE].append(FacetCount(value=value, count=count))
+        counts[(DETECTION_NODE, value)] += count
     for node, value, count in rows:
-        labels[node].append(FacetCount(value=value, count=count))
+        counts[(node, value)] += count
+    return _by_node(counts)
+
+
+def _all_labels(session: Session) -> dict[str, list[FacetCount]]:
+    """The labels of every crop: the model's counted on their indexes, then the human ones.
+
+    ``(class_name)`` and ``(node, label)`` are indexed, so the model's counts read indexes
+    only; each current human label then moves one crop from its model label to its own.
+    """
+    counts: Counter[tuple[str, str]] = Counter()
+    classes = select(Crop.class_name, func.count()).group_by(Crop.class_name)
+    for value, count in session.execute(classes):
+        counts[(DETECTION_NODE, value)] += count
+    result = ClassifierResult
+    models = (
+        select(result.node, result.label, func.count())
+        .where(result.label.is_not(None))
+        .group_by(result.node, result.label)
+    )
+    for node, label, count in session.execute(models):
+        if label is not None:
+            counts[(node, label)] += count
+    current = HumanLabel.undone.is_(False)
+    edge = select(Crop.class_name, HumanLabel.label).join(Crop, Crop.id == HumanLabel.crop_pk)
+    for edge_class, human in session.execute(
+        edge.where(current, HumanLabel.node == DETECTION_NODE)
+    ):
+        counts[(DETECTION_NODE, edge_class)] -= 1
+        counts[(DETECTION_NODE, human)] += 1
+    on = and_(result.crop_pk == HumanLabel.crop_pk, result.node == HumanLabel.node)
+    relabelled = select(HumanLabel.node, result.label, HumanLabel.label).join(result, on)
+    for node, model, human in session.execute(relabelled.where(current)):
+        if model is not None:
+            counts[(node, model)] -= 1
+        counts[(node, human)] += 1
+    return _by_node(counts)
+
+
+def _by_node(counts: Counter[tuple[str, str]]) -> dict[str, list[FacetCount]]:
+    """Counts by (node, label) as lists per node, by label; zero counts left out."""
+    labels: dict[str, list[FacetCount]] = defaultdict(list)
+    for (node, value), count in sorted(counts.items()):
+        if count > 0:
+            labels[node].append(FacetCount(value=value, count=count))
     return dict(labels)
 
 
