@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QApplication
 
 from lensflow.desktop.main_window import MainWindow
 from lensflow.desktop.settings import SettingsStore
+from lensflow.desktop.theme import follow_system_theme
 
 
 def run(
@@ -30,6 +31,8 @@ def run(
     """
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("lensflow review")
+    if isinstance(app, QApplication):  # not a bare QCoreApplication made before
+        follow_system_theme(app)  # light or dark, as the OS is (and when it changes)
     settings = SettingsStore()
     window = MainWindow(settings)
     window.show()

@@ -17,10 +17,11 @@ refreshes on a timer. Every API call runs off the UI thread
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -52,6 +53,7 @@ from lensflow.desktop.edge_configs import (
 )
 from lensflow.desktop.edge_table import EdgeTableModel
 from lensflow.desktop.errors import ApiError, ValidationFailed
+from lensflow.desktop.theme import error_color, ok_color
 from lensflow.desktop.workers import Runner
 from lensflow.desktop.yaml_editor import YamlEditor
 
@@ -59,8 +61,7 @@ logger = logging.getLogger(__name__)
 
 REFRESH_MS = 5000
 """How often the edge table is refreshed."""
-_OK = "color: #1b6e1b"
-_BAD = "color: #b00020"
+_OK, _BAD = ok_color, error_color  # read when a message is shown: light or dark palette
 
 
 class ConfigApi(EdgeConfigApi, Protocol):
@@ -398,8 +399,8 @@ class ConfigEditor(QWidget):
         self._say(message, _BAD)
         self.failed.emit(message)
 
-    def _say(self, text: str, style: str) -> None:
-        self.status.setStyleSheet(style)
+    def _say(self, text: str, color: Callable[[], QColor]) -> None:
+        self.status.setStyleSheet(f"color: {color().name()}")
         self.status.setText(text)
 
 

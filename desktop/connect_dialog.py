@@ -1,7 +1,9 @@
 """The connect dialog: API URL and key, checked against the API before it closes.
 
 The check (``ApiClient.check``) runs on the runner; the dialog stays responsive and shows
-why a connection failed (unreachable, key refused, role too low) under the fields.
+why a connection failed (unreachable, key refused, role too low) under the fields, keeping
+the URL and key as they were (a wrong key is fixed where it was typed). Under "Remember" it
+says where the key would go: the OS keyring, or a file only its owner can read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.settings import DEFAULT_URL, Connection
+from lensflow.desktop.theme import error_color
 from lensflow.desktop.workers import Runner
 
 
@@ -35,9 +38,14 @@ class ConnectDialog(QDialog):
     connected = Signal(object, object)
 
     def __init__(
-        self, runner: Runner, *, initial: Connection | None = None, parent: QWidget | None = None
+        self,
+        runner: Runner,
+        *,
+        initial: Connection | None = None,
+        key_destination: str = "",
+        parent: QWidget | None = None,
     ) -> None:
-        """A dialog prefilled with ``initial``."""
+        """A dialog prefilled with ``initial``; ``key_destination`` says where a key is saved."""
         super().__init__(parent)
         self.setWindowTitle("Connect to the lensflow API")
         self.runner = runner
@@ -46,8 +54,14 @@ class ConnectDialog(QDialog):
         self.key = QLineEdit(initial.key if initial else "")
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key.setPlaceholderText("lfk_… (lensflow cloud keys create)")
-        self.remember = QCheckBox("Remember (the key goes to the OS keyring)")
+        self.remember = QCheckBox("&Remember this connection")
         self.remember.setChecked(True)
+        self.key_destination = QLabel(
+            f"The key goes to {key_destination}." if key_destination else ""
+        )
+        self.key_destination.setWordWrap(True)
+        self.key_destination.setEnabled(False)  # drawn as a note
+        self.remember.toggled.connect(self.key_destination.setVisible)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.buttons = QDialogButtonBox(
@@ -64,13 +78,14 @@ class ConnectDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.remember)
+        layout.addWidget(self.key_destination)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(460)
 
     def show_error(self, text: str) -> None:
         """Show why the last attempt failed."""
-        self.status.setStyleSheet("color: #b00020;")
+        self.status.setStyleSheet(f"color: {error_color().name()};")
         self.status.setText(text)
         self.adjustSize()  # a wrapped, multi-line message gets the height it needs
 

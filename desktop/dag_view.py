@@ -13,7 +13,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -179,6 +179,12 @@ class DagView(QGraphicsView):
             self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
         else:
             self.resetTransform()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt API
+        """Draw again in the new palette's colours (light or dark)."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self.nodes:
+            self.set_nodes(self.nodes)
 
     def condition_of(self, name: str) -> str:
         """The condition drawn on node ``name`` (empty when it always runs)."""

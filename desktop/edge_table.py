@@ -9,12 +9,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 
 from lensflow.desktop.api_types import EdgeInfo
+from lensflow.desktop.theme import ack_color
 
-ACK_COLORS = {
-    "applied": QColor(206, 240, 206),
-    "rejected": QColor(255, 205, 205),
-    "pending": QColor(255, 239, 196),
-}
 NO_ASSIGNMENT = "—"
 """Shown as the ack of an edge that has no config assigned."""
 _Index = QModelIndex | QPersistentModelIndex
@@ -87,7 +83,7 @@ class EdgeTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return text(edge)
         if role == Qt.ItemDataRole.BackgroundRole and name == "Ack":
-            color = ACK_COLORS.get(ack_of(edge))
+            color = ack_color(ack_of(edge))  # for the palette in use, light or dark
             return QBrush(color) if color else None
         if role == Qt.ItemDataRole.ForegroundRole and name == "Online" and not edge.online:
             return QBrush(QColor(140, 140, 140))

@@ -40,6 +40,8 @@ from lensflow.desktop.live import DEFAULT_INTERVAL_MS, LivePoller
 from lensflow.desktop.models import ResultsModel
 from lensflow.desktop.relabel import LabelBar, RelabelController
 from lensflow.desktop.settings import Connection, SettingsStore
+from lensflow.desktop.shortcut_sheet import ShortcutSheet, show_shortcut_sheet
+from lensflow.desktop.theme import error_color
 from lensflow.desktop.thumbs import DiskCache, ThumbnailLoader, default_cache_dir
 from lensflow.desktop.window_tools import WindowTools
 from lensflow.desktop.workers import Runner
@@ -79,6 +81,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("lensflow review")
         self.settings = settings or SettingsStore()
         self.client: ApiClient | None = None
+        self.connection: Connection | None = None  # the one in use, or the last one tried
         self.last_error = ""
         self.closing = False
         self.runner = Runner(threads=4, parent=self)
@@ -127,7 +130,6 @@ class MainWindow(QMainWindow):
 
     def _build_status(self) -> None:
         self.error_label = QLabel("")
-        self.error_label.setStyleSheet("color: #b00020; font-weight: bold;")
         self.count_label = QLabel("not connected")
         self.statusBar().addWidget(self.error_label, 1)
         self.statusBar().addPermanentWidget(self.count_label)
@@ -149,6 +151,10 @@ class MainWindow(QMainWindow):
         self._action(view, "&Table", lambda: self.show_view(1), "Ctrl+2")
         self._action(view, "&Refresh", self.model.refresh, QKeySequence.StandardKey.Refresh)
         self._action(view, "&Filters", self.filters.camera.setFocus, "Ctrl+F")
+        # -- help: the shortcut sheet lists every key above (and any added later) --
+        help_menu = self.menuBar().addMenu("&Help")
+        sheet = self._action(help_menu, "&Keyboard shortcuts…", self.show_shortcuts)
+        sheet.setShortcuts([QKeySequence("?"), QKeySequence(QKeySequence.StandardKey.HelpContents)])
 
     def _action(
         self, menu: object, text: str, slot: object, shortcut: object | None = None
@@ -186,11 +192,24 @@ class MainWindow(QMainWindow):
             lambda crop_id, why: logger.debug("no image %s: %s", crop_id, why)
         )
 
+    def show_shortcuts(self) -> ShortcutSheet:
+        """Open the sheet of every key the window has (``?``)."""
+        return show_shortcut_sheet(self)
+
     # -- connection ---------------------------------------------------------------------------
 
     def ask_connection(self, error: str = "") -> ConnectDialog:
-        """Open the connect dialog (not modal to the event loop: it returns at once)."""
-        dialog = ConnectDialog(self.runner, initial=self.settings.load(), parent=self)
+        """Open the connect dialog (not modal to the event loop: it returns at once).
+
+        It is filled with the connection in use or last tried (``--api``), else the
+        remembered one, and says where a remembered key goes.
+        """
+        dialog = ConnectDialog(
+            self.runner,
+            initial=self.connection or self.settings.load(),
+            key_destination=self.settings.key_destination(),
+            parent=self,
+        )
         if error:
             dialog.show_error(error)
         dialog.connected.connect(self._connected_by_dialog)
@@ -216,6 +235,7 @@ class MainWindow(QMainWindow):
             return
         self.show_message(f"Connecting to {client.base_url}…")
         connection = Connection(url=url, key=key)
+        self.connection = connection  # a retry starts from it, not from :8080
         self.runner.submit(
             client.check,
             on_done=lambda _: self.use_client(client, connection, remember=remember),
@@ -241,6 +261,7 @@ class MainWindow(QMainWindow):
             self.client.close()
         self.tools.drop_config_window()  # its pages talk to the old connection
         self.client = client
+        self.connection = connection
         self.relabel.client = client
         self.inspector.client = client
         self.live.client = client
@@ -248,8 +269,11 @@ class MainWindow(QMainWindow):
         self.clear_error()
         where = ""
         if remember:
-            saved = self.settings.save(connection)
-            where = f" The key is saved in {saved.where}."
+            try:
+                saved = self.settings.save(connection)
+                where = f" The key is saved in {saved.where}."
+            except OSError as err:
+                self.show_error(ApiError(f"The key could not be saved: {err}"))
         self.show_message(f"Connected to {client.base_url}.{where}")
         self.setWindowTitle(f"lensflow review · {client.base_url}")
         self.model.set_source(
@@ -271,6 +295,7 @@ class MainWindow(QMainWindow):
             return  # requests cut short by the shutdown
         text = describe(err)
         self.last_error = text
+        self.error_label.setStyleSheet(f"color: {error_color().name()}; font-weight: bold;")
         self.error_label.setText(text)
         self.error_label.setToolTip(text)
         logger.warning("%s", text)

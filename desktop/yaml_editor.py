@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QHelpEvent, QTextCursor, QTextFormat
+from PySide6.QtGui import QFont, QFontDatabase, QHelpEvent, QTextCursor, QTextFormat
 from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
@@ -23,9 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from lensflow.desktop.api_types import ConfigIssue
-
-ISSUE_COLOR = QColor(255, 214, 214)
-"""Background of a line with a problem."""
+from lensflow.desktop.theme import issue_background
 
 
 class YamlEditor(QWidget):
@@ -90,7 +88,7 @@ class YamlEditor(QWidget):
             if issue.line is None or not 1 <= issue.line <= document.blockCount():
                 continue
             selection = QTextEdit.ExtraSelection()
-            selection.format.setBackground(ISSUE_COLOR)
+            selection.format.setBackground(issue_background())
             selection.format.setProperty(QTextFormat.Property.FullWidthSelection, True)
             cursor = QTextCursor(document.findBlockByNumber(issue.line - 1))
             selection.cursor = cursor
@@ -130,6 +128,12 @@ class YamlEditor(QWidget):
                 QToolTip.hideText()
             return True
         return super().eventFilter(watched, event)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt API
+        """Tint the problem lines again for a new palette (light or dark)."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self._issues:
+            self.set_issues(self._issues)
 
     def _go_to_issue(self, item: QListWidgetItem) -> None:
         line = item.data(Qt.ItemDataRole.UserRole)
