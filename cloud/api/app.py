@@ -21,6 +21,7 @@ from lensflow.cloud.api.limits import BodySizeLimitMiddleware, RateLimitMiddlewa
 from lensflow.cloud.api.routes import (
     control,
     facets,
+    heads,
     health,
     ingest,
     label_schemas,
@@ -191,6 +192,7 @@ def create_app(
     app.include_router(search.router, responses=ERROR_RESPONSES)
     app.include_router(pipelines.router, responses=ERROR_RESPONSES)
     app.include_router(replays.router, responses=ERROR_RESPONSES)
+    app.include_router(heads.router, responses=ERROR_RESPONSES)
     app.include_router(workers.router, responses=ERROR_RESPONSES)
     # the last added is the outermost: metrics see every answer, 413 before the rate limit,
     # the rate limit before a wrong method's 405

@@ -26,6 +26,7 @@ from lensflow.cloud.storage.models import (
     CropReview,
     HumanLabel,
     LabelEvent,
+    LabelSchemaVersion,
     utcnow,
 )
 
@@ -96,10 +97,16 @@ def nodes_run(session: Session, crop_pks: Iterable[int], *, node: str) -> set[in
 
 
 def check_node(session: Session, crops: Sequence[Crop], *, node: str) -> None:
-    """Refuse a node the crops have no result for (``detection`` always exists)."""
+    """Refuse a node the crops have no result for (``detection`` always exists).
+
+    A node with a stored label schema is labelled on any crop: it may be one operators are
+    teaching (no crop has run it yet, a head will be trained from these labels) or one
+    added after these crops were stored.
+    """
     having = nodes_run(session, (crop.id for crop in crops), node=node)
     lacking = [crop.crop_id for crop in crops if crop.id not in having]
-    if lacking:
+    schema = select(LabelSchemaVersion.id).where(LabelSchemaVersion.node == node).limit(1)
+    if lacking and session.scalar(schema) is None:
         raise ApiError(
             400,
             "unknown_node",

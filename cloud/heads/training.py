@@ -309,21 +309,21 @@ def gate(
         reasons.append(f"only {n} held-out crops, at least {min_heldout} needed to measure a head")
     if candidate.macro_f1 <= reference.macro_f1:
         reasons.append(
-            f"macro-F1 {candidate.macro_f1:.3f} does not beat the {baseline}'s "
-            f"{reference.macro_f1:.3f} on the same {n} held-out crops"
+            f"macro-F1 {candidate.macro_f1:.3f} does not beat {reference.macro_f1:.3f} "
+            f"({baseline}) on the same {n} held-out crops"
         )
     if first and n:
         right = round(candidate.accuracy * n)
         p_value = float(binomtest(right, n, reference.accuracy, alternative="greater").pvalue)
         if p_value >= SIGNIFICANCE:
             reasons.append(
-                f"accuracy {candidate.accuracy:.3f} ({right}/{n}) is not above the {baseline}'s "
-                f"{reference.accuracy:.3f} beyond chance "
+                f"accuracy {candidate.accuracy:.3f} ({right}/{n} held-out crops) is not above "
+                f"{reference.accuracy:.3f} ({baseline}) beyond chance "
                 f"(p = {p_value:.3f}, needs < {SIGNIFICANCE})"
             )
     elif candidate.accuracy < reference.accuracy:
         reasons.append(
-            f"accuracy {candidate.accuracy:.3f} is below the {baseline}'s {reference.accuracy:.3f} "
+            f"accuracy {candidate.accuracy:.3f} is below {reference.accuracy:.3f} ({baseline}) "
             f"on the same {n} held-out crops"
         )
     return GateVerdict(not reasons, baseline, candidate, reference, tuple(reasons), p_value)

@@ -126,7 +126,7 @@ def test_a_replacement_must_beat_the_active_head_on_the_same_crops() -> None:
     verdict = gate(good_eval, good_eval, baseline="active head abc", first=False)
 
     assert not verdict.passed
-    assert verdict.reasons[0].startswith("macro-F1 1.000 does not beat the active head abc's 1.000")
+    assert verdict.reasons[0].startswith("macro-F1 1.000 does not beat 1.000 (active head abc)")
 
 
 def test_evaluation_counts_a_missing_prediction_as_wrong_and_keeps_schema_order() -> None:
