@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -68,6 +69,8 @@ def demo(
     try:
         summary = run_demo(options, out)
     except KeyboardInterrupt as stop:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stopped already: a second Ctrl+C while
+            signal.signal(sig, signal.SIG_IGN)  # exiting must not turn 130 into death by signal
         out.print("demo interrupted; everything it started has been stopped")
         raise typer.Exit(TERMINATED if isinstance(stop, Terminated) else INTERRUPTED) from None
     except LensflowError as err:
