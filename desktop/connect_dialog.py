@@ -60,7 +60,6 @@ class ConnectDialog(QDialog):
             f"The key goes to {key_destination}." if key_destination else ""
         )
         self.key_destination.setWordWrap(True)
-        self.key_destination.setEnabled(False)  # drawn as a note
         self.remember.toggled.connect(self.key_destination.setVisible)
         self.status = QLabel("")
         self.status.setWordWrap(True)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QCursor, QIcon, QImage, QPixmap, QTextOption
+from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QCursor, QIcon, QImage, QPalette, QPixmap, QTextOption
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -39,7 +39,7 @@ from lensflow.desktop.api_types import ResultDetail, ResultItem, SearchResult, S
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.client_models import ModelCard, ModelCards
 from lensflow.desktop.errors import ApiError, NotEmbedded, SearchUnavailable
-from lensflow.desktop.inspector_html import Hover, item_html
+from lensflow.desktop.inspector_html import LINK_CSS, Hover, item_html
 from lensflow.desktop.models import ResultsModel
 from lensflow.desktop.thumbs import ImageRefusedError, ThumbnailLoader, decode, load_jpeg
 from lensflow.desktop.workers import Runner, Task
@@ -285,12 +285,20 @@ class Inspector(QWidget):
         bar = self.info.verticalScrollBar()
         at = bar.value()
         self.hover = Hover()
+        text = self.info.palette().color(QPalette.ColorRole.Text).name()
+        self.info.document().setDefaultStyleSheet(LINK_CSS.format(color=text))
         self.info.setHtml(
             item_html(
                 self.item, self.detail, card=self.card, hover=self.hover, detail_error=detail_error
             )
         )
         bar.setValue(at)  # a refresh keeps the reader's place
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt API
+        """Render the facts again in a new palette's colours (light or dark)."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self.item is not None:
+            self._render()
 
     def _hovered(self, link: QUrl | str) -> None:
         full = self.hover.texts.get(link.toString() if isinstance(link, QUrl) else link)

@@ -4,7 +4,7 @@ Readable first, complete on demand: node names may wrap only after an underscore
 mid-word), hashes are shortened and shown beside the model's name and precision, a skipped
 node says in a few words why (:func:`lensflow.desktop.reasons.short_reason`). What is
 shortened is a link whose full text the inspector shows when the pointer rests on it
-(:class:`Hover` keeps them).
+(:class:`Hover` keeps them); the inspector draws these links as plain text (:data:`LINK_CSS`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ HASH_SHOWN = 12
 """Hex digits of a hash shown (the rest on hover)."""
 WRAP = "\u200b"
 """Zero-width space: where a long name may wrap."""
+LINK_CSS = "a {{ color: {color}; text-decoration: none; }}"
+"""The document style of the links to full texts: the text's own colour, not underlined."""
 
 
 class Hover:
@@ -34,7 +36,7 @@ class Hover:
             return shown
         key = f"full:{len(self.texts)}"
         self.texts[key] = full
-        return f'<a href="{key}" style="color: inherit; text-decoration: none">{shown}</a>'
+        return f'<a href="{key}">{shown}</a>'
 
 
 def breakable(name: str) -> str:
