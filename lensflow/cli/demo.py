@@ -44,6 +44,14 @@ def demo(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary as JSON.")
     ] = None,
+    teach: Annotated[
+        bool,
+        typer.Option(
+            "--teach",
+            help="Then teach a new node through the API: label, train a head, replay, "
+            "activate, send new crops.",
+        ),
+    ] = False,
 ) -> None:
     """Run broker, cloud worker, API and an edge agent on sample photos and a video.
 
@@ -65,6 +73,7 @@ def demo(
         timeout_s=timeout,
         api_port=api_port,
         json_out=json_out,
+        teach=teach,
     )
     try:
         summary = run_demo(options, out)

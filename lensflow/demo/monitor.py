@@ -136,6 +136,24 @@ class ApiClient:
             )
         return answer.json()
 
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        """The JSON of a POST that must succeed (200, 201 or 202).
+
+        Raises:
+            DemoError: The API answered another status (its error message quoted) or could
+                not be reached.
+
+        """
+        try:
+            answer = self.http.post(path, json=body, params=params, timeout=120.0)
+        except httpx.HTTPError as err:
+            raise DemoError(f"POST {self.base_url}{path} failed: {err}") from err
+        if answer.status_code not in (200, 201, 202):
+            raise DemoError(
+                f"expected success from POST {path}, got {answer.status_code}: {answer.text[:500]}"
+            )
+        return answer.json()
+
     def stored_per_camera(self, since: datetime) -> Counter[str]:
         """Crops stored per camera, captured since ``since``."""
         now = datetime.now(UTC) + timedelta(minutes=1)

@@ -54,6 +54,8 @@ class DemoOptions:
         timeout_s: Longest wait for the cloud to store what the edge sent.
         api_port: Port of the API; a free one when 0.
         json_out: Where to write the summary as JSON too (before serving).
+        teach: After the run, teach the pipeline a new node through the API (see
+            :mod:`lensflow.demo.teach`).
 
     """
 
@@ -70,6 +72,7 @@ class DemoOptions:
     timeout_s: float = 300.0
     api_port: int = 0
     json_out: Path | None = None
+    teach: bool = False
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,17 @@ from lensflow.demo.prepare import (
     render_configs,
 )
 from lensflow.demo.services import ChildProcess, child_env, http_get, metric, scrape, wait_until
-from lensflow.demo.summary import Summary, build_summary, render
+from lensflow.demo.summary import Summary, build_summary, render, render_teach
+from lensflow.demo.teach import (
+    NODE,
+    TeachSummary,
+    label_stored_crops,
+    live_results,
+    replay,
+    summarise,
+    teach_edge_config,
+    wait_for_swap,
+)
 from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.services.process import free_port
 
@@ -121,6 +131,9 @@ class Demo:
         with signals_as_interrupt():
             try:
                 self.summary = self._run()
+                if self.options.teach and self.summary.complete:
+                    self.summary.teach = self._teach()
+                    render_teach(self.summary.teach, self.console)
                 if self.options.json_out is not None:
                     text = json.dumps(self.summary.to_json(), indent=2) + "\n"
                     self.options.json_out.write_text(text, encoding="utf-8")
@@ -190,6 +203,7 @@ class Demo:
             ["edge", "--config", str(configs.edge_file), "--manifest", str(options.manifest)],
         )
         api = ApiClient(base_url, key)
+        self.api, self.configs = api, configs
         monitor = Monitor(
             cameras=[camera.name for camera in configs.edge.cameras],
             edge_metrics_port=ports.edge_metrics,
@@ -208,6 +222,42 @@ class Demo:
         )
         render(summary, self.console)
         return summary
+
+    def _teach(self) -> TeachSummary:
+        """The loop back (:mod:`lensflow.demo.teach`): label, train, replay, activate, send."""
+        api, options, layout = self.api, self.options, self.layout
+        with self.console.status("teach: a scripted operator labels crops through the API ..."):
+            labels = label_stored_crops(api, api.all_results())
+        self._log(f"teach: {sum(labels.values())} crops labelled {NODE} ({dict(labels)})")
+        with self.console.status("teach: training a head on the embedding node ..."):
+            head = api.post("/v1/heads", {"node": NODE, "embedding": "embedding"})
+        accuracy = head["card"]["heldout"]["accuracy"]
+        candidate = head["candidate"]
+        self._log(
+            f"teach: head {head['sha256'][:12]} passed the gate, held-out accuracy "
+            f"{accuracy:.2f}; candidate pipeline version {candidate['id']}"
+        )
+        with self.console.status("teach: replaying the candidate over the stored crops ..."):
+            report = replay(api, candidate["id"])
+        self._log(
+            f"teach: replay of {report['crops']} crops: {report['nodes'][NODE]['newly_run']} "
+            f"newly labelled {NODE}"
+        )
+        api.post(f"/v1/pipelines/{candidate['id']}/activate")
+        with self.console.status("teach: waiting for the worker to swap versions ..."):
+            wait_for_swap(api, candidate["sha256"])
+        self._log(f"teach: the worker runs version {candidate['id']}; sending new crops")
+        config = teach_edge_config(
+            self.configs.edge_file, metrics_port=free_port(), folder=layout.run
+        )
+        self._child(
+            "edge-taught", ["edge", "--config", str(config), "--manifest", str(options.manifest)]
+        )
+        with self.console.status("teach: new crops on their way through the new version ..."):
+            live = live_results(
+                api, EdgeLog(layout.logs / "edge-taught.log"), alive=self.stack.check_alive
+            )
+        return summarise(labels, head, report, live)
 
     def _child(self, name: str, args: list[str]) -> ChildProcess:
         child = ChildProcess(

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from lensflow.demo.monitor import ApiClient, CameraCounts, Progress
 from lensflow.demo.prepare import DemoError
+from lensflow.demo.teach import TeachSummary
 
 TOP_LABELS = 5
 SEARCH_K = 3
@@ -62,6 +63,7 @@ class Summary:
     review_command: str
     logs: str
     message: str = ""
+    teach: TeachSummary | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -201,6 +203,8 @@ def render(summary: Summary, console: Console) -> None:
         f"{status}[/]: {summary.stored} of {summary.sent} crops stored, "
         f"{summary.dead_letters} dead letters. {summary.message}".rstrip()
     )
+    if summary.teach is not None:
+        render_teach(summary.teach, console)
     console.print("Open the review app against this run (while it runs):")
     console.print(f"  {summary.review_command}", markup=False, soft_wrap=True)
     console.print(f"Logs and state: {summary.logs}", markup=False, soft_wrap=True)
@@ -224,3 +228,17 @@ def _render_search(summary: Summary, console: Console) -> None:
     console.print(table)
     url = f"{summary.api_url}/v1/search/similar/{query.crop_id}?k={SEARCH_K}"
     console.print(f"  (GET {url})", markup=False, soft_wrap=True)
+
+
+def render_teach(teach: TeachSummary, console: Console) -> None:
+    """Print what ``--teach`` did, in one paragraph."""
+    kinds = ", ".join(f"{k} {n}" for k, n in (teach.label_counts or {}).items())
+    console.print(
+        f"Taught node {teach.node!r}: {teach.labels} crops labelled through the API ({kinds}); "
+        f"head {teach.head[:12]} held-out accuracy {teach.heldout_accuracy:.2f} "
+        f"(gate: beat the {teach.gate}); replay: {teach.replay_changed} changes; "
+        f"activated as version {teach.candidate_version}; "
+        f"{teach.live_labelled} of {teach.live_sent} new crops labelled by the head",
+        soft_wrap=True,
+        markup=False,
+    )

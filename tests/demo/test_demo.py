@@ -197,3 +197,27 @@ def test_a_stuck_run_says_where_it_is_stuck(
     assert message.startswith("stuck: not everything was processed within 42 s")
     assert expected in message
     assert str(tmp_path / "run" / "logs") in message
+
+
+def test_demo_teach_closes_the_loop_through_the_api(tmp_path: Path) -> None:
+    # given a fresh work folder and the default inputs (enough crops of each kind to learn)
+    workdir, summary_file = tmp_path / "demo", tmp_path / "summary.json"
+
+    # when the demo runs once and then teaches a new node
+    done = subprocess.run(
+        [sys.executable, "-m", "lensflow", "demo", "--workdir", str(workdir), "--teach", "--once",
+         "--json", str(summary_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+    # then labels went in, a head passed the gate, the replay saw it, and new crops came back
+    # labelled by the head the worker swapped to without a restart
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    teach = json.loads(summary_file.read_text())["teach"]
+    assert teach["labels"] >= 60 and set(teach["label_counts"]) == {"person", "vehicle", "animal"}
+    assert teach["gate"].startswith("majority class")
+    assert 0.5 < teach["heldout_accuracy"] <= 1.0
+    assert teach["replay_changed"] > 0
+    assert teach["live_sent"] > 0 and teach["live_labelled"] == teach["live_sent"]
+    assert "new crops labelled by the head" in done.stdout
+    assert processes_using(workdir) == {}
