@@ -18,17 +18,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
 from lensflow.cloud.processing import CropProcessor, DecodedCrop, decode_crop_image
 from lensflow.cloud.storage import CropStore, ResultStore
+from lensflow.cloud.worker.followed import FollowedPipeline
+from lensflow.cloud.worker.versions import PipelineText
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.cloud import CloudConfig, IngestConfig
 from lensflow.shared.config.edge import DetectorConfig
 from lensflow.shared.crops import cut_crop, encode_jpeg, wire_detection
+from lensflow.shared.dag.engine import Pipeline
 from lensflow.shared.detectors.base import Detection, DetectorBackend
 from lensflow.shared.detectors.factory import load_configured_detector
 from lensflow.shared.errors import ImageError, LensflowError
@@ -216,6 +219,12 @@ class IngestService:
         self._load = load
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
+        self._followed = FollowedPipeline(
+            config.pipeline,
+            engine=results.engine,
+            registry=registry,
+            poll_s=config.worker.version_poll_s,
+        )
 
     @property
     def config(self) -> IngestConfig:
@@ -299,7 +308,14 @@ class IngestService:
         with self._lock:
             if self._loaded is None:
                 self._loaded = self._load_all(config)
+            elif (newer := self._followed.newer()) is not None:  # a version was activated
+                self._loaded = replace(self._loaded, processor=self._processor(*newer))
             return self._loaded
+
+    def _processor(self, pipeline: Pipeline, version: PipelineText) -> CropProcessor:
+        return CropProcessor(
+            pipeline, version=version.sha256, results=self._results, crops=self._crops
+        )
 
     def _load_all(self, config: IngestConfig) -> _Loaded:
         """Load the detector, then the pipeline; a failure is an IngestUnavailableError."""
@@ -308,12 +324,7 @@ class IngestService:
         except LensflowError as err:
             raise IngestUnavailableError("detector", err) from err
         try:
-            processor = CropProcessor.load(
-                self._cloud.pipeline,
-                registry=self._registry,
-                results=self._results,
-                crops=self._crops,
-            )
+            processor = self._processor(*self._followed.load())
         except (LensflowError, OSError) as err:  # an invalid file, a plugin that cannot load
             detector.close()
             raise IngestUnavailableError("pipeline", err) from err
