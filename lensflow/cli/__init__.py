@@ -17,6 +17,7 @@ from lensflow.cli import (
     models_classifier,
     models_export,
     review,
+    train,
 )
 from lensflow.cli.bench import app as bench_app
 from lensflow.cli.broker import app as broker_app
@@ -33,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+train.register(app, pipeline_app)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(configs_app, name="configs")
 app.add_typer(broker_app, name="broker")
