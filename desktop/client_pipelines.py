@@ -10,6 +10,7 @@ its issues asked of the validate route so they carry their lines).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -41,6 +42,18 @@ class PipelineVersion(_Model):
     created_at: datetime
     created_by: str
     active: bool
+
+
+class ReplayJob(_Model):
+    """A replay of a version over stored crops: progress, then the per-node report."""
+
+    id: int
+    pipeline_version_id: int
+    state: str
+    total: int
+    done: int
+    error: str = ""
+    report: dict[str, Any] | None = None
 
 
 _VERSIONS = TypeAdapter(list[PipelineVersion])
@@ -101,6 +114,22 @@ class PipelineCalls(HttpApi):
         """Make a version the only active one of its name."""
         response = self._request("POST", f"/v1/pipelines/{version_id}/activate")
         return self._model(PipelineVersion, response)
+
+    def replay_pipeline(self, version_id: int, *, limit: int = 500) -> ReplayJob:
+        """Queue a replay of a version over the newest ``limit`` stored crops.
+
+        Raises:
+            ValidationFailed: ``no_crops`` when nothing is stored yet.
+
+        """
+        response = self._request(
+            "POST", f"/v1/pipelines/{version_id}/replay", params={"limit": str(limit)}
+        )
+        return self._model(ReplayJob, response)
+
+    def replay_job(self, job_id: int) -> ReplayJob:
+        """A replay job as it is now."""
+        return self._model(ReplayJob, self._get(f"/v1/replays/{job_id}"))
 
     def _pipeline_issues(self, text: str) -> list[ConfigIssue]:
         """The validate answer's issues of ``text`` (none if it cannot be had)."""

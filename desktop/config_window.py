@@ -17,7 +17,8 @@ from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from lensflow.desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
-from lensflow.desktop.pipeline_editor import PipelineApi, PipelineEditor
+from lensflow.desktop.pipeline_api import PipelineApi
+from lensflow.desktop.pipeline_editor import PipelineEditor
 from lensflow.desktop.workers import Runner
 
 

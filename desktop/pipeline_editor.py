@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Protocol
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -34,11 +33,10 @@ from lensflow.desktop.api_types import ConfigIssue
 from lensflow.desktop.client_pipelines import PipelineValidation, PipelineVersion
 from lensflow.desktop.dag_view import DagView, dag_nodes
 from lensflow.desktop.errors import ApiError, ValidationFailed
+from lensflow.desktop.pipeline_api import PipelineApi, pipeline_issues
+from lensflow.desktop.replay_dialog import ReplayDialog
 from lensflow.desktop.workers import Runner
 from lensflow.desktop.yaml_editor import YamlEditor
-from lensflow.shared.config.pipeline import PipelineConfig
-from lensflow.shared.config.yaml_loader import YamlDocument, load_model
-from lensflow.shared.dag.compiler import compile_pipeline
 from lensflow.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -46,44 +44,6 @@ logger = logging.getLogger(__name__)
 REDRAW_MS = 300
 """Pause in typing after which the drawing follows the text."""
 VERSIONS_LISTED = 100
-
-
-def pipeline_issues(text: str, *, source: str = "pipeline.yaml") -> list[ConfigIssue]:
-    """Every problem of a pipeline DAG text, with its line; empty if the workers accept it."""
-    try:
-        doc = YamlDocument(text, path=source)
-        compile_pipeline(load_model(PipelineConfig, doc), doc=doc)
-    except ConfigError as err:
-        return [
-            ConfigIssue(
-                message=issue.message,
-                field=issue.field,
-                line=issue.location.line if issue.location else None,
-                column=issue.location.column if issue.location else None,
-            )
-            for issue in err.issues
-        ]
-    return []
-
-
-class PipelineApi(Protocol):
-    """What the page needs of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
-
-    def validate_pipeline(self, text: str) -> PipelineValidation:
-        """Compile a DAG text on the server."""
-
-    def create_pipeline(self, text: str, *, activate: bool = False) -> PipelineVersion:
-        """Store a DAG text as a version, optionally active."""
-
-    def pipelines(
-        self,
-        *,
-        name: str | None = None,
-        active: bool | None = None,
-        before: int | None = None,
-        limit: int = 50,
-    ) -> list[PipelineVersion]:
-        """Stored versions, newest first."""
 
 
 class PipelineEditor(QWidget):
@@ -135,6 +95,7 @@ class PipelineEditor(QWidget):
         )
         self.validate_button.clicked.connect(self.validate)
         self.publish_button: QPushButton | None = None
+        self.replay_dialog: ReplayDialog | None = None
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(REDRAW_MS)
@@ -153,10 +114,16 @@ class PipelineEditor(QWidget):
             buttons.addWidget(button)
         buttons.addWidget(self.validate_button)
         if self.api is not None:
-            self.publish_button = QPushButton("&Publish")
-            self.publish_button.setToolTip("Store it as a version and make it the active one")
+            self.publish_button = QPushButton("&Publish…")
+            self.publish_button.setToolTip(
+                "Store it as a version, replay it over the stored crops, then activate it"
+            )
             self.publish_button.clicked.connect(self.publish)
             buttons.addWidget(self.publish_button)
+            replay = QPushButton("&Replay version…")
+            replay.setToolTip("Replay the chosen stored version (a trained head's candidate…)")
+            replay.clicked.connect(self.replay_chosen)
+            buttons.addWidget(replay)
         if self.api is None:
             buttons.addStretch(1)
         drawing = QWidget()
@@ -296,18 +263,40 @@ class PipelineEditor(QWidget):
         )
 
     def publish(self) -> None:
-        """Store the text as a pipeline version and make it the active one of its name."""
+        """Store the text as a version, replay it, and offer to activate it (the dialog)."""
         api = self._connected()
         if api is None:
             return
         text = self.editor.text()
-        self.status.setText("Publishing…")
+        self.status.setText("Storing the version…")
         self.runner.submit(
-            lambda: api.create_pipeline(text, activate=True),
-            on_done=self._published,
+            lambda: api.create_pipeline(text, activate=False),
+            on_done=self.replay,
             on_error=self._call_failed,
-            name="publish pipeline",
+            name="store pipeline",
         )
+
+    def replay_chosen(self) -> None:
+        """Replay the version chosen in the drop-down (and offer to activate it)."""
+        row = self.versions.currentIndex()
+        if self._connected() is not None and 0 <= row < len(self._versions):
+            self.replay(self._versions[row])
+
+    def replay(self, version: PipelineVersion) -> None:
+        """Open the replay dialog of a stored version: its report before "Activate"."""
+        api = self._connected()
+        if api is None:
+            return
+        self.editor.set_issues([])
+        self.status.setText(f"Version #{version.id} stored; replaying it before activation…")
+        dialog = ReplayDialog(api, version, runner=self.runner, parent=self)
+        dialog.activated.connect(self._published)
+        dialog.rejected.connect(
+            lambda: self.status.setText(f"Version #{version.id} stored, not activated.")
+        )
+        self.replay_dialog = dialog
+        dialog.open()
+        dialog.start()
 
     def save(self) -> None:
         """Write the text to a file (asked for unless one was opened)."""

@@ -18,7 +18,8 @@ from lensflow.desktop.api_types import ConfigIssue, ConfigVersion, EdgeInfo
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.config_editor import ConfigEditor
 from lensflow.desktop.edge_table import COLUMN_NAMES, EdgeTableModel
-from lensflow.desktop.pipeline_editor import PipelineEditor, pipeline_issues
+from lensflow.desktop.pipeline_api import pipeline_issues
+from lensflow.desktop.pipeline_editor import PipelineEditor
 from lensflow.desktop.yaml_editor import YamlEditor
 from lensflow.services.process import free_port
 from lensflow.shared.protocol import ConfigAck, StatusMessage

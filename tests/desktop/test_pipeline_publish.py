@@ -159,9 +159,17 @@ def test_the_page_validates_with_the_api_and_publishes_the_active_version(
     assert page.status.text().startswith("Not published")
     assert client.pipelines(name="desk") == []
 
+    # a valid text is stored, replayed (nothing stored to replay against here), then activated
     page.editor.set_text(GOOD)
+    qtbot.mouseClick(publish, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+    qtbot.waitUntil(lambda: page.replay_dialog is not None, timeout=WAIT_MS)
+    dialog = page.replay_dialog
+    assert dialog is not None
+    qtbot.waitUntil(dialog.activate_button.isEnabled, timeout=WAIT_MS)
+    assert "No stored crops to replay against" in dialog.status.text()
+    assert [v.active for v in client.pipelines(name="desk")] == [False], "stored, not active"
     with qtbot.waitSignal(page.published, timeout=WAIT_MS) as done:
-        qtbot.mouseClick(publish, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
+        qtbot.mouseClick(dialog.activate_button, Qt.MouseButton.LeftButton)  # type: ignore[no-untyped-call]
 
     version: PipelineVersion = done.args[0]
     assert page.editor.highlighted_lines() == []
