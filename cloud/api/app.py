@@ -26,6 +26,7 @@ from lensflow.cloud.api.routes import (
     ingest,
     label_schemas,
     labels,
+    model_bundles,
     pipelines,
     replays,
     results,
@@ -47,6 +48,7 @@ from lensflow.cloud.storage import (
     migrate,
     session_factory,
 )
+from lensflow.cloud.storage.bundles import BundleStore
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.cloud import CloudConfig
 
@@ -143,6 +145,7 @@ def create_app(
         if searcher is not None:
             searcher.start()
         replay_runner.recover()
+        BundleStore(config.crop_store).sweep()  # uploads killed in an earlier run
         yield
         replay_runner.close()
         if searcher is not None:
@@ -194,6 +197,7 @@ def create_app(
     app.include_router(replays.router, responses=ERROR_RESPONSES)
     app.include_router(heads.router, responses=ERROR_RESPONSES)
     app.include_router(workers.router, responses=ERROR_RESPONSES)
+    app.include_router(model_bundles.router, responses=ERROR_RESPONSES)
     # the last added is the outermost: metrics see every answer, 413 before the rate limit,
     # the rate limit before a wrong method's 405
     app.add_middleware(LiteralPathMethods, allowed=literal_paths(app.openapi()["paths"]))
@@ -203,7 +207,11 @@ def create_app(
         anonymous=make_limiter(config.api.unauthenticated_rate_limit, per="address"),
         exempt=health.HEALTH_PATHS,
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.api.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=config.api.max_request_bytes,
+        per_path={model_bundles.PATH: (config.api.max_model_bytes, "api.max_model_bytes")},
+    )
     app.add_middleware(health.MetricsMiddleware, metrics=app.state.metrics)
     return app
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import anyio.to_thread
@@ -147,37 +147,47 @@ _ANONYMOUS = "from one client address without a valid API key"
 class BodyTooLargeError(ApiError):
     """A request body over the limit (raised while it is read)."""
 
-    def __init__(self, *, limit: int, got: str) -> None:
-        """Describe the limit and what came."""
+    def __init__(self, *, limit: int, got: str, setting: str = "api.max_request_bytes") -> None:
+        """Describe the limit (and the setting that holds it) and what came."""
         super().__init__(
             413,
             "payload_too_large",
-            f"expected a request body of at most {limit} bytes, got {got}",
+            f"expected a request body of at most {limit} bytes ({setting}), got {got}",
         )
 
 
 class BodySizeLimitMiddleware:
     """Refuse request bodies larger than ``max_bytes`` with 413."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        per_path: Mapping[str, tuple[int, str]] | None = None,
+    ) -> None:
         """Wrap ``app``.
 
         Args:
             app: The ASGI app.
             max_bytes: The largest request body accepted, in bytes.
+            per_path: Exact paths with a limit of their own (and the setting naming it),
+                such as model bundle uploads.
 
         """
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check ``Content-Length`` first, then count the bytes actually received."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.per_path.get(scope["path"], (self.max_bytes, "api.max_request_bytes"))
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            error = BodyTooLargeError(limit=self.max_bytes, got=f"{declared} bytes")
+        if declared is not None and declared > limit:
+            error = BodyTooLargeError(limit=limit, got=f"{declared} bytes", setting=setting)
             await _send_error(error, scope, receive, send)
             return
         received = 0
@@ -188,8 +198,10 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(limit=self.max_bytes, got=f"at least {received} bytes")
+                if received > limit:
+                    raise BodyTooLargeError(
+                        limit=limit, got=f"at least {received} bytes", setting=setting
+                    )
             return message
 
         async def tracking_send(message: Message) -> None:

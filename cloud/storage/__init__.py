@@ -10,7 +10,10 @@ Public API:
 - :class:`~lensflow.cloud.storage.errors.StorageError` — the one exception of this package.
 """
 
-from lensflow.cloud.storage import models_loop  # noqa: F401 - registers the loop's tables
+from lensflow.cloud.storage import (
+    bundles,  # noqa: F401 - registers the model_bundles table
+    models_loop,  # noqa: F401 - registers the loop's tables
+)
 from lensflow.cloud.storage.crops import CropStore
 from lensflow.cloud.storage.db import create_engine_for, migrate, session_factory
 from lensflow.cloud.storage.errors import StorageError

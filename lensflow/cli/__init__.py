@@ -16,6 +16,7 @@ from lensflow.cli import (
     demo,
     models_classifier,
     models_export,
+    models_push,
     review,
     train,
 )
@@ -40,6 +41,7 @@ app.add_typer(configs_app, name="configs")
 app.add_typer(broker_app, name="broker")
 models_export.register(models_app)
 models_classifier.register(models_app)
+models_push.register(models_app)
 app.add_typer(models_app, name="models")
 bench_search.register(bench_app)
 review.register(app, bench_app)

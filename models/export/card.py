@@ -49,6 +49,7 @@ class ModelCard(BaseModel):
     artifact_sha256: str
     files: dict[str, str] = Field(description="Every file of the artifact and its sha256.")
     source: str
+    license: str | None = Field(None, description="The weights' licence, where it is known.")
     source_sha256: str | None = Field(description="None for a random-init model config.")
     calibration: dict[str, Any] | None = None
     quantization: dict[str, Any] | None = None

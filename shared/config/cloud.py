@@ -55,6 +55,12 @@ class ApiConfig(StrictModel):
     host: str = Field("127.0.0.1", description="Listen address.")
     port: int = Field(8080, ge=1, le=65535, description="Listen port.")
     max_request_bytes: int = Field(20_000_000, ge=1024, description="Largest request body.")
+    max_model_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest model bundle `POST /v1/models` accepts (instead of "
+        "max_request_bytes for that route).",
+    )
     rate_limit: str = Field("600/minute", description="Per-key rate limit (limits syntax).")
     unauthenticated_rate_limit: str = Field(
         "60/minute",

@@ -29,7 +29,8 @@ from tests.support.protocol_samples import CAPTURED, make_header, real_jpeg
 TABLES = {
     "alembic_version", "cameras", "classifier_results", "crop_embeddings", "crop_reviews", "crops",
     "dead_letters", "edge_config_assignments", "edge_config_versions", "edges", "human_labels",
-    "heads", "label_events", "label_schema_versions", "pipeline_versions", "replay_jobs", "workers",
+    "heads", "label_events", "label_schema_versions", "model_bundles", "pipeline_versions",
+    "replay_jobs", "workers",
 }  # fmt: skip
 
 RESULTS = {

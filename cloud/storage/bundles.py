@@ -1,0 +1,88 @@
+"""Model bundles in the registry: their files in the crop store's folder, their rows in the DB.
+
+A bundle with sha256 ``abcdef…`` lives at ``<crop_store>/models/abcdef….tar`` (the crop
+tree uses two-hex-digit folders, so ``models`` never collides). An upload is written to a
+``.upload-*.tmp`` file in the same folder and renamed over the target only once it is
+complete and valid: a killed upload leaves no visible bundle, only a temporary file that
+:meth:`BundleStore.sweep` removes. The ``model_bundles`` table (migration 0009) lists what
+the registry has, with each bundle's model card; the file is the content, the row the index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lensflow.cloud.storage.errors import StorageError
+from lensflow.cloud.storage.models import Base, JsonDoc, UtcDateTime, utcnow
+
+logger = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+FOLDER = "models"
+"""The bundles' folder under the crop store's root."""
+
+
+class ModelBundleRow(Base):
+    """A model bundle the registry holds, with its card (as uploaded)."""
+
+    __tablename__ = "model_bundles"
+    __table_args__ = (Index("ix_model_bundles_created_at", "created_at"),)
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    size: Mapped[int] = mapped_column(BigInteger)
+    card: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class BundleStore:
+    """Bundle files in ``<root>/models``, content-addressed by sha256."""
+
+    def __init__(self, root: Path | str) -> None:
+        """Keep bundles under ``root`` (the crop store's folder); created on the first upload."""
+        self.folder = Path(root) / FOLDER
+
+    def path(self, sha256: str) -> Path:
+        """Where the bundle with this sha256 is (or would be).
+
+        Raises:
+            StorageError: ``sha256`` is not 64 lowercase hex digits.
+
+        """
+        if not _SHA256.match(sha256):
+            raise StorageError(f"expected a sha256 of 64 lowercase hex digits, got {sha256!r}")
+        return self.folder / f"{sha256}.tar"
+
+    def temp_file(self) -> Path:
+        """A new temporary upload path in the bundles' folder (same file system as the target)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder / f".upload-{uuid.uuid4().hex}.tmp"
+
+    def commit(self, temp: Path, sha256: str) -> Path:
+        """Make a complete, validated upload visible under its sha256 (fsync, then rename)."""
+        with temp.open("rb") as stream:
+            os.fsync(stream.fileno())
+        target = self.path(sha256)
+        os.replace(temp, target)
+        return target
+
+    def sweep(self) -> int:
+        """Remove the temporary files of uploads that never finished; how many."""
+        if not self.folder.is_dir():
+            return 0
+        stale = list(self.folder.glob(".upload-*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            logger.info("model registry: removed %d unfinished uploads", len(stale))
+        return len(stale)
