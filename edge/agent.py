@@ -7,18 +7,28 @@ on the agent's config topic are validated and applied atomically: changed camera
 restarted, unchanged ones are not disturbed, a new detector is loaded before it replaces the
 old one; a rejected config leaves the running one in force. Every outcome is acknowledged
 on ``config/ack``.
+
+Pushed configs are applied in order on a thread of their own, never on the MQTT network
+thread: a detector named ``sha256:<hex>`` (a model registry bundle) is downloaded, verified,
+loaded, checked against its card and warmed up there while the cameras keep detecting with
+the old one, then swapped in between two frames (:mod:`lensflow.edge.model_swap`).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from lensflow.edge.camera import CameraWorker, ReadyCrop
 from lensflow.edge.metrics import EdgeMetrics
+from lensflow.edge.model_fetch import BundleFetcher
+from lensflow.edge.model_swap import load_bundle_detector
 from lensflow.edge.native_stderr import native_stderr
 from lensflow.edge.publisher import MqttPublisher
 from lensflow.edge.receipts import ReceiptPolicy
@@ -35,6 +45,8 @@ from lensflow.shared.crops import wire_detection
 from lensflow.shared.detectors.base import DetectorBackend
 from lensflow.shared.detectors.factory import load_configured_detector
 from lensflow.shared.errors import ConfigError, LensflowError
+from lensflow.shared.model_bundle import parse_model_ref
+from lensflow.shared.paths import model_cache_dir
 from lensflow.shared.protocol import (
     ConfigAck,
     Provenance,
@@ -51,6 +63,9 @@ from lensflow.shared.protocol import (
 )
 
 logger = logging.getLogger(__name__)
+
+RETIRE_WAIT_S = 2.0
+"""How long a replaced detector is kept for the frames that may still be in it."""
 
 DetectorLoader = Callable[[DetectorConfig], tuple[DetectorBackend, str]]  # backend, sha256
 
@@ -73,8 +88,12 @@ class EdgeAgent:
         load: DetectorLoader,
         realtime: bool = True,
         metrics: EdgeMetrics | None = None,
+        fetcher: BundleFetcher | None = None,
     ) -> None:
         """Open the spool, connect the publisher and load the detector (no camera runs yet).
+
+        A detector named ``sha256:<hex>`` comes from ``fetcher`` (default: the local config's
+        ``registry``, bundles cached in the model cache's ``bundles`` folder).
 
         With ``capture_native_stderr``, what C libraries (the detector's runtime, OpenCV,
         FFmpeg) write to stderr is logged from here until :meth:`stop`.
@@ -84,6 +103,9 @@ class EdgeAgent:
         self.metrics = metrics or EdgeMetrics()
         self._load = load
         self._realtime = realtime
+        self.fetcher = fetcher or default_fetcher(config)
+        self._configs: queue.Queue[bytes | None] = queue.Queue()
+        self._applier: threading.Thread | None = None
         self._lock = threading.RLock()  # guards config, detector and cameras during an apply
         self._stopped = threading.Event()
         self._native_held = False  # whether this agent holds the native stderr capture
@@ -91,7 +113,7 @@ class EdgeAgent:
             native_stderr.acquire()
             self._native_held = True
         try:
-            self.detector, self.model_sha256 = load(config.detector)
+            self.detector, self.model_sha256 = self._prepare(config)
         except BaseException:
             self._release_native_stderr()
             raise
@@ -128,6 +150,10 @@ class EdgeAgent:
 
     def start(self) -> None:
         """Connect, subscribe to the config topic and start the cameras."""
+        self._applier = threading.Thread(
+            target=self._apply_configs, name=f"config-{self.config.agent_id}", daemon=True
+        )
+        self._applier.start()
         self.publisher.start()
         topic = config_topic(site=self.config.site, camera=self.config.agent_id)
         self.publisher.subscribe(topic, self._on_config)
@@ -158,6 +184,9 @@ class EdgeAgent:
     def stop(self, *, drain_timeout_s: float = 30.0) -> None:
         """Stop the cameras (flushing their tracks), drain the spool, say offline."""
         self._stopped.set()
+        self._configs.put(None)
+        if self._applier is not None:
+            self._applier.join(timeout=drain_timeout_s)
         with self._lock:
             for worker in self.cameras.values():
                 worker.stop()
@@ -205,6 +234,7 @@ class EdgeAgent:
                 agent_version=agent_version(),
                 applied_config_hash=self.applied_hash,
                 counters=counters,
+                model_sha256=self.model_sha256 if online else None,
                 timestamp=datetime.now(UTC),
             )
         )
@@ -250,6 +280,18 @@ class EdgeAgent:
         )
 
     def _on_config(self, payload: bytes) -> None:
+        """Queue a pushed config for the config thread (the MQTT thread must not wait)."""
+        self._configs.put(payload)
+
+    def _apply_configs(self) -> None:
+        """The config thread: apply pushed configs in order until the agent stops."""
+        while not self._stopped.is_set():
+            payload = self._configs.get()
+            if payload is None:
+                return
+            self._handle_config(payload)
+
+    def _handle_config(self, payload: bytes) -> None:
         """Validate and apply a pushed config; acknowledge either way. Never raises."""
         try:
             new = parse_pushed_config(payload, running=self.config)
@@ -272,7 +314,7 @@ class EdgeAgent:
         """Swap in ``new``: detector first (may fail: nothing changed yet), then cameras."""
         detector, sha = (self.detector, self.model_sha256)
         if new.detector != self.config.detector:
-            detector, sha = self._load(new.detector)
+            detector, sha = self._prepare(new)  # the cameras keep running on the old one
         with self._lock:
             old_detector = self.detector
             self.detector, self.model_sha256 = detector, sha
@@ -289,8 +331,41 @@ class EdgeAgent:
                 if name not in self.cameras:
                     self._start_camera(camera)
         if old_detector is not detector:
-            old_detector.close()
+            self._retire(old_detector)
         logger.info("agent %s: applied config %s", new.agent_id, self.applied_hash)
+
+    def _prepare(self, config: EdgeConfig) -> tuple[DetectorBackend, str]:
+        """The detector ``config`` names, with the sha256 its crops will carry.
+
+        A registry bundle is fetched, checked and warmed up; an artifact goes to the loader.
+        """
+        digest = parse_model_ref(config.detector.model)
+        if digest is None:
+            return self._load(config.detector)
+        return load_bundle_detector(self.fetcher.fetch(digest), config, load=self._load)
+
+    def _retire(self, old: DetectorBackend) -> None:
+        """Close a replaced detector once every camera has moved on to a newer frame."""
+        with self._lock:
+            start = {name: worker.frames for name, worker in self.cameras.items()}
+        deadline = time.monotonic() + RETIRE_WAIT_S
+        while time.monotonic() < deadline:
+            with self._lock:
+                moved = all(
+                    w.frames > start.get(n, -1) or w.finished.is_set()
+                    for n, w in self.cameras.items()
+                )
+            if moved:
+                break
+            time.sleep(0.02)
+        old.close()
+
+
+def default_fetcher(config: EdgeConfig) -> BundleFetcher:
+    """The fetcher of the local config's ``registry`` (cache: ``bundles`` in the model cache)."""
+    registry = config.registry
+    cache = registry.cache if registry is not None and registry.cache else None
+    return BundleFetcher(registry, cache=Path(cache) if cache else model_cache_dir() / "bundles")
 
 
 default_loader = load_configured_detector

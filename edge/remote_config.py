@@ -20,6 +20,8 @@ from lensflow.shared.config.edge import LOCAL_ONLY, EdgeConfig
 from lensflow.shared.errors import ConfigError, ConfigIssue
 
 MAX_CONFIG_BYTES = 256 * 1024
+SECRETS = {"mqtt": "password", "registry": "key"}
+"""The secret field of each local-only section: never pushed, never compared."""
 
 
 def parse_pushed_config(payload: bytes, *, running: EdgeConfig) -> EdgeConfig:
@@ -53,9 +55,9 @@ def parse_pushed_config(payload: bytes, *, running: EdgeConfig) -> EdgeConfig:
 
 
 def _comparable(value: Any, key: str) -> Any:
-    """Secrets are never pushed back and forth: compare MQTT settings without the password."""
-    if key == "mqtt" and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k != "password"}
+    """Secrets are never pushed back and forth: compare sections without their secret."""
+    if key in SECRETS and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != SECRETS[key]}
     return value
 
 

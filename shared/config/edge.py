@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.config.common import SEGMENT, LoggingConfig, MqttConfig
@@ -131,7 +131,8 @@ class DetectorConfig(StrictModel):
     )
     model: str = Field(
         description="Artifact (.xml or its folder for OpenVINO, .onnx, .pb or .tflite for SSD), "
-        "or a manifest name that `lensflow edge` resolves to its export of `precision`."
+        "a manifest name that `lensflow edge` resolves to its export of `precision`, or "
+        "`sha256:<hex>` of a model registry bundle (downloaded through `registry`)."
     )
     precision: Literal["fp32", "fp16", "int8"] = Field(
         "int8", description="Which export of a manifest model to run."
@@ -139,6 +140,25 @@ class DetectorConfig(StrictModel):
     device: str = Field("CPU", description="OpenVINO device or ORT provider hint (CPU, CUDA).")
     conf_threshold: float = Field(0.25, ge=0, le=1, description="Detector score threshold.")
     iou_threshold: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold.")
+
+
+class RegistryConfig(StrictModel):
+    """Where the agent downloads model bundles that ``detector.model: sha256:<hex>`` names."""
+
+    url: str = Field(pattern=r"^https?://", description="The cloud API's base URL.")
+    key: SecretStr | None = Field(
+        None, description="An API key (any role) to download with; set it from the environment."
+    )
+    cache: str | None = Field(
+        None, description="Folder of downloaded bundles; default: `bundles` in the model cache."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one request.")
+    retry_for_s: float = Field(
+        300.0,
+        ge=0,
+        description="How long an interrupted download keeps resuming (HTTP Range) before the "
+        "config is rejected.",
+    )
 
 
 class CropConfig(StrictModel):
@@ -194,6 +214,9 @@ class EdgeConfig(StrictModel):
         min_length=1,
         description="Address /metrics binds to; 0.0.0.0 for a scraper outside a container.",
     )
+    registry: RegistryConfig | None = Field(
+        None, description="The model registry (local only: its key stays on the device)."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     capture_native_stderr: bool = Field(
         True,
@@ -212,7 +235,7 @@ class EdgeConfig(StrictModel):
         return cameras
 
 
-LOCAL_ONLY = ("site", "agent_id", "mqtt", "spool", "metrics_port", "metrics_host")
+LOCAL_ONLY = ("site", "agent_id", "mqtt", "spool", "metrics_port", "metrics_host", "registry")
 """Sections that stay in each agent's local file: a pushed config may not change them."""
 
 

@@ -224,6 +224,11 @@ class StatusMessage(WireModel):
     counters: dict[Annotated[str, Field(pattern=_KEY)], Annotated[int, Field(ge=0, lt=2**63)]] = (
         Field(default_factory=dict, max_length=MAX_ATTRIBUTES, description="Running totals.")
     )
+    model_sha256: Sha256Hex | None = Field(
+        default=None,
+        description="sha256 of the detector running now (a registry bundle's, or the model "
+        "file's), as in every crop's provenance; null when not known (offline status).",
+    )
     timestamp: UtcDatetime = Field(description="When the status was written (aware, UTC).")
 
 
