@@ -4,7 +4,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # The repository keeps its models in var/models (installed, lensflow uses the user's cache).
 export LENSFLOW_MODEL_CACHE ?= $(CURDIR)/var/models
 
-.PHONY: setup demo test lint imports typecheck check clean fuzz
+.PHONY: setup demo test lint imports typecheck check clean fuzz operator-session
 
 setup:
 	@scripts/bootstrap.sh all
@@ -35,6 +35,14 @@ check: lint imports typecheck test
 # for FUZZ_MINUTES (default 10); prints each failure with the seed and command reproducing it.
 fuzz: setup
 	$(PY) scripts/fuzz.py --minutes $(or $(FUZZ_MINUTES),10)
+
+# A scripted operator reviews 100 real crops in the review app under Xvfb with real key events
+# (xdotool), the API stopped for 10 s midway; screenshots and report.json go to docs/operator.
+operator-session: setup
+	@command -v Xvfb >/dev/null && command -v xdotool >/dev/null && command -v import >/dev/null \
+	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	      xvfb xdotool imagemagick libxcb-cursor0 libxkbcommon-x11-0)
+	QT_QPA_PLATFORM=xcb $(PY) scripts/operator_session.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache var

@@ -14,7 +14,8 @@ One client may be used from several threads at once (httpx's connection pool is
 thread-safe); :meth:`ApiClient.close` releases its connections. The HTTP plumbing is in
 :mod:`lensflow.desktop.client_http`, the search calls in :mod:`lensflow.desktop.client_search`, the
 pipeline
-DAG calls in :mod:`lensflow.desktop.client_pipelines`.
+DAG calls in :mod:`lensflow.desktop.client_pipelines`, the review calls (label schemas, statuses,
+bulk relabels, the review queue, facets) in :mod:`lensflow.desktop.client_reviews`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lensflow.desktop.api_types import (
 )
 from lensflow.desktop.client_http import DEFAULT_TIMEOUT_S
 from lensflow.desktop.client_pipelines import PipelineCalls
+from lensflow.desktop.client_reviews import ReviewCalls
 from lensflow.desktop.client_search import SearchCalls
 from lensflow.desktop.errors import (
     ApiError,
@@ -75,7 +77,7 @@ _ASSIGNMENTS = TypeAdapter(list[Assignment])
 _EDGES = TypeAdapter(list[EdgeInfo])
 
 
-class ApiClient(SearchCalls, PipelineCalls):
+class ApiClient(SearchCalls, PipelineCalls, ReviewCalls):
     """A connection to one lensflow cloud API with one API key.
 
     Construct it with ``ApiClient(base_url, key=..., timeout_s=..., transport=...)`` (see

@@ -1,21 +1,28 @@
 """Export labelled crops as a training dataset: YOLO detection and COCO JSON, atomically.
 
-The export pages through the results API (keyset pages), keeps the crops that carry a label
-for one node, fetches each crop's JPEG and writes both formats around the same images (see
+The export pages through the review queue (keyset pages), keeps the crops that carry a label
+for one node (a person's, or the model's one a person accepted, or with ``model_labels`` any
+model label) and never the crops a person rejected (a wrong detection) or marked unsure,
+fetches each crop's JPEG and writes both formats around the same images (see
 :mod:`lensflow.desktop.export_formats` for the layout and the box of each crop). Which crops go to
 ``val`` depends on the crop id alone (a hash), so a re-export puts every crop in the same
-split, whatever else was added since.
+split, whatever else was added since. Class ids are the node's label schema's ids, in model
+order, for every label of the schema (``data.yaml`` names, COCO categories), so a model
+fine-tuned on the export keeps its class ids; a label outside the schema (stored before the
+schema existed) gets the next free id and is reported.
 
 Nothing half-written is ever left where the dataset goes: everything is written into a
-hidden sibling folder which is renamed into place only when complete; a cancel or an error
-removes it. Run :func:`export_dataset` off the UI thread; it reports progress through a
-callback and stops at the next crop once ``cancel`` is set.
+hidden sibling folder which is renamed into place only when complete (with the folder
+permissions of a normal ``mkdir``); a cancel or an error removes it. Run
+:func:`export_dataset` off the UI thread; it reports progress through a callback and stops
+at the next crop once ``cancel`` is set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -25,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from lensflow.desktop.api_types import DETECTION_NODE, ResultItem, ResultPage, ResultQuery
+from lensflow.desktop.api_review_types import LabelSchema, QueueQuery, ReviewPage
+from lensflow.desktop.api_types import DETECTION_NODE, ResultItem, ResultQuery
 from lensflow.desktop.errors import NotFound
 from lensflow.desktop.export_formats import (
     SPLITS,
@@ -58,10 +66,13 @@ class ExportCancelledError(ExportError):
 class ExportSource(Protocol):
     """What the export needs of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
 
-    def results(
-        self, query: ResultQuery | None = None, *, cursor: str | None = None, limit: int = ...
-    ) -> ResultPage:
-        """One page of results."""
+    def review_queue(
+        self, query: QueueQuery | None = None, *, limit: int = ..., cursor: str | None = None
+    ) -> ReviewPage:
+        """One page of results with their review statuses."""
+
+    def label_schema(self, node: str = ..., *, version: int | None = None) -> LabelSchema:
+        """The node's label schema (its labels with their class ids)."""
 
     def crop_jpeg(self, crop_id: str) -> bytes:
         """A crop's JPEG bytes."""
@@ -148,11 +159,37 @@ def split_of(crop_id: str, *, val_fraction: float) -> Split:
     return "val" if int.from_bytes(digest[:8], "big") < val_fraction * 2**64 else "train"
 
 
+EXCLUDED = frozenset({"rejected", "unsure"})
+"""Review statuses whose crops are never exported: a wrong detection, a crop skipped."""
+
+
 def label_of(item: ResultItem, *, node: str, model_labels: bool) -> str | None:
-    """The class of a crop for ``node``: its human label, else (if allowed) the model's."""
+    """The class of a crop for ``node``.
+
+    None for a crop a person rejected or marked unsure; else its human label, else the model's
+    label when a person accepted it or ``model_labels`` allows it.
+    """
+    review = getattr(item, "reviews", {}).get(node)
+    if review is not None and review.status in EXCLUDED:
+        return None
     if node in item.human_labels:
         return item.human_labels[node]
-    return item.label(node) if model_labels else None
+    accepted = review is not None and review.status == "accepted"
+    return item.label(node) if model_labels or accepted else None
+
+
+def class_names(schema: LabelSchema | None, labels: set[str]) -> tuple[str, ...]:
+    """Names by class id: the schema's (all of them, in id order), then any other label."""
+    names: dict[int, str] = {}
+    if schema is not None:
+        names = {label.id: label.name for label in schema.labels}
+    extra = sorted(labels - set(names.values()))
+    if extra:
+        logger.warning("labels outside the schema get the next ids: %s", ", ".join(extra))
+    top = max(names, default=-1)
+    for offset, name in enumerate(extra, start=1):
+        names[top + offset] = name
+    return tuple(names.get(i, f"unused-{i}") for i in range(max(names, default=-1) + 1))
 
 
 def export_dataset(
@@ -193,6 +230,9 @@ def export_dataset(
     partial = Path(
         tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     )
+    umask = os.umask(0)
+    os.umask(umask)
+    partial.chmod(0o777 & ~umask)  # mkdtemp's 0700 would lock others out of the dataset
     try:
         summary = _write(source, options, entries, partial, report, stop)
         report(ExportProgress("finishing", len(entries), len(entries)))
@@ -219,12 +259,12 @@ def _check_target(target: Path) -> None:
 
 
 def _pages(source: ExportSource, query: ResultQuery, stop: threading.Event) -> Iterator[ResultItem]:
-    """Every result of ``query``, page by page."""
+    """Every result of ``query``, page by page, with its reviews."""
     cursor: str | None = None
     while True:
         if stop.is_set():
             raise ExportCancelledError("export cancelled")
-        page = source.results(query, cursor=cursor, limit=PAGE_SIZE)
+        page = source.review_queue(QueueQuery(filters=query), cursor=cursor, limit=PAGE_SIZE)
         yield from page.items
         if page.next_cursor is None:
             return
@@ -257,7 +297,11 @@ def _write(
     stop: threading.Event,
 ) -> ExportSummary:
     """Fetch each JPEG and write images, YOLO labels and COCO files under ``root``."""
-    classes = tuple(sorted({entry.label for entry in entries}))
+    try:
+        schema: LabelSchema | None = source.label_schema(options.node)
+    except NotFound:
+        schema = None  # a node without a schema: its labels in name order
+    classes = class_names(schema, {entry.label for entry in entries})
     class_ids = {name: i for i, name in enumerate(classes)}
     for split in SPLITS:
         (root / "images" / split).mkdir(parents=True)

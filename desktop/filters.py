@@ -1,8 +1,10 @@
-"""The filter bar: camera, class, label (and node), score range, time range, review state, sort.
+"""The filter bar: camera, class, label (and node), score range, time range, review status, sort.
 
-Every change emits :attr:`FilterBar.query_changed` with the new
-:class:`~lensflow.desktop.api_types.ResultQuery`, debounced so typing a camera name sends one
-request.
+Every change emits :attr:`FilterBar.query_changed` with the new review queue
+(:class:`~lensflow.desktop.api_review_types.QueueQuery`: the filters, a review status and a
+sort such as lowest confidence first), debounced so typing a camera name sends one request.
+The drop-downs offer the values the API has, with their counts (:meth:`FilterBar.use_facets`,
+from ``GET /v1/facets``); typing another value still works.
 """
 
 from __future__ import annotations
@@ -22,11 +24,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lensflow.desktop.api_types import ResultQuery
+from lensflow.desktop.api_review_types import FacetCount, Facets, QueueQuery, QueueSort
+from lensflow.desktop.api_types import DETECTION_NODE, ResultQuery
 
 ANY = "(any)"
 DEBOUNCE_MS = 300
-SORTS = {"Newest first": "desc", "Oldest first": "asc"}
+SORTS: dict[str, tuple[QueueSort, str]] = {
+    "Newest first": ("captured_at", "desc"),
+    "Oldest first": ("captured_at", "asc"),
+    "Lowest confidence first": ("confidence_asc", "desc"),
+    "Cloud/edge disagreement first": ("disagreement", "desc"),
+    "Unreviewed first": ("unreviewed_first", "desc"),
+}
+"""The sorts offered: the API's queue sort and the capture-time order within it."""
+STATUSES = ("unreviewed", "accepted", "relabelled", "rejected", "unsure")
+"""The review states offered (of the label node, else of any node)."""
 
 
 def _combo(placeholder: str, *, width: int = 130) -> QComboBox:
@@ -44,7 +56,11 @@ def _combo(placeholder: str, *, width: int = 130) -> QComboBox:
 
 
 def _text(combo: QComboBox) -> str | None:
+    """The value chosen (an offered item's value, without its count) or typed."""
     text = combo.currentText().strip()
+    index = combo.currentIndex()
+    if index > 0 and combo.itemText(index).strip() == text and combo.itemData(index) is not None:
+        return str(combo.itemData(index))
     return None if not text or text == ANY else text
 
 
@@ -74,11 +90,21 @@ class FilterBar(QWidget):
         self.max_score = self._score(1.0, "Greatest edge score")
         self.use_from, self.captured_from = QCheckBox("From"), _time_edit()
         self.use_to, self.captured_to = QCheckBox("To"), _time_edit()
-        self.unreviewed = QCheckBox("Unreviewed only")
-        self.disagreement = QCheckBox("Edge/cloud disagreement")
-        self.disagreement.setToolTip("A human label differs from the edge class or classifier")
+        self.status = QComboBox()
+        self.status.addItem(ANY)
+        self.status.addItems(list(STATUSES))
+        self.status.setToolTip("Review status of the label node (any node when none is chosen)")
+        self.corrected = QCheckBox("Corrected by a person")
+        self.corrected.setToolTip(
+            "A person's label differs from the edge class or the node's classifier label"
+        )
         self.sort = QComboBox()
         self.sort.addItems(list(SORTS))
+        self.sort.setToolTip(
+            "Review queue order. Cloud/edge disagreement: a cloud node's label names another "
+            "class of the edge model first"
+        )
+        self.facets: Facets | None = None
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
@@ -119,8 +145,9 @@ class FilterBar(QWidget):
             self.captured_from,
             self.use_to,
             self.captured_to,
-            self.unreviewed,
-            self.disagreement,
+            QLabel("Status"),
+            self.status,
+            self.corrected,
             QLabel("Sort"),
             self.sort,
         ):
@@ -141,18 +168,27 @@ class FilterBar(QWidget):
             edit.dateTimeChanged.connect(self._changed)
         self.use_from.toggled.connect(self.captured_from.setEnabled)
         self.use_to.toggled.connect(self.captured_to.setEnabled)
-        for box in (self.use_from, self.use_to, self.unreviewed, self.disagreement):
+        for box in (self.use_from, self.use_to, self.corrected):
             box.toggled.connect(self._changed)
         self.sort.currentTextChanged.connect(self._changed)
+        self.status.currentTextChanged.connect(self._changed)
+        self.node.currentTextChanged.connect(lambda _text: self._fill_labels())
 
     def _changed(self) -> None:
         self._debounce.start()
 
     def _emit(self) -> None:
-        self.query_changed.emit(self.query())
+        self.query_changed.emit(self.queue())
+
+    def queue(self) -> QueueQuery:
+        """The review queue the filters describe: filters, status and sort."""
+        sort, _order = SORTS[self.sort.currentText()]
+        status = self.status.currentText()
+        chosen = None if status in (ANY, "unreviewed") else status
+        return QueueQuery(filters=self.query(), sort=sort, status=chosen)  # type: ignore[arg-type]
 
     def query(self) -> ResultQuery:
-        """The query the filters describe."""
+        """The result filters the bar describes (without the sort's key and status)."""
         low, high = self.min_score.value(), self.max_score.value()
         return ResultQuery(
             camera=_text(self.camera),
@@ -163,22 +199,37 @@ class FilterBar(QWidget):
             max_score=high if high < 1.0 else None,
             captured_from=_utc(self.captured_from) if self.use_from.isChecked() else None,
             captured_to=_utc(self.captured_to) if self.use_to.isChecked() else None,
-            reviewed=False if self.unreviewed.isChecked() else None,
-            disagreement=True if self.disagreement.isChecked() else None,
-            order="asc" if SORTS[self.sort.currentText()] == "asc" else "desc",
+            reviewed=False if self.status.currentText() == "unreviewed" else None,
+            disagreement=True if self.corrected.isChecked() else None,
+            order="asc" if SORTS[self.sort.currentText()][1] == "asc" else "desc",
         )
 
     def set_choices(
         self,
         *,
-        cameras: Iterable[str] = (),
-        classes: Iterable[str] = (),
-        nodes: Iterable[str] = (),
+        cameras: Iterable[str | FacetCount] = (),
+        classes: Iterable[str | FacetCount] = (),
+        nodes: Iterable[str | FacetCount] = (),
     ) -> None:
         """Offer these cameras, classes and nodes in the combos (typing others still works)."""
         for combo, values in ((self.camera, cameras), (self.class_name, classes)):
             _refill(combo, values)
         _refill(self.node, nodes)
+
+    def use_facets(self, facets: Facets) -> None:
+        """Fill the drop-downs with the API's values and counts (``GET /v1/facets``)."""
+        self.facets = facets
+        self.set_choices(
+            cameras=[FacetCount(value=c.camera, count=c.count) for c in facets.cameras],
+            classes=facets.classes,
+            nodes=facets.nodes,
+        )
+        self._fill_labels()
+
+    def _fill_labels(self) -> None:
+        if self.facets is not None:
+            node = _text(self.node) or DETECTION_NODE
+            _refill(self.label, self.facets.labels.get(node, []), replace=True)
 
     def apply_now(self) -> None:
         """Emit the current query at once (skip the debounce)."""
@@ -186,17 +237,28 @@ class FilterBar(QWidget):
         self._emit()
 
 
-def _refill(combo: QComboBox, values: Iterable[str]) -> None:
-    """Replace a combo's choices, keeping what is typed or chosen."""
-    wanted = sorted(set(values))
-    if not wanted:
+def _refill(combo: QComboBox, values: Iterable[str | FacetCount], *, replace: bool = False) -> None:
+    """Replace a combo's choices (a value with its count), keeping what is chosen or typed."""
+    counts: dict[str, int | None] = {}
+    for value in values:
+        if isinstance(value, FacetCount):
+            counts[value.value] = (counts.get(value.value) or 0) + value.count
+        else:
+            counts.setdefault(value, None)
+    if not counts and not replace:
         return
-    current = combo.currentText()
+    chosen = _text(combo)
     with QSignalBlocker(combo):
         combo.clear()
         combo.addItem(ANY)
-        combo.addItems(wanted)
-        combo.setCurrentText(current)
+        for value in sorted(counts):
+            count = counts[value]
+            combo.addItem(value if count is None else f"{value} ({count:,})", value)
+        index = combo.findData(chosen) if chosen is not None else 0
+        if index >= 0:
+            combo.setCurrentIndex(index)
+        else:
+            combo.setCurrentText(chosen or "")
 
 
 def _utc(edit: QDateTimeEdit) -> datetime:

@@ -4,13 +4,15 @@ The model is :class:`~lensflow.desktop.models.ResultsModel`.
 
 Both are virtualised (Qt paints only the visible cells) and fetch the next page as they
 near the end of the loaded rows. The grid's delegate draws the thumbnail, the current label
-(bold and green when a human set it) and the camera and score.
+with its review status (bold, in the status's colour: ✓ accepted or relabelled, ✗ rejected,
+? unsure), an "unsaved" badge while the API has not stored a decision, and the camera and
+score; a selected cell uses the palette's highlight colours, so it reads on light and dark.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -22,13 +24,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lensflow.desktop.api_types import ResultItem
+from lensflow.desktop.api_review_types import ReviewItem
 from lensflow.desktop.models import ItemRole, ResultsModel
+from lensflow.desktop.review_state import (
+    UNSAVED,
+    label_text,
+    status_color,
+    status_of,
+    unsaved_color,
+)
 from lensflow.desktop.thumbs import THUMB_SIZE
 
 CELL = QSize(THUMB_SIZE.width() + 16, THUMB_SIZE.height() + 44)
-_HUMAN = QColor("#1b7a1b")
-_SELECTED = QColor("#2f6fdb")
 
 
 class CropDelegate(QStyledItemDelegate):
@@ -51,16 +58,18 @@ class CropDelegate(QStyledItemDelegate):
         option: QStyleOptionViewItem,
         index: QModelIndex | QPersistentModelIndex,
     ) -> None:
-        """Draw the cell."""
-        item: ResultItem | None = index.data(ItemRole)
+        """Draw the cell: selection in the palette's highlight, the status in its colour."""
+        item: ReviewItem | None = index.data(ItemRole)
         if item is None:
             return
         rect: QRect = option.rect
+        palette = option.palette
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         painter.save()
         if selected:
-            painter.fillRect(rect.adjusted(1, 1, -1, -1), _SELECTED.lighter(170))
-            painter.setPen(QPen(_SELECTED, 2))
+            highlight = palette.highlight().color()
+            painter.fillRect(rect.adjusted(1, 1, -1, -1), highlight)
+            painter.setPen(QPen(highlight.darker(130), 2))
             painter.drawRect(rect.adjusted(1, 1, -2, -2))
         thumb_box = QRect(rect.x() + 8, rect.y() + 6, THUMB_SIZE.width(), THUMB_SIZE.height())
         pixmap = index.data(Qt.ItemDataRole.DecorationRole)
@@ -69,29 +78,36 @@ class CropDelegate(QStyledItemDelegate):
             y = thumb_box.y() + (thumb_box.height() - pixmap.height()) // 2
             painter.drawPixmap(x, y, pixmap)
         else:
-            painter.fillRect(thumb_box, QColor("#e4e4e4"))
+            painter.fillRect(thumb_box, palette.midlight().color())
         node = self.model.label_node
-        human = node in item.human_labels
+        status = status_of(item, node)
+        text_color = palette.highlightedText().color() if selected else palette.text().color()
         label_font = QFont(option.font)
-        label_font.setBold(human)
+        label_font.setBold(status is not None)
         painter.setFont(label_font)
-        painter.setPen(_HUMAN if human else option.palette.text().color())
+        mark = status_color(status)
+        painter.setPen(text_color if selected or mark is None else mark)
         text_top = thumb_box.bottom() + 4
-        label = (item.label(node) or "-") + (" ✓" if human else "")
         painter.drawText(
             QRect(rect.x() + 4, text_top, rect.width() - 8, 18),
             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
-            label,
+            label_text(item, node),
         )
         small = QFont(option.font)
         small.setPointSizeF(max(small.pointSizeF() - 1.5, 7.0))
         painter.setFont(small)
-        painter.setPen(option.palette.placeholderText().color())
+        painter.setPen(text_color if selected else palette.placeholderText().color())
         painter.drawText(
             QRect(rect.x() + 4, text_top + 17, rect.width() - 8, 16),
             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
             f"{item.camera} · {item.detection.score:.2f}",
         )
+        if self.model.is_unsaved(item.crop_id):
+            badge = QRect(thumb_box.x(), thumb_box.y(), 62, 16)
+            painter.fillRect(badge, unsaved_color())
+            painter.setFont(small)
+            painter.setPen(QColor("white"))
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, UNSAVED)
         painter.restore()
 
 
@@ -113,6 +129,18 @@ class GridView(QListView):
         self.verticalScrollBar().setSingleStep(CELL.height() // 3)
         self.setItemDelegate(CropDelegate(model, self))
         self.setModel(model)
+        self.results = model
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
+        """The cells; an empty list says why it is empty instead of staying blank."""
+        super().paintEvent(event)
+        if self.results.rowCount():
+            return
+        text = "Loading…" if self.results.loading else "No crops match these filters."
+        painter = QPainter(self.viewport())
+        painter.setPen(self.palette().placeholderText().color())
+        painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, text)
+        painter.end()
 
 
 class ResultTable(QTableView):

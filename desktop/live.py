@@ -3,8 +3,9 @@
 Every ``interval_ms`` the poller asks for the first page of the current query captured at or
 after the newest row's capture time (a cheap keyset query), on the runner; the model inserts
 the ones it has not seen at the top. One poll at a time; a failed poll is reported once
-and retried on the next tick. With the oldest-first sort nothing is inserted (new rows belong
-at the end, which paging reaches).
+and retried on the next tick. With the oldest-first sort, or a review queue sorted by
+something else than capture time, nothing is inserted (new rows belong further down, which
+paging reaches). New rows come with their reviews (``GET /v1/results`` with the queue's status).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import replace
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from lensflow.desktop.api_types import ResultItem, ResultPage, ResultQuery
+from lensflow.desktop.api_review_types import QueueQuery, ReviewItem, ReviewPage
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.models import ResultsModel
 from lensflow.desktop.workers import Runner, Task
@@ -61,9 +62,10 @@ class LivePoller(QObject):
         client = self.client
         if client is None or self._task is not None or self.model.loading:
             return
-        if self.model.query.order != "desc":
+        if self.model.query.order != "desc" or self.model.queue.sort != "captured_at":
             return
-        base = query = self.model.query
+        base = self.model.queue
+        query = base.filters
         items = self.model.items()
         if items:
             newest = max(item.captured_at for item in items[:POLL_LIMIT])
@@ -71,19 +73,19 @@ class LivePoller(QObject):
                 return
             query = replace(query, captured_from=max(newest, query.captured_from or newest))
         self._task = self.runner.submit(
-            lambda: client.results(query, limit=POLL_LIMIT),
+            lambda: client.review_queue(replace(base, filters=query), limit=POLL_LIMIT),
             on_done=lambda page: self._arrived(page, base),
             on_error=self._failed,
             name="live poll",
             priority=500,
         )
 
-    def _arrived(self, page: ResultPage, base: ResultQuery) -> None:
+    def _arrived(self, page: ReviewPage, base: QueueQuery) -> None:
         self._task = None
         self._failing = False
-        if self.model.query != base:
+        if self.model.queue != base:
             return  # the filters changed meanwhile: the new list is being loaded anyway
-        fresh: list[ResultItem] = [i for i in page.items if self.model.row_of(i.crop_id) is None]
+        fresh: list[ReviewItem] = [i for i in page.items if self.model.row_of(i.crop_id) is None]
         if not fresh:
             return
         added = self.model.prepend(sorted(fresh, key=lambda i: i.captured_at, reverse=True))

@@ -1,5 +1,10 @@
 """The review window: filter bar, grid or table, inspector, relabel strip and status bar.
 
+The keys (1-9 from the node's label schema, A accept, R reject, U unsure, L label, N next
+unreviewed, Ctrl+Z undo) and honest saves are the
+:class:`~lensflow.desktop.review_flow.ReviewFlow`'s; quitting while decisions wait to be stored
+asks first.
+
 Nothing here talks to the network on the UI thread: every API call goes through the
 :class:`~lensflow.desktop.workers.Runner`, and every failure ends in the status bar's error line
 (and
@@ -18,9 +23,8 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QInputDialog,
     QLabel,
     QMainWindow,
     QSplitter,
@@ -29,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lensflow.desktop.api_types import ResultItem
+from lensflow.desktop.api_review_types import Facets, ReviewItem
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.connect_dialog import ConnectDialog
 from lensflow.desktop.errors import ApiError
@@ -38,11 +42,12 @@ from lensflow.desktop.grid_view import GridView, ResultTable
 from lensflow.desktop.inspector import Inspector
 from lensflow.desktop.live import DEFAULT_INTERVAL_MS, LivePoller
 from lensflow.desktop.models import ResultsModel
-from lensflow.desktop.relabel import LabelBar, RelabelController
+from lensflow.desktop.review_flow import ReviewFlow
 from lensflow.desktop.settings import Connection, SettingsStore
 from lensflow.desktop.shortcut_sheet import ShortcutSheet, show_shortcut_sheet
 from lensflow.desktop.theme import error_color
 from lensflow.desktop.thumbs import DiskCache, ThumbnailLoader, default_cache_dir
+from lensflow.desktop.window_menus import add_menu
 from lensflow.desktop.window_tools import WindowTools
 from lensflow.desktop.workers import Runner
 
@@ -95,8 +100,10 @@ class MainWindow(QMainWindow):
         self.views.addWidget(self.grid)
         self.views.addWidget(self.table)
         self.inspector = Inspector(self.runner, self.thumbs)
-        self.relabel = RelabelController(self.runner, self.model, self.selected_items)
-        self.label_bar = LabelBar(self.relabel)
+        self.flow = ReviewFlow(self, parent=self, dialog_parent=self)
+        self.relabel = self.flow.relabel
+        self.label_bar = self.flow.label_bar
+        self.quit_choice: object | None = None  # a QMessageBox button: tests answer the question
         self.live = LivePoller(self.runner, self.model, interval_ms=live_interval_ms)
         self.tools = WindowTools(self, parent=self)
         self._inspect_timer = QTimer(self)
@@ -135,42 +142,38 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.count_label)
 
     def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        self._action(file_menu, "&Connect…", self.ask_connection, "Ctrl+K")
-        self._action(file_menu, "&Export…", self.tools.ask_export, "Ctrl+E")
-        self._action(file_menu, "Con&figuration…", self.tools.open_config, "Ctrl+Shift+F")
-        file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
-        edit = self.menuBar().addMenu("&Edit")
-        self._action(edit, "&Undo relabel", self.relabel.undo, QKeySequence.StandardKey.Undo)
-        self._action(edit, "&Accept label", self._accept, "A")
-        self._action(edit, "&Reject", self._reject, "R")
-        self._action(edit, "Relabel &as…", self.ask_label, "L")
-        view = self.menuBar().addMenu("&View")
-        self._action(view, "&Grid", lambda: self.show_view(0), "Ctrl+1")
-        self._action(view, "&Table", lambda: self.show_view(1), "Ctrl+2")
-        self._action(view, "&Refresh", self.model.refresh, QKeySequence.StandardKey.Refresh)
-        self._action(view, "&Filters", self.filters.camera.setFocus, "Ctrl+F")
-        # -- help: the shortcut sheet lists every key above (and any added later) --
-        help_menu = self.menuBar().addMenu("&Help")
-        sheet = self._action(help_menu, "&Keyboard shortcuts…", self.show_shortcuts)
-        sheet.setShortcuts([QKeySequence("?"), QKeySequence(QKeySequence.StandardKey.HelpContents)])
-
-    def _action(
-        self, menu: object, text: str, slot: object, shortcut: object | None = None
-    ) -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))  # type: ignore[call-overload]
-        action.triggered.connect(slot)
-        self.addAction(action)
-        menu.addAction(action)  # type: ignore[attr-defined]
-        return action
+        std = QKeySequence.StandardKey
+        add_menu(self, "&File", [
+            ("&Connect…", self.ask_connection, "Ctrl+K"),
+            ("&Export…", self.tools.ask_export, "Ctrl+E"),
+            ("Con&figuration…", self.tools.open_config, "Ctrl+Shift+F"),
+            None,
+            ("&Quit", self.close, std.Quit),
+        ])  # fmt: skip
+        flow = self.flow
+        add_menu(self, "&Edit", [
+            ("&Undo", self.relabel.undo, std.Undo),
+            ("&Accept the model's label", flow.accept, "A"),
+            ("&Reject the detection", flow.reject, "R"),
+            ("Mark &unsure", flow.unsure, "U"),
+            ("Relabel &as…", flow.ask_label, "L"),
+            ("&Next unreviewed", flow.next_unreviewed, "N"),
+            ("Relabel all &similar…", self.ask_similar, "Ctrl+Shift+L"),
+        ])  # fmt: skip
+        add_menu(self, "&View", [
+            ("&Grid", lambda: self.show_view(0), "Ctrl+1"),
+            ("&Table", lambda: self.show_view(1), "Ctrl+2"),
+            ("&Refresh", self.refresh, std.Refresh),
+            ("&Filters", self.filters.camera.setFocus, "Ctrl+F"),
+        ])  # fmt: skip
+        # the shortcut sheet lists every key above (and any added later)
+        (sheet,) = add_menu(self, "&Help", [("&Keyboard shortcuts…", self.show_shortcuts, None)])
+        sheet.setShortcuts([QKeySequence("?"), QKeySequence(std.HelpContents)])
 
     def _build_shortcuts(self) -> None:
         for number in range(1, 10):
             shortcut = QShortcut(QKeySequence(str(number)), self)
-            shortcut.activated.connect(lambda n=number: self._number_key(n))
+            shortcut.activated.connect(lambda n=number: self.flow.number_key(n))
 
     def _wire(self) -> None:
         self.filters.query_changed.connect(self.model.set_query)
@@ -179,11 +182,10 @@ class MainWindow(QMainWindow):
         self.model.rowsInserted.connect(lambda *_: self._update_count())
         self.model.modelReset.connect(self._update_count)
         self.grid.selectionModel().currentChanged.connect(lambda *_: self._inspect_timer.start())
-        self.relabel.message.connect(self.show_message)
         self.relabel.failed.connect(self.show_error)
-        self.relabel.relabelled.connect(lambda _n: self._refresh_inspector())
+        self.relabel.decided.connect(lambda _d: self._refresh_inspector())
         self.inspector.failed.connect(self.show_error)
-        self.inspector.relabel_similar.connect(self.ask_label_for)
+        self.inspector.relabel_similar.connect(self.flow.ask_similar)
         # the inspector follows the list: refreshed after an undo, empty states, similar crops
         self.inspector.follow(self.model, select_row=self.select_row)
         self.live.arrived.connect(lambda n: self.show_message(f"{n} new result(s)."))
@@ -277,11 +279,30 @@ class MainWindow(QMainWindow):
         self.show_message(f"Connected to {client.base_url}.{where}")
         self.setWindowTitle(f"lensflow review · {client.base_url}")
         self.model.set_source(
-            lambda query, cursor, limit: client.results(query, cursor=cursor, limit=limit)
+            lambda queue, cursor, limit: client.review_queue(queue, cursor=cursor, limit=limit)
         )
-        self.model.set_query(self.filters.query())
+        self.model.set_query(self.filters.queue())
+        self.flow.connected()
+        self.load_facets()
         self.live.start()
         (self.table if self.views.currentIndex() else self.grid).setFocus()  # keys relabel
+
+    def refresh(self) -> None:
+        """Reload the list from its first page, and the filters' values (F5)."""
+        self.model.refresh()
+        self.load_facets()
+
+    def load_facets(self) -> None:
+        """Fill the filters' drop-downs with the API's values and counts."""
+        client = self.client
+        if client is not None:
+            self.runner.submit(
+                client.facets, on_done=self._facets, on_error=self.show_error, name="facets"
+            )
+
+    def _facets(self, facets: Facets) -> None:
+        self.filters.use_facets(facets)
+        self.flow.use_facets(facets)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -313,7 +334,6 @@ class MainWindow(QMainWindow):
     def _page_loaded(self, _rows: int) -> None:
         self.clear_error()
         self._update_count()
-        self.relabel.refresh_shortcuts()
         self.label_bar.set_nodes(self.model.nodes())
         if not self.grid.selectionModel().currentIndex().isValid() and self.model.rowCount():
             self.select_row(0)
@@ -325,13 +345,18 @@ class MainWindow(QMainWindow):
         self.views.setCurrentIndex(which)
         (self.table if which else self.grid).setFocus()
 
-    def selected_items(self) -> list[ResultItem]:
+    def selected_items(self) -> list[ReviewItem]:
         """The selected results, in row order (the current one if nothing is selected)."""
         selection = self.grid.selectionModel()
         rows = sorted({index.row() for index in selection.selectedIndexes()})
         if not rows and selection.currentIndex().isValid():
             rows = [selection.currentIndex().row()]
         return [self.model.item(row) for row in rows if row < self.model.rowCount()]
+
+    def current_row(self) -> int | None:
+        """The current row, if any."""
+        index = self.grid.selectionModel().currentIndex()
+        return index.row() if index.isValid() else None
 
     def select_row(self, row: int) -> None:
         """Make ``row`` current and the only selected row."""
@@ -344,46 +369,9 @@ class MainWindow(QMainWindow):
         self.grid.scrollTo(index)
         self.table.scrollTo(index)
 
-    def _advance_if_single(self, items: list[ResultItem]) -> None:
-        """After acting on one crop, move to the next (keyboard flow)."""
-        if len(items) != 1:
-            return
-        row = self.model.row_of(items[0].crop_id)
-        if row is not None and row + 1 < self.model.rowCount():
-            self.select_row(row + 1)
-
-    def _number_key(self, number: int) -> None:
-        items = self.selected_items()
-        self.relabel.number_key(number)
-        if number <= len(self.relabel.shortcuts):
-            self._advance_if_single(items)
-
-    def _accept(self) -> None:
-        items = self.selected_items()
-        self.relabel.accept()
-        self._advance_if_single(items)
-
-    def _reject(self) -> None:
-        items = self.selected_items()
-        self.relabel.reject()
-        self._advance_if_single(items)
-
-    def ask_label(self) -> None:
-        """Ask for a label to set on the selection."""
-        self.ask_label_for([item.crop_id for item in self.selected_items()])
-
-    def ask_label_for(self, crop_ids: list[str]) -> None:
-        """Ask for a label to set on ``crop_ids`` (e.g. a crop and its similar ones)."""
-        if not crop_ids:
-            self.show_message("Select a crop first.")
-            return
-        dialog = QInputDialog(self)
-        dialog.setWindowTitle("Relabel")
-        dialog.setLabelText(f"Label for {len(crop_ids)} crop(s) ({self.relabel.node}):")
-        dialog.setComboBoxItems(self.relabel.shortcuts)
-        dialog.setComboBoxEditable(True)
-        dialog.textValueSelected.connect(lambda label: self.relabel.relabel(crop_ids, label=label))
-        dialog.open()
+    def ask_similar(self) -> None:
+        """Relabel all similar… of the current crop."""
+        self.flow.ask_similar([item.crop_id for item in self.selected_items()][:1])
 
     def _inspect_current(self) -> None:
         index: QModelIndex = self.grid.selectionModel().currentIndex()
@@ -399,7 +387,10 @@ class MainWindow(QMainWindow):
     # -- shutdown -----------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
-        """Stop polling and wait briefly for requests in flight."""
+        """Ask when decisions wait to be stored; stop polling; wait briefly for requests."""
+        if not self.flow.may_quit(self.quit_choice):
+            event.ignore()
+            return
         self.closing = True
         self.live.stop()
         self.tools.shut_down()

@@ -3,14 +3,17 @@
 Views ask :meth:`ResultsModel.canFetchMore` when they scroll near the end; ``fetchMore``
 requests the next page on the runner (never on the UI thread) and the rows are inserted
 when it arrives. A new query bumps a generation number, so a page of the old query that
-arrives late is dropped. Relabels patch rows in place (no reload).
+arrives late is dropped. The query is a review queue (:class:`QueueQuery`: the filters, a
+sort such as lowest confidence first, a status); every row carries its reviews per node.
+Decisions and undos patch rows in place from the audit trail's events (no reload), and rows
+whose decision the API has not stored yet are marked unsaved (:meth:`ResultsModel.set_unsaved`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import (
@@ -21,28 +24,23 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush
 
-from lensflow.desktop.api_types import (
-    DETECTION_NODE,
-    LabelEvent,
-    ResultItem,
-    ResultPage,
-    ResultQuery,
-)
+from lensflow.desktop.api_review_types import QueueQuery, ReviewEvent, ReviewItem, ReviewPage
+from lensflow.desktop.api_types import DETECTION_NODE, LabelEvent, ResultQuery
 from lensflow.desktop.client import PAGE_LIMIT
+from lensflow.desktop.review_state import label_text, status_background, status_of, with_event
 from lensflow.desktop.thumbs import ThumbnailLoader
 from lensflow.desktop.workers import Runner, Task
 
 logger = logging.getLogger(__name__)
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
-"""``data(index, ItemRole)`` is the row's :class:`ResultItem`."""
+"""``data(index, ItemRole)`` is the row's :class:`~lensflow.desktop.api_review_types.ReviewItem`."""
 COLUMNS = ("Crop", "Camera", "Captured (UTC)", "Edge class", "Score", "Label", "Classifiers")
-FetchPage = Callable[[ResultQuery, str | None, int], ResultPage]
-"""``(query, cursor, limit) -> page``: ``ApiClient.results`` with positional arguments."""
+FetchPage = Callable[[QueueQuery, str | None, int], ReviewPage]
+"""``(queue, cursor, limit) -> page``: ``ApiClient.review_queue`` with positional arguments."""
 AnyIndex = QModelIndex | QPersistentModelIndex
-_REVIEWED = QBrush(QColor("#d7f0d7"))
 
 
 class ResultsModel(QAbstractTableModel):
@@ -80,10 +78,11 @@ class ResultsModel(QAbstractTableModel):
         self.runner = runner
         self.thumbs = thumbs
         self.page_size = page_size
-        self.query = ResultQuery()
+        self.queue = QueueQuery()
         self.label_node = DETECTION_NODE
         self._fetch: FetchPage | None = None
-        self._items: list[ResultItem] = []
+        self._items: list[ReviewItem] = []
+        self._unsaved: frozenset[str] = frozenset()
         self._rows: dict[str, int] = {}
         self._cursor: str | None = None
         self._exhausted = True
@@ -94,14 +93,24 @@ class ResultsModel(QAbstractTableModel):
 
     # -- loading ------------------------------------------------------------------------------
 
+    @property
+    def query(self) -> ResultQuery:
+        """The filters of the list (its queue's, without the sort and the status)."""
+        return self.queue.filters
+
     def set_source(self, fetch: FetchPage | None) -> None:
         """Page with ``fetch`` (None: disconnected, the model empties)."""
         self._fetch = fetch
-        self.set_query(self.query)
+        self.set_query(self.queue)
 
-    def set_query(self, query: ResultQuery) -> None:
-        """Show the results of ``query``: drop the rows, request the first page."""
-        self.query = query
+    def set_query(self, query: QueueQuery | ResultQuery) -> None:
+        """Show the results of ``query``: drop the rows, request the first page.
+
+        A bare :class:`ResultQuery` keeps the current sort and status filter.
+        """
+        if isinstance(query, ResultQuery):
+            query = replace(self.queue, filters=query)
+        self.queue = query
         self._generation += 1
         self._cancel()
         if self.thumbs is not None:
@@ -115,7 +124,7 @@ class ResultsModel(QAbstractTableModel):
 
     def refresh(self) -> None:
         """Reload the current query from its first page."""
-        self.set_query(self.query)
+        self.set_query(self.queue)
 
     @property
     def loading(self) -> bool:
@@ -132,7 +141,7 @@ class ResultsModel(QAbstractTableModel):
             self._request()
 
     def _request(self) -> None:
-        fetch, query, cursor, limit = self._fetch, self.query, self._cursor, self.page_size
+        fetch, query, cursor, limit = self._fetch, self.queue, self._cursor, self.page_size
         if fetch is None:
             return
         generation = self._generation
@@ -151,7 +160,7 @@ class ResultsModel(QAbstractTableModel):
             self._task = None
             self.loading_changed.emit(False)
 
-    def _arrived(self, page: ResultPage, generation: int) -> None:
+    def _arrived(self, page: ReviewPage, generation: int) -> None:
         if generation != self._generation:
             return
         self._task = None
@@ -182,11 +191,11 @@ class ResultsModel(QAbstractTableModel):
         """Whether every page of the query is loaded."""
         return self._exhausted
 
-    def item(self, row: int) -> ResultItem:
+    def item(self, row: int) -> ReviewItem:
         """The result at ``row``."""
         return self._items[row]
 
-    def items(self) -> Sequence[ResultItem]:
+    def items(self) -> Sequence[ReviewItem]:
         """Every loaded result, in order."""
         return self._items
 
@@ -194,10 +203,20 @@ class ResultsModel(QAbstractTableModel):
         """The row of a crop, if loaded."""
         return self._rows.get(crop_id)
 
-    def top_labels(self, node: str, *, count: int = 9) -> list[str]:
-        """The labels of ``node`` most common among the loaded rows (human or model)."""
-        counts = Counter(label for item in self._items if (label := item.label(node)))
-        return [label for label, _ in counts.most_common(count)]
+    def is_unsaved(self, crop_id: str) -> bool:
+        """Whether a decision on the crop waits to be stored by the API."""
+        return crop_id in self._unsaved
+
+    def next_unreviewed(self, after: int, node: str) -> int | None:
+        """The first row after ``after`` (then from the top) without a status of ``node``."""
+        count = len(self._items)
+        for offset in range(1, count + 1):
+            row = (after + offset) % count
+            if status_of(self._items[row], node) is None and not self.is_unsaved(
+                self._items[row].crop_id
+            ):
+                return row
+        return None
 
     def nodes(self) -> list[str]:
         """``detection`` and every classifier node among the loaded rows."""
@@ -231,13 +250,14 @@ class ResultsModel(QAbstractTableModel):
             return self._text(item, index.column())
         if role == Qt.ItemDataRole.DecorationRole and index.column() == 0 and self.thumbs:
             return self.thumbs.request(item.crop_id, item.jpeg_sha256)
-        if role == Qt.ItemDataRole.BackgroundRole and item.reviewed:
-            return _REVIEWED
+        if role == Qt.ItemDataRole.BackgroundRole:
+            tint = status_background(status_of(item, self.label_node))
+            return QBrush(tint) if tint is not None else None
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{item.crop_id}: {item.camera}, {item.detection.class_name}"
         return None
 
-    def _text(self, item: ResultItem, column: int) -> str:
+    def _text(self, item: ReviewItem, column: int) -> str:
         match column:
             case 0:
                 return item.crop_id
@@ -250,8 +270,8 @@ class ResultsModel(QAbstractTableModel):
             case 4:
                 return f"{item.detection.score:.2f}"
             case 5:
-                label = item.label(self.label_node) or ""
-                return f"{label} ✓" if self.label_node in item.human_labels else label
+                unsaved = self.is_unsaved(item.crop_id)
+                return label_text(item, self.label_node, unsaved=unsaved)
             case _:
                 return ", ".join(
                     f"{node}={outcome.label}"
@@ -261,24 +281,29 @@ class ResultsModel(QAbstractTableModel):
 
     # -- changing -----------------------------------------------------------------------------
 
-    def apply_events(self, events: Iterable[LabelEvent]) -> None:
-        """Apply relabel (or undo) events to the loaded rows: no reload."""
+    def apply_events(self, events: Iterable[ReviewEvent | LabelEvent]) -> None:
+        """Apply audit-trail events (labels and statuses, saved or undone) to loaded rows."""
         changed: set[int] = set()
         for event in events:
             row = self._rows.get(event.crop_id)
             if row is None:
                 continue
-            labels = dict(self._items[row].human_labels)
-            if event.new_label is None:
-                labels.pop(event.node, None)
-            else:
-                labels[event.node] = event.new_label
-            self._items[row] = self._items[row].model_copy(update={"human_labels": labels})
+            self._items[row] = with_event(self._items[row], event)
             changed.add(row)
         for row in sorted(changed):
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
-    def prepend(self, items: Sequence[ResultItem]) -> int:
+    def set_unsaved(self, crop_ids: Iterable[str]) -> None:
+        """Mark these crops (and only these) as having a decision the API has not stored."""
+        unsaved = frozenset(crop_ids)
+        changed = unsaved ^ self._unsaved
+        self._unsaved = unsaved
+        for crop_id in changed:
+            row = self._rows.get(crop_id)
+            if row is not None:
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def prepend(self, items: Sequence[ReviewItem]) -> int:
         """Insert new results at the top (live updates); returns how many were new."""
         fresh = [item for item in items if item.crop_id not in self._rows]
         if not fresh:
@@ -293,7 +318,8 @@ class ResultsModel(QAbstractTableModel):
         """Show (and mark reviewed) labels of ``node`` in the label column."""
         self.label_node = node
         if self._items:
-            self.dataChanged.emit(self.index(0, 5), self.index(len(self._items) - 1, 5))
+            last = len(self._items) - 1
+            self.dataChanged.emit(self.index(0, 0), self.index(last, len(COLUMNS) - 1))
 
     def _thumbnail_loaded(self, crop_id: str) -> None:
         row = self._rows.get(crop_id)

@@ -1,268 +1,215 @@
-"""Relabelling from the keyboard: number keys, accept, reject, bulk, "all similar", and undo.
+"""Decisions from the keyboard: number keys, accept, reject, unsure, relabel, and undo.
 
-Every change goes through the API (``POST /v1/labels``: an audited batch) on the runner;
-the rows are patched from the batch's events when it returns. Each action is one undo step,
-even when it took several batches (a selection over the API's 1,000 crops per batch, or an
-accept of crops with different labels); Ctrl+Z undoes the last step through
-``POST /v1/labels/undo``.
+A decision is about the selected crops and one node (the relabel bar's): a review *status*
+(A accepted, R rejected: a wrong detection, U unsure: skipped for now; ``POST /v1/reviews``)
+or a relabel to a label of the node's schema (1-9, L; ``POST /v1/labels``). "Rejected" and
+"unsure" are statuses, never classes. Each decision goes through the
+:class:`~lensflow.desktop.save_queue.SaveQueue` (in order, retried until the API has it); its
+rows are patched from the audit trail's events once stored, and it becomes one undo step.
+Ctrl+Z takes back a decision not sent yet, else undoes the last stored step through
+``POST /v1/labels/undo`` (labels and statuses restored), in the queue's order.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from lensflow.desktop.api_types import DETECTION_NODE, LabelBatch, ResultItem
+from lensflow.desktop.api_review_types import DecisionStatus, ReviewBatch
+from lensflow.desktop.api_types import DETECTION_NODE, ResultItem
 from lensflow.desktop.client import ApiClient
-from lensflow.desktop.errors import ApiError, ApiUnreachable
+from lensflow.desktop.errors import ApiError
+from lensflow.desktop.label_schemas import SchemaBook
 from lensflow.desktop.models import ResultsModel
-from lensflow.desktop.workers import Runner
+from lensflow.desktop.save_queue import Decision, SaveQueue
 
-REJECT_LABEL = "rejected"
-"""The label the reject key sets: the detection (or classifier output) is wrong."""
-MAX_BATCH = 1000
-"""Crops per relabel request (the API's limit)."""
-SHORTCUT_COUNT = 9
-Selection = Callable[[], list[ResultItem]]
+Selection = Callable[[], Sequence[ResultItem]]
+VERBS: dict[DecisionStatus, str] = {
+    "accepted": "Accepted",
+    "rejected": "Rejected",
+    "unsure": "Marked unsure",
+}
+
+
+@dataclass(frozen=True)
+class UndoStep:
+    """One stored decision, as Ctrl+Z reverts it: its batches and crops."""
+
+    batch_ids: tuple[str, ...]
+    crop_ids: tuple[str, ...]
 
 
 class RelabelController(QObject):
-    """Relabel the selected crops and undo, through the API, off the UI thread.
+    """Turns keys into decisions on the selection, and keeps the session's undo steps.
 
     Signals:
         message(str): Something done, for the status bar.
-        failed(object): An :class:`~lensflow.desktop.errors.ApiError` (or other exception) to show.
-        relabelled(int): A relabel of this many crops finished (the view may move on).
-        shortcuts_changed(list): The labels the number keys now set, in key order.
+        failed(object): An :class:`~lensflow.desktop.errors.ApiError` to show.
+        decided(object): A :class:`Decision` the API stored (rows already patched).
+        refused(object, object): A decision the API refused, and why.
+        node_changed(str): The node the keys act on.
 
     """
 
     message = Signal(str)
     failed = Signal(object)
-    relabelled = Signal(int)
-    shortcuts_changed = Signal(list)
+    decided = Signal(object)
+    refused = Signal(object, object)
+    node_changed = Signal(str)
 
-    def __init__(self, runner: Runner, model: ResultsModel, selection: Selection) -> None:
-        """Act on ``selection()`` of ``model`` with ``runner``.
+    def __init__(
+        self,
+        model: ResultsModel,
+        selection: Selection,
+        *,
+        schemas: SchemaBook,
+        queue: SaveQueue,
+    ) -> None:
+        """Decide on ``selection()`` of ``model``.
 
         Args:
-            runner: Runs the API calls off the UI thread.
-            model: The rows to patch with each batch's events.
+            model: The rows to patch with each stored batch's events.
             selection: The selected results (in view order).
+            schemas: The label schemas (the number keys).
+            queue: Where decisions go to be stored.
 
         """
         super().__init__(model)
-        self.runner = runner
         self.model = model
         self.selection = selection
+        self.schemas = schemas
+        self.queue = queue
         self.client: ApiClient | None = None
         self.node = DETECTION_NODE
-        self.shortcuts: list[str] = []
-        self.undo_stack: list[list[str]] = []
-        self.busy = 0
+        self.undo_stack: list[UndoStep] = []
+        self._undo_after_flight = 0
+        queue.saved.connect(self._stored)
+        queue.refused.connect(self._refused)
 
-    # -- what the keys set --------------------------------------------------------------------
-
-    def refresh_shortcuts(self) -> None:
-        """Add the node's most common loaded labels to the number keys.
-
-        A key keeps its label for the session (muscle memory beats a perfect ranking);
-        new labels fill the free keys, most common first.
-        """
-        top = self.model.top_labels(self.node, count=SHORTCUT_COUNT)
-        labels = self.shortcuts + [label for label in top if label not in self.shortcuts]
-        if labels[:SHORTCUT_COUNT] != self.shortcuts:
-            self.shortcuts = labels[:SHORTCUT_COUNT]
-            self.shortcuts_changed.emit(list(self.shortcuts))
+    # -- the node ------------------------------------------------------------------------------
 
     def set_node(self, node: str) -> None:
-        """Relabel ``node`` (``detection`` or a classifier node) from now on."""
+        """Decide about ``node`` (``detection`` or a classifier node) from now on."""
         self.node = node or DETECTION_NODE
         self.model.set_label_node(self.node)
-        self.shortcuts = []
-        self.refresh_shortcuts()
+        self.schemas.ensure(self.node)
+        self.node_changed.emit(self.node)
 
-    # -- actions ------------------------------------------------------------------------------
+    # -- decisions -----------------------------------------------------------------------------
 
-    def number_key(self, number: int) -> None:
-        """Set the label of number key ``number`` (1-9) on the selection."""
-        if not 1 <= number <= len(self.shortcuts):
-            self.message.emit(f"No label on key {number} yet (labels come from the loaded rows).")
-            return
-        self.relabel_selection(self.shortcuts[number - 1])
+    def number_key(self, number: int) -> Decision | None:
+        """Set the label of number key ``number`` (1-9) of the node's schema on the selection."""
+        label = self.schemas.key_label(self.node, str(number))
+        if label is None:
+            known = self.schemas.schema(self.node) is not None
+            why = "no label has this key" if known else "its labels are still loading"
+            self.message.emit(f"Key {number} sets nothing for {self.node}: {why}.")
+            return None
+        return self.relabel_selection(label.name)
 
-    def relabel_selection(self, label: str) -> None:
-        """Set ``label`` on every selected crop (one undo step)."""
+    def relabel_selection(self, label: str) -> Decision | None:
+        """Set ``label`` on every selected crop (one decision, one undo step)."""
         items = self.selection()
         if not items:
             self.message.emit("Select a crop first.")
-            return
-        self.relabel([item.crop_id for item in items], label=label)
+            return None
+        return self.relabel([item.crop_id for item in items], label=label)
 
-    def accept(self) -> None:
-        """Confirm the model's label of the node (edge class, or classifier label) as correct."""
-        groups: dict[str, list[str]] = defaultdict(list)
-        for item in self.selection():
-            label = _model_label(item, self.node)
-            if label is not None:
-                groups[label].append(item.crop_id)
-        if not groups:
-            self.message.emit("Nothing to accept: select crops that have a label.")
-            return
-        self._submit(groups, verb="Accepted")
+    def relabel(self, crop_ids: Sequence[str], *, label: str) -> Decision | None:
+        """Set ``label``, a label of the node's schema, on ``crop_ids`` (one undo step)."""
+        if (
+            self.schemas.schema(self.node) is not None
+            and self.schemas.label(self.node, label) is None
+        ):
+            self.message.emit(f"'{label}' is not a label of {self.node}: pick one of its labels.")
+            return None
+        return self._decide(
+            Decision("label", tuple(dict.fromkeys(crop_ids)), self.node, label=label)
+        )
 
-    def reject(self) -> None:
-        """Mark the selection as wrong (label ``rejected``)."""
-        self.relabel_selection(REJECT_LABEL)
+    def review(self, status: DecisionStatus) -> Decision | None:
+        """Set a review status on the selection: accepted, rejected or unsure."""
+        items = self.selection()
+        if not items:
+            self.message.emit("Select a crop first.")
+            return None
+        ids = tuple(dict.fromkeys(item.crop_id for item in items))
+        return self._decide(Decision("status", ids, self.node, status=status))
 
-    def relabel(self, crop_ids: Sequence[str], *, label: str) -> None:
-        """Set ``label`` on ``crop_ids`` (one undo step, batches of up to 1,000)."""
-        label = label.strip()
-        if not label:
-            self.message.emit("A label cannot be empty.")
-            return
-        self._submit({label: list(dict.fromkeys(crop_ids))}, verb="Relabelled")
+    def accept(self) -> Decision | None:
+        """The model's label of the node is right (status ``accepted``)."""
+        return self.review("accepted")
+
+    def reject(self) -> Decision | None:
+        """A wrong detection, not an object of any class (status ``rejected``)."""
+        return self.review("rejected")
+
+    def unsure(self) -> Decision | None:
+        """Skip for now (status ``unsure``)."""
+        return self.review("unsure")
 
     def undo(self) -> None:
-        """Undo the last relabel step through the API's undo."""
-        client = self._client()
-        if client is None:
+        """Take back the last decision not sent yet, else undo the last stored step."""
+        taken = self.queue.take_last()
+        if taken is not None:
+            self.message.emit(f"Not saved, taken back: {taken.describe()}.")
+            return
+        in_flight = self.queue.in_flight()
+        if in_flight is not None and in_flight.kind != "undo":
+            self._undo_after_flight += 1  # undone as soon as the API has stored it
             return
         if not self.undo_stack:
             self.message.emit("Nothing to undo in this session.")
             return
-        step = self.undo_stack.pop()
-        self.busy += 1
-        self.runner.submit(
-            lambda: [client.undo(batch_id) for batch_id in reversed(step)],
-            on_done=lambda batches: self._undone(batches),
-            on_error=lambda err: self._undo_failed(err, step),
-            name="undo",
-            priority=2000,
-        )
+        self._push_undo(self.undo_stack.pop())
 
-    # -- plumbing -----------------------------------------------------------------------------
+    def add_step(self, batches: Sequence[ReviewBatch], *, what: str) -> None:
+        """A decision stored outside the queue (a bulk relabel): patch rows, one undo step."""
+        self._apply(batches)
+        ids = tuple(dict.fromkeys(e.crop_id for batch in batches for e in batch.events))
+        self.undo_stack.append(UndoStep(tuple(b.batch_id for b in batches), ids))
+        self.message.emit(f"{what}. Ctrl+Z undoes.")
 
-    def _client(self) -> ApiClient | None:
-        if self.client is None:
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _decide(self, decision: Decision) -> Decision | None:
+        if self.queue.client() is None:
             self.failed.emit(ApiError("Not connected: use File > Connect first."))
-        return self.client
+            return None
+        self.queue.push(decision)
+        return decision
 
-    def _submit(self, groups: dict[str, list[str]], *, verb: str) -> None:
-        client = self._client()
-        if client is None:
-            return
-        node = self.node
+    def _push_undo(self, step: UndoStep) -> None:
+        undo = Decision("undo", step.crop_ids, self.node, undo=tuple(reversed(step.batch_ids)))
+        self.queue.push(undo)
 
-        def run() -> list[LabelBatch]:
-            batches = []
-            for label, ids in groups.items():
-                for start in range(0, len(ids), MAX_BATCH):
-                    chunk = ids[start : start + MAX_BATCH]
-                    batches.append(client.relabel(chunk, label=label, node=node))
-            return batches
-
-        self.busy += 1
-        count = sum(len(ids) for ids in groups.values())
-        labels = ", ".join(f"'{label}'" for label in groups)
-        self.runner.submit(
-            run,
-            on_done=lambda batches: self._done(batches, f"{verb} {count} crop(s) as {labels}"),
-            on_error=self._relabel_failed,
-            name="relabel",
-            priority=2000,
-        )
-
-    def _done(self, batches: list[LabelBatch], what: str) -> None:
-        self.busy -= 1
+    def _apply(self, batches: Sequence[ReviewBatch]) -> None:
         for batch in batches:
             self.model.apply_events(batch.events)
+
+    def _stored(self, decision: Decision, batches: list[ReviewBatch]) -> None:
+        self._apply(batches)
         changed = sum(batch.changed for batch in batches)
-        self.undo_stack.append([batch.batch_id for batch in batches])
-        same = sum(batch.unchanged for batch in batches)
-        extra = f", {same} already had it" if same else ""
-        self.message.emit(f"{what} ({changed} changed{extra}). Ctrl+Z undoes.")
-        self.relabelled.emit(changed + same)
-        self.refresh_shortcuts()
+        if decision.kind == "undo":
+            self.message.emit(f"Undone: {changed} change(s) of labels or statuses reverted.")
+        else:
+            step = UndoStep(tuple(b.batch_id for b in batches), decision.crop_ids)
+            self.undo_stack.append(step)
+            same = sum(batch.unchanged for batch in batches)
+            extra = f", {same} already so" if same else ""
+            text = decision.describe()
+            self.message.emit(
+                f"{text[0].upper()}{text[1:]} ({changed} changed{extra}). Ctrl+Z undoes."
+            )
+            if self._undo_after_flight:
+                self._undo_after_flight -= 1
+                self._push_undo(self.undo_stack.pop())
+        self.decided.emit(decision)
 
-    def _relabel_failed(self, err: Exception) -> None:
-        self.busy -= 1
+    def _refused(self, decision: Decision, err: object) -> None:
+        if decision.kind != "undo":
+            self._undo_after_flight = 0
+        self.refused.emit(decision, err)
         self.failed.emit(err)
-
-    def _undone(self, batches: list[LabelBatch]) -> None:
-        self.busy -= 1
-        for batch in batches:
-            self.model.apply_events(batch.events)
-        changed = sum(batch.changed for batch in batches)
-        self.message.emit(f"Undone: {changed} label change(s) reverted.")
-
-    def _undo_failed(self, err: Exception, step: list[str]) -> None:
-        self.busy -= 1
-        if isinstance(err, ApiUnreachable):
-            self.undo_stack.append(step)  # nothing happened: Ctrl+Z may be tried again
-        self.failed.emit(err)
-
-
-def _model_label(item: ResultItem, node: str) -> str | None:
-    """What the edge (``detection``) or the classifier said, ignoring human labels."""
-    if node == DETECTION_NODE:
-        return item.detection.class_name
-    outcome = item.classifiers.get(node)
-    return outcome.label if outcome else None
-
-
-class LabelBar(QWidget):
-    """The relabel strip: node choice, one button per number key, accept, reject, undo."""
-
-    def __init__(self, controller: RelabelController, parent: QWidget | None = None) -> None:
-        """Buttons that do what the keys do (and show which label each number sets)."""
-        super().__init__(parent)
-        self.controller = controller
-        self.node = QComboBox()
-        self.node.addItem(DETECTION_NODE)
-        self.node.setToolTip("Which label the keys set: the edge detection's or a classifier's")
-        self.node.currentTextChanged.connect(controller.set_node)
-        self.buttons: list[QPushButton] = []
-        self._row = QHBoxLayout(self)
-        self._row.setContentsMargins(6, 2, 6, 2)
-        self._row.addWidget(QLabel("Relabel"))
-        self._row.addWidget(self.node)
-        for number in range(1, SHORTCUT_COUNT + 1):
-            button = QPushButton(f"{number}")
-            button.setFocusPolicy(button.focusPolicy().NoFocus)
-            button.clicked.connect(lambda _=False, n=number: controller.number_key(n))
-            button.hide()
-            self.buttons.append(button)
-            self._row.addWidget(button)
-        for text, action in (
-            ("A accept", controller.accept),
-            ("R reject", controller.reject),
-            ("Ctrl+Z undo", controller.undo),
-        ):
-            button = QPushButton(text)
-            button.setFocusPolicy(button.focusPolicy().NoFocus)
-            button.clicked.connect(action)
-            self._row.addWidget(button)
-        self._row.addStretch(1)
-        controller.shortcuts_changed.connect(self.show_shortcuts)
-
-    def show_shortcuts(self, labels: list[str]) -> None:
-        """Show the label each number key sets."""
-        for number, button in enumerate(self.buttons, start=1):
-            if number <= len(labels):
-                button.setText(f"{number} {labels[number - 1]}")
-                button.show()
-            else:
-                button.hide()
-
-    def set_nodes(self, nodes: Sequence[str]) -> None:
-        """Offer these nodes (``detection`` first)."""
-        current = self.node.currentText()
-        known = [self.node.itemText(i) for i in range(self.node.count())]
-        for node in nodes:
-            if node not in known:
-                self.node.addItem(node)
-        self.node.setCurrentText(current)

@@ -71,11 +71,16 @@ class WindowTools(QObject):
     # -- export -------------------------------------------------------------------------------
 
     def ask_export(self) -> None:
-        """Ask for a folder, then export what the current filters list (labelled crops)."""
+        """Ask for a folder (a new name creates it), then export what the filters list."""
         if self._client_for("Export") is None:
             return
-        chosen = QFileDialog.getExistingDirectory(
-            self.parent_widget, "Export labelled crops (YOLO and COCO) into a folder"
+        start = Path.home() / dataset_folder(Path.home()).name  # a new dated folder
+        chosen, _filter = QFileDialog.getSaveFileName(
+            self.parent_widget,
+            "Export labelled crops (YOLO and COCO): choose or name a folder",
+            str(start),
+            "Dataset folder (*)",
+            options=QFileDialog.Option.DontConfirmOverwrite,
         )
         if chosen:
             self.export_to(Path(chosen))

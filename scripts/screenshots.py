@@ -150,7 +150,7 @@ def main() -> None:
         wait(app, lambda: inspected(window))
         save(window, args.out / "table.png")
         window.show_view(0)
-        window.filters.disagreement.setChecked(True)
+        window.filters.corrected.setChecked(True)
         window.filters.apply_now()
         wait(app, lambda: bool(window.model.query.disagreement) and not window.model.loading)
         window.select_row(window.model.row_of(differing[0]) or 0)

@@ -92,7 +92,7 @@ def test_a_viewer_key_is_told_it_may_not_relabel(
     window.connect_to(review_setup.api.base_url, review_setup.api.tokens["viewer"])
     qtbot.waitUntil(lambda: window.model.rowCount() > 0, timeout=10_000)
 
-    window.relabel.relabel_selection("bus")  # 403 from the API
+    window.relabel.relabel_selection("person")  # 403 from the API
 
     qtbot.waitUntil(lambda: "may not do this" in window.last_error, timeout=10_000)
     assert "role operator" in window.last_error

@@ -44,7 +44,7 @@ def test_question_mark_opens_a_sheet_of_every_key_the_window_has(
             key = sequence.toString(sequence.SequenceFormat.NativeText)
             assert any(key in keys for keys in listed), f"{key} ({action.text()}) is not listed"
     assert "1 … 9" in listed  # the number keys, as one row
-    assert "Undo relabel" in text and "Keyboard shortcuts" in text
+    assert "Undo" in text and "Keyboard shortcuts" in text and "Next unreviewed" in text
     assert "Move in the grid or the table" in text
 
     qtbot.keyClick(sheet, Qt.Key.Key_Escape)  # type: ignore[no-untyped-call]

@@ -63,14 +63,16 @@ def test_a_number_key_relabels_the_crop_and_moves_on(
 ) -> None:
     camera, _crops = review_setup.fresh_camera(3)
     filter_camera(window, qtbot, camera, rows=3)
+    qtbot.waitUntil(lambda: bool(window.flow.schemas.keys("detection")), timeout=10_000)
     window.select_row(0)
     first = window.model.item(0)
+    keys = window.flow.schemas.keys("detection")
+    key, target = next(
+        (k, label.name) for k, label in keys.items() if label.name != first.detection.class_name
+    )
     window.grid.setFocus()
-    label = window.relabel.shortcuts[0]
-    target = label if label != first.detection.class_name else window.relabel.shortcuts[1]
-    key = window.relabel.shortcuts.index(target) + 1
 
-    qtbot.keyClick(window.grid, Qt.Key(Qt.Key.Key_0 + key))  # type: ignore[no-untyped-call]
+    qtbot.keyClick(window.grid, Qt.Key(Qt.Key.Key_0 + int(key)))  # type: ignore[no-untyped-call]
 
     qtbot.waitUntil(lambda: window.model.item(0).human_labels.get("detection") == target)
     assert _human_label(review_setup, first.crop_id) == target  # through the API's audit trail
@@ -82,12 +84,15 @@ def test_ctrl_z_undoes_the_last_relabel_through_the_api(
 ) -> None:
     camera, _crops = review_setup.fresh_camera(2)
     filter_camera(window, qtbot, camera, rows=2)
+    qtbot.waitUntil(lambda: bool(window.flow.schemas.keys("detection")), timeout=10_000)
     window.select_row(1)
-    crop_id = window.model.item(1).crop_id
-    window.grid.setFocus()
-    qtbot.keyClick(window.grid, Qt.Key.Key_R)  # type: ignore[no-untyped-call]  # R: reject
-    qtbot.waitUntil(lambda: _human_label(review_setup, crop_id) == "rejected", timeout=10_000)
+    item = window.model.item(1)
+    crop_id = item.crop_id
+    other = next(n for n in ("person", "car", "truck") if n != item.detection.class_name)
+    window.relabel.relabel([crop_id], label=other)
+    qtbot.waitUntil(lambda: _human_label(review_setup, crop_id) == other, timeout=10_000)
     qtbot.waitUntil(lambda: window.relabel.undo_stack != [])
+    window.grid.setFocus()
 
     qtbot.keyClick(window.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # type: ignore[no-untyped-call]
 
@@ -107,13 +112,14 @@ def test_a_selection_is_relabelled_in_one_batch(
         selection.select(window.model.index(row, 0), QItemSelectionModel.SelectionFlag.Select)
     chosen = [window.model.item(row).crop_id for row in (0, 2, 4)]
 
-    window.relabel.relabel_selection("forklift")
+    qtbot.waitUntil(lambda: bool(window.flow.schemas.keys("detection")), timeout=10_000)
+    window.relabel.relabel_selection("person")
 
     qtbot.waitUntil(lambda: len(window.relabel.undo_stack) == 1, timeout=10_000)
-    assert [_human_label(review_setup, crop_id) for crop_id in chosen] == ["forklift"] * 3
+    assert [_human_label(review_setup, crop_id) for crop_id in chosen] == ["person"] * 3
     others = {crop.crop_id for crop in crops} - set(chosen)
     assert all(_human_label(review_setup, crop_id) is None for crop_id in others)
-    assert len(window.relabel.undo_stack[0]) == 1  # one batch: one undo step
+    assert len(window.relabel.undo_stack[0].batch_ids) == 1  # one batch: one undo step
 
 
 def test_a_new_result_appears_while_the_app_is_open(

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QInputDialog
 from pytestqt.qtbot import QtBot
 
 from lensflow.cloud.storage import ResultStore, create_engine_for
@@ -60,25 +59,43 @@ def test_the_inspector_shows_the_api_similar_crops_and_relabels_exactly_them(
         h.crop_id for h in hits
     ]
 
-    window.inspector.relabel_button.click()  # asks for the label, then relabels
-    dialog = window.findChild(QInputDialog)
-    assert dialog is not None
-    assert f"{SIMILAR_K + 1} crop(s)" in dialog.labelText()
-    dialog.setTextValue("look-alike")
-    dialog.accept()
+    # a person already decided one look-alike: the bulk edit leaves it alone by default
+    decided = hits[0].crop_id
+    with ApiClient(review_setup.api.base_url, key=review_setup.api.tokens["operator"]) as op:
+        op.review([decided], "rejected")
+    qtbot.waitUntil(lambda: window.flow.schemas.schema("detection") is not None, timeout=WAIT_MS)
+    window.inspector.relabel_button.click()  # Relabel all similar…: a preview first
+    dialog = window.flow.similar_dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.k.setValue(SIMILAR_K)
+    dialog.threshold.setValue(0.5)
+    dialog.label.setCurrentText("person")
+    qtbot.waitUntil(
+        lambda: dialog.previewed == dialog.ask() and dialog.apply_button.isEnabled(),
+        timeout=WAIT_MS,
+    )
+    preview = dialog.preview
+    assert preview is not None and preview.skipped_human == 1
+    assert decided not in preview.crop_ids
+    groups = {dialog.tree.topLevelItem(i).text(0) for i in range(dialog.tree.topLevelItemCount())}
+    assert all("→ person" in text for text in groups)  # grouped by current label
+    changed = set(preview.crop_ids)
 
-    expected = {inspected.crop_id} | {h.crop_id for h in hits}
+    dialog.apply_button.click()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT_MS)
+    with _viewer(review_setup) as client:
+        stored = {
+            i.crop_id: i for i in client.results(ResultQuery(label="person"), limit=500).items
+        }
+        humans = {crop_id for crop_id, i in stored.items() if i.human_labels.get("detection")}
+        assert changed <= humans  # exactly the previewed crops now carry the person label
+        assert client.result(decided).human_labels == {}  # the person's decision stands
+    assert len(window.relabel.undo_stack[-1].batch_ids) == 1  # one undoable batch
+    window.relabel.undo()
     with _viewer(review_setup) as client:
         qtbot.waitUntil(
-            lambda: (
-                len(client.results(ResultQuery(label="look-alike"), limit=100).items)
-                == len(expected)
-            ),
-            timeout=WAIT_MS,
+            lambda: all(not client.result(c).human_labels for c in changed), timeout=WAIT_MS
         )
-        labelled = client.results(ResultQuery(label="look-alike"), limit=100).items
-    assert {item.crop_id for item in labelled} == expected
-    assert all(item.human_labels == {"detection": "look-alike"} for item in labelled)
 
 
 def test_a_crop_without_embedding_says_so_instead_of_failing(
@@ -106,14 +123,14 @@ def test_export_from_the_menu_writes_the_filtered_labelled_crops(
 ) -> None:
     camera, crops = review_setup.fresh_camera(4)
     with ApiClient(review_setup.api.base_url, key=review_setup.api.tokens["operator"]) as client:
-        client.relabel([crops[0].crop_id, crops[2].crop_id], label="forklift")
+        client.relabel([crops[0].crop_id, crops[2].crop_id], label="truck")
         client.relabel([crops[3].crop_id], label="person")
     filter_camera(window, qtbot, camera, rows=4)
     (tmp_path / "exports").mkdir()
     (tmp_path / "exports" / "notes.txt").write_text("not empty")
     monkeypatch.setattr(
-        "lensflow.desktop.window_tools.QFileDialog.getExistingDirectory",
-        lambda *_args: str(tmp_path / "exports"),
+        "lensflow.desktop.window_tools.QFileDialog.getSaveFileName",
+        lambda *_args, **_kw: (str(tmp_path / "exports"), ""),
     )
     monkeypatch.setattr(
         "lensflow.desktop.export_dialog.QMessageBox.information", lambda *_args: None
@@ -128,7 +145,9 @@ def test_export_from_the_menu_writes_the_filtered_labelled_crops(
     out = dialog.summary.path
     assert out.parent == tmp_path / "exports" and out.name.startswith("lensflow-export-")
     data = yaml.safe_load((out / "data.yaml").read_text())
-    assert sorted(data["names"].values()) == ["forklift", "person"]
+    with _viewer(review_setup) as viewer:  # the schema's ids, whichever crops were exported
+        schema = {label.id: label.name for label in viewer.label_schema("detection").labels}
+    assert {i: data["names"][i] for i in schema} == schema
     images = sorted(p.stem for p in out.glob("images/*/*.jpg"))
     assert images == sorted([crops[0].crop_id, crops[2].crop_id, crops[3].crop_id])
     coco = [json.loads(f.read_text()) for f in out.glob("annotations/instances_*.json")]

@@ -6,7 +6,9 @@ files through pycocotools; a cancelled export leaves nothing on disk.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -54,6 +56,10 @@ HUMAN = {  # crop index -> human label of the detection node
     12: "person",
     14: "car",
 }
+ACCEPTED = "crop-00015"  # a person said the edge class is right: exported under it
+REJECTED = ("crop-00016", "crop-00003")  # wrong detections (one had a label): never exported
+UNSURE = "crop-00017"  # skipped for now: never exported
+ACCEPTED_CLASS: dict[str, str] = {}  # filled by the fixture: the accepted crop's edge class
 PADDED = ("padded-a", "padded-b")  # crops cut with padding and scaled, labelled "bus"
 PAD_BOX = (50.0, 400.0, 250.0, 900.0)  # their detection box in the bus photo
 
@@ -185,10 +191,16 @@ def labelled_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewApi
         api.seed(20)
         _seed_padded(api)
         with ApiClient(api.base_url, key=api.tokens["operator"]) as client:
+            for new in ("bicycle", "bus"):  # the detection schema is person, car, truck
+                client.add_label("detection", new)
             for label in sorted(set(HUMAN.values())):
                 ids = [f"crop-{i:05d}" for i, got in HUMAN.items() if got == label]
                 client.relabel(ids, label=label)
             client.relabel(list(PADDED), label="bus")
+            client.review([ACCEPTED], "accepted")
+            client.review(list(REJECTED), "rejected")
+            client.review([UNSURE], "unsure")
+            ACCEPTED_CLASS[ACCEPTED] = client.result(ACCEPTED).detection.class_name
         yield api
 
 
@@ -199,7 +211,27 @@ def client(labelled_api: ReviewApi) -> Iterator[ApiClient]:
 
 
 def _expected() -> dict[str, str]:
-    return {f"crop-{i:05d}": label for i, label in HUMAN.items()} | dict.fromkeys(PADDED, "bus")
+    """What a human-labels export holds: labels, the accepted crop, never the rejected ones."""
+    labelled = {f"crop-{i:05d}": label for i, label in HUMAN.items()}
+    labelled = {crop: label for crop, label in labelled.items() if crop not in REJECTED}
+    return labelled | dict.fromkeys(PADDED, "bus") | ACCEPTED_CLASS
+
+
+@pytest.mark.integration
+def test_rejected_and_unsure_crops_are_never_exported_and_the_folder_is_readable(
+    client: ApiClient, tmp_path: Path
+) -> None:
+    for model_labels in (False, True):
+        out = tmp_path / f"ds-{model_labels}"
+        export_dataset(client, ExportOptions(out_dir=out, model_labels=model_labels))
+        written = {p.stem for p in out.glob("images/*/*.jpg")}
+        assert not written & {*REJECTED, UNSURE}
+        assert ACCEPTED in written
+        if not model_labels:
+            assert written == set(_expected())
+        umask = os.umask(0)
+        os.umask(umask)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
 
 
 @pytest.mark.integration
@@ -214,8 +246,12 @@ def test_the_yolo_export_loads_in_ultralytics(client: ApiClient, tmp_path: Path)
     summary = export_dataset(client, ExportOptions(out_dir=tmp_path / "ds", coco=False))
 
     data = check_det_dataset(str(tmp_path / "ds" / "data.yaml"), autodownload=False)
-    assert data["names"] == {0: "bicycle", 1: "bus", 2: "car", 3: "person"}
-    assert summary.classes == ("bicycle", "bus", "car", "person")
+    # the schema's ids (the edge model's class ids, so 1 is a class no crop showed), every
+    # label of it, the labels added by operators after
+    schema = {label.id: label.name for label in client.label_schema("detection").labels}
+    assert schema == {0: "person", 2: "car", 3: "truck", 4: "bicycle", 5: "bus"}
+    assert data["names"] == schema | {1: "unused-1"}
+    assert summary.classes == ("person", "unused-1", "car", "truck", "bicycle", "bus")
     expected = _expected()
     for split in ("train", "val"):
         dataset = YOLODataset(img_path=data[split], data=data, task="detect", augment=False)
@@ -243,7 +279,7 @@ def test_the_box_of_a_padded_crop_is_where_the_object_is(client: ApiClient, tmp_
         (x2 - x1) / (cx2 - cx1),
         (y2 - y1) / (cy2 - cy1),
     ]
-    assert line[0] == "1"  # bus
+    assert line[0] == "5"  # bus: its schema id
     assert [float(v) for v in line[1:]] == pytest.approx(want, abs=1e-5)
     assert want[2] < 1.0  # padding: the object does not fill the crop
 
@@ -261,7 +297,7 @@ def test_the_coco_export_loads_in_pycocotools(client: ApiClient, tmp_path: Path)
     for split in ("train", "val"):
         coco = COCO(str(root / "annotations" / f"instances_{split}.json"))
         names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
-        assert sorted(names.values()) == list(summary.classes)
+        assert [names[i + 1] for i in range(len(names))] == list(summary.classes)
         for image in coco.loadImgs(coco.getImgIds()):
             [annotation] = coco.loadAnns(coco.getAnnIds(imgIds=[image["id"]]))
             seen[image["crop_id"]] = names[annotation["category_id"]]
@@ -289,7 +325,7 @@ def test_model_labels_export_unreviewed_crops_under_the_classifier_label(
     )
 
     vehicles = [i for i in client.results(ResultQuery(node="vehicle"), limit=500).items]
-    assert set(summary.classes) == {i.classifiers["vehicle"].label for i in vehicles}
+    assert set(summary.classes) >= {i.classifiers["vehicle"].label for i in vehicles}
     assert sum(summary.counts.values()) == len(vehicles) > 0
 
 
@@ -316,7 +352,7 @@ def test_a_cancelled_export_leaves_nothing(client: ApiClient, tmp_path: Path) ->
 def test_a_crop_whose_jpeg_is_gone_is_skipped_and_reported(
     labelled_api: ReviewApi, client: ApiClient, tmp_path: Path
 ) -> None:
-    gone = "crop-00003"
+    gone = "crop-00004"
     detail = client.result(gone)
     path = labelled_api.crops.path(detail.jpeg_sha256)
     kept = tmp_path / "kept.jpg"
@@ -391,8 +427,11 @@ class _SlowJpegs:
         self.client = client
         self.started = threading.Event()
 
-    def results(self, *args: Any, **kwargs: Any) -> Any:
-        return self.client.results(*args, **kwargs)
+    def review_queue(self, *args: Any, **kwargs: Any) -> Any:
+        return self.client.review_queue(*args, **kwargs)
+
+    def label_schema(self, *args: Any, **kwargs: Any) -> Any:
+        return self.client.label_schema(*args, **kwargs)
 
     def crop_jpeg(self, crop_id: str) -> bytes:
         self.started.set()

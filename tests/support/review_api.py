@@ -110,6 +110,16 @@ class ReviewApi:
         self.base_url = self._server.base_url
         return self
 
+    def stop(self) -> None:
+        """Stop the API process (SIGTERM): requests fail until :meth:`start`."""
+        if self._server is not None:
+            self._server.__exit__()
+
+    def start(self) -> None:
+        """Start the stopped API again on the same port, over the same database."""
+        if self._server is not None:
+            self._server.__enter__()
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
