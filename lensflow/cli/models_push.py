@@ -48,7 +48,6 @@ def push(
                 f"{api.rstrip('/')}/v1/models",
                 key,
                 content=body,
-                headers={"Content-Type": "application/x-tar"},
             )
     if stored["sha256"] != sha256:
         fail(f"expected the registry to store sha256 {sha256}, got {stored['sha256']}")
