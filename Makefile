@@ -38,10 +38,12 @@ fuzz: setup
 
 # A scripted operator reviews 100 real crops in the review app under Xvfb with real key events
 # (xdotool), the API stopped for 10 s midway; screenshots and report.json go to docs/operator.
+X11_PACKAGES := xvfb xdotool imagemagick libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 \
+  libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 \
+  libxcb-randr0
 operator-session: setup
-	@command -v Xvfb >/dev/null && command -v xdotool >/dev/null && command -v import >/dev/null \
-	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	      xvfb xdotool imagemagick libxcb-cursor0 libxkbcommon-x11-0)
+	@dpkg -s $(X11_PACKAGES) >/dev/null 2>&1 || (apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(X11_PACKAGES))
 	QT_QPA_PLATFORM=xcb $(PY) scripts/operator_session.py
 
 clean:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
 from lensflow.desktop.main_window import MainWindow
 from lensflow.desktop.settings import SettingsStore
 from lensflow.desktop.theme import follow_system_theme
+
+
+def drop_foreign_qt_plugins() -> None:
+    """Forget a Qt plugin folder another package put in the environment.
+
+    Importing OpenCV's GUI build (``cv2``, pulled in by ultralytics) points
+    ``QT_QPA_PLATFORM_PLUGIN_PATH`` at its own Qt plugins, built for another Qt: PySide6 would
+    then fail to load the ``xcb`` platform on a real X display. PySide6 finds its own.
+    """
+    path = os.environ.get("QT_QPA_PLATFORM_PLUGIN_PATH", "")
+    if "cv2" in Path(path).parts:
+        del os.environ["QT_QPA_PLATFORM_PLUGIN_PATH"]
 
 
 def run(
@@ -29,6 +43,7 @@ def run(
         The event loop's exit code.
 
     """
+    drop_foreign_qt_plugins()
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("lensflow review")
     if isinstance(app, QApplication):  # not a bare QCoreApplication made before

@@ -145,8 +145,17 @@ def start_app(display: Display, api: ReviewApi, folder: Path) -> subprocess.Pope
         stdout=(folder / "app.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
-    window = display.xdotool("search", "--sync", "--onlyvisible", "--name", "lensflow review")
-    wid = window.splitlines()[0]
+    deadline = time.monotonic() + 60
+    found = ""
+    while not found:
+        if app.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the review app showed no window; see {folder}/app.log")
+        time.sleep(0.5)
+        search = ["search", "--onlyvisible", "--name", "lensflow review"]
+        found = subprocess.run(  # noqa: S603 - our own tools and arguments
+            [tool("xdotool"), *search], env=display.env, capture_output=True, text=True
+        ).stdout.strip()
+    wid = found.splitlines()[0]
     display.xdotool("windowsize", wid, "1600", "1000")
     display.xdotool("windowmove", wid, "0", "0")
     display.xdotool("windowfocus", "--sync", wid)
