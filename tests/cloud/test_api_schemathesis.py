@@ -139,5 +139,6 @@ def test_the_schema_names_every_route(api: ApiHarness) -> None:
         "/v1/label-schemas", "/v1/label-schemas/{node}", "/v1/label-schemas/{node}/labels",
         "/v1/pipelines/{pipeline_id}/replay", "/v1/replays", "/v1/replays/{job_id}",
         "/v1/workers", "/v1/heads", "/v1/heads/{sha256}",
+        "/v1/models", "/v1/models/{sha256}/bundle",
     }  # fmt: skip
     assert api.client.get("/docs").status_code == 200
