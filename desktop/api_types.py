@@ -123,6 +123,8 @@ class LabelEvent(_Model):
     actor: str
     at: datetime
     batch_id: str | None = None
+    old_status: str | None = None
+    new_status: str | None = None
 
 
 class ResultDetail(ResultItem):

@@ -103,7 +103,8 @@ def item_html(
     if detail.history:
         parts.append("<h4>Label history</h4><table cellspacing=0 cellpadding=2>")
         for event in detail.history[-8:]:
-            change = f"{event.old_label or '∅'} → {event.new_label or '∅'} ("
+            change = f"{_state(event.old_label, event.old_status)} → "
+            change += f"{_state(event.new_label, event.new_status)} ("
             parts.append(
                 _row(
                     event.at.strftime("%Y-%m-%d %H:%M") + f" {event.actor}",
@@ -160,3 +161,10 @@ def _status(out: ClassifierOutput, hover: Hover) -> str:
     if len(shown) > 60:
         shown = shown[:59].rstrip() + "…"
     return hover.link(html.escape(f"{out.status}: {shown}"), f"{out.status}: {out.reason}")
+
+
+def _state(label: str | None, status: str | None) -> str:
+    """A node's state in the history: its human label and review status (∅: neither)."""
+    if status in (None, "relabelled"):
+        return label or "∅"
+    return f"{label} ({status})" if label else str(status)

@@ -184,6 +184,7 @@ class MainWindow(QMainWindow):
         self.grid.selectionModel().currentChanged.connect(lambda *_: self._inspect_timer.start())
         self.relabel.failed.connect(self.show_error)
         self.relabel.decided.connect(lambda _d: self._refresh_inspector())
+        self.flow.queue.recovered.connect(self._inspect_current)  # what failed while down
         self.inspector.failed.connect(self.show_error)
         self.inspector.relabel_similar.connect(self.flow.ask_similar)
         # the inspector follows the list: refreshed after an undo, empty states, similar crops

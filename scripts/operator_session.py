@@ -119,9 +119,9 @@ class Display:
 
     def shot(self, path: Path) -> None:
         """Save the whole screen to ``path``."""
-        subprocess.run(  # noqa: S603 - our own tools and arguments
-            [tool("import"), "-display", self.name, "-window", "root", str(path)], check=True
-        )
+        small = ["-resize", "1400x", "-colors", "256", f"PNG8:{path}"]
+        command = [tool("import"), "-display", self.name, "-window", "root", *small]
+        subprocess.run(command, check=True)  # noqa: S603 - our own tools and arguments
         print(f"wrote {path}")
 
     def close(self) -> None:
@@ -211,7 +211,6 @@ def main() -> None:
             half = args.crops // 2
             for index, plan in enumerate(plans):
                 if index == half:
-                    display.shot(args.out / "02-halfway.png")
                     stopped = time.monotonic()
                     api.stop()  # the API goes away
                     for key in plan.keys:
@@ -227,8 +226,6 @@ def main() -> None:
                     time.sleep(6.0)  # the next retry sends what was kept
                     display.shot(args.out / "04-api-back.png")
                     display.key("Right")  # moves on
-                if index % 20 == 19:
-                    display.shot(args.out / f"05-after-{index + 1:03d}.png")
             time.sleep(2.0)
             display.shot(args.out / "06-done.png")
             with ApiClient(api.base_url, key=api.tokens["viewer"]) as viewer:
