@@ -13,6 +13,7 @@ Public API:
 from lensflow.cloud.storage import (
     bundles,  # noqa: F401 - registers the model_bundles table
     models_loop,  # noqa: F401 - registers the loop's tables
+    rollouts,  # noqa: F401 - registers the rollout and heartbeat tables
 )
 from lensflow.cloud.storage.crops import CropStore
 from lensflow.cloud.storage.db import create_engine_for, migrate, session_factory

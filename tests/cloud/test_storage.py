@@ -28,9 +28,9 @@ from tests.support.protocol_samples import CAPTURED, make_header, real_jpeg
 
 TABLES = {
     "alembic_version", "cameras", "classifier_results", "crop_embeddings", "crop_reviews", "crops",
-    "dead_letters", "edge_config_assignments", "edge_config_versions", "edges", "human_labels",
-    "heads", "label_events", "label_schema_versions", "model_bundles", "pipeline_versions",
-    "replay_jobs", "workers",
+    "dead_letters", "edge_config_assignments", "edge_config_versions", "edge_heartbeats",
+    "edges", "human_labels", "heads", "label_events", "label_schema_versions", "model_bundles",
+    "pipeline_versions", "replay_jobs", "rollout_edges", "rollouts", "workers",
 }  # fmt: skip
 
 RESULTS = {
