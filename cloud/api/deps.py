@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lensflow.cloud.api.errors import ApiError
 from lensflow.cloud.api.keys import KeyStore
+from lensflow.cloud.api.model_index import ModelIndex
 from lensflow.cloud.storage.crops import CropStore
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.cloud import CloudConfig
@@ -28,6 +29,8 @@ class ApiState:
     keys: KeyStore
     registry: PluginRegistry
     """Plugins, and the model store their model names resolve through (search, ingest)."""
+    models: ModelIndex = field(default_factory=ModelIndex)
+    """Which model a hash names (model cards, the manifest, registry bundles), with classes."""
 
 
 def get_state(request: Request) -> ApiState:

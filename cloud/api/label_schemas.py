@@ -7,7 +7,8 @@ time, a label declared in the pipeline file): those are *appended*, so no existi
 id, key or colour ever changes. The one exception is a schema built from ``observed`` labels
 (a guess, alphabetical): once the pipeline file or the model names the labels, the schema is
 rebuilt in that order, existing labels keeping their keys and colours, and labels the new
-source lacks appended after it. An operator adds a label with :func:`with_added_label`.
+source lacks appended after it (with their id while free, and their key). An operator adds
+a label with :func:`with_added_label`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lensflow.cloud.api.label_sources import (
     active_pipeline,
     compute_labels,
 )
+from lensflow.cloud.api.model_index import ModelIndex
 from lensflow.cloud.api.review_schemas import LabelOut, LabelSchemaOut, LabelSource
 from lensflow.cloud.api.schemas import DETECTION_NODE
 from lensflow.cloud.storage.models import ClassifierResult, LabelSchemaVersion, utcnow
@@ -89,8 +91,9 @@ def build(seeds: Sequence[Seed], *, previous: Iterable[SchemaLabel] = ()) -> lis
     """Labels from seeds in model order, with ids, keys and colours.
 
     Ids: a seed's own (the detection's class ids), else its position. Keys: declared, else the
-    key ``previous`` gave the same name (kept, also when it had none), else the next free
-    digit. Colours: declared, else the previous one, else the palette's by id.
+    key ``previous`` gave the same name (kept, also when it had none), else the next digit
+    free and not held by a previous label the seeds lack (it is appended after them keeping
+    it). Colours: declared, else the previous one, else the palette's by id.
     """
     before = {label.name: label for label in previous}
     ids: list[int] = []
@@ -106,6 +109,9 @@ def build(seeds: Sequence[Seed], *, previous: Iterable[SchemaLabel] = ()) -> lis
             keys[index], settled[index] = kept.key, True
             if kept.key is not None:
                 taken.add(kept.key)
+    names = {seed.name for seed in seeds}
+    # a previous label the seeds lack is appended after them with its key: keep that key free
+    taken |= {lb.key for lb in before.values() if lb.name not in names and lb.key is not None}
     for index in range(len(seeds)):
         if not settled[index]:
             keys[index] = _free_key(taken)
@@ -147,7 +153,7 @@ def next_draft(stored: LabelSchemaVersion | None, computed: Computed) -> Draft |
     current = labels_of(stored)
     if stored.source == "observed" and computed.source != "observed":
         rebuilt = build(computed.seeds, previous=current)
-        kept = (Seed(label.name, None, label.key, label.color) for label in current)
+        kept = (Seed(label.name, label.id, label.key, label.color) for label in current)
         return Draft(computed.source, tuple(append(rebuilt, kept)))
     names = {label.name for label in current}
     missing = [seed for seed in computed.seeds if seed.name not in names]
@@ -198,19 +204,23 @@ class LabelSchemas:
 
     @classmethod
     def of(cls, state: ApiState) -> LabelSchemas:
-        """The label schemas of the app's pipeline file and plugins."""
-        return cls(pipeline_path=state.config.pipeline, registry=state.registry)
+        """The label schemas of the app's pipeline file, plugins and model cards."""
+        return cls(
+            pipeline_path=state.config.pipeline, registry=state.registry, models=state.models
+        )
 
-    def __init__(self, *, pipeline_path: str, registry: PluginRegistry) -> None:
+    def __init__(self, *, pipeline_path: str, registry: PluginRegistry, models: ModelIndex) -> None:
         """Follow the pipeline file ``pipeline_path`` (or the active stored version).
 
         Args:
             pipeline_path: The workers' local pipeline file (the cloud config's ``pipeline``).
             registry: Plugins, asked for their classes (:meth:`BaseClassifier.label_space`).
+            models: Model cards by hash: the edge model's classes for the detection.
 
         """
         self.pipeline_path = pipeline_path
         self.registry = registry
+        self.models = models
 
     def pipeline(self, session: Session) -> PipelineView:
         """The pipeline the schemas follow."""
@@ -238,7 +248,9 @@ class LabelSchemas:
         """The stored version and the one to store after it (None: it is current); no writes."""
         view = pipeline or self.pipeline(session)
         stored = self.stored(session, node)
-        computed = compute_labels(session, node, pipeline=view, registry=self.registry)
+        computed = compute_labels(
+            session, node, pipeline=view, registry=self.registry, models=self.models
+        )
         return stored, next_draft(stored, computed)
 
     def current(

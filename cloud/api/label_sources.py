@@ -5,9 +5,16 @@ First that applies:
 1. the pipeline file's ``labels:`` of the node (for ``detection``: of its ``edge_detection``
    node), in the active pipeline version of the database, else the local pipeline file;
 2. the plugin's own classes in model order (:meth:`BaseClassifier.label_space`);
-3. for the detection (``detection``, or a node of the ``edge_detection`` plugin): the edge
-   model's classes, the distinct ``(class_id, class_name)`` of the stored crops by class id;
+3. for the detection (``detection``, or a node of the ``edge_detection`` plugin): the classes
+   of the edge model of the newest crop (its ``model_sha256``), by class id, from the model's
+   card (:class:`~lensflow.cloud.api.model_index.ModelIndex`: model cards, the manifest,
+   registry bundles); when no card names that model, the classes *observed*: the distinct
+   ``(class_id, class_name)`` of the stored crops by class id;
 4. else the labels observed for the node (model and human ones), alphabetically.
+
+Only the newest crop's model is asked (one read by primary key, the card remembered per
+hash): a schema only ever grows, so the classes of a model the edges ran before are in it
+already, and those of a model swapped in are appended when its crops arrive.
 
 Distinct values are read with a loose index scan (a recursive query that seeks the next value
 in the index), so a table of millions of crops costs one index probe per distinct label.
@@ -24,6 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, String, cast, func, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from lensflow.cloud.api.model_index import ModelIndex
 from lensflow.cloud.api.schemas import DETECTION_NODE
 from lensflow.cloud.storage.models import ClassifierResult, Crop, HumanLabel, PipelineVersion
 from lensflow.shared.classifiers.registry import PluginRegistry
@@ -117,7 +125,12 @@ def _read_local(path: str) -> PipelineConfig | None:
 
 
 def compute_labels(
-    session: Session, node: str, *, pipeline: PipelineView, registry: PluginRegistry
+    session: Session,
+    node: str,
+    *,
+    pipeline: PipelineView,
+    registry: PluginRegistry,
+    models: ModelIndex,
 ) -> Computed:
     """The labels of ``node`` as its sources give them now (see the module docstring)."""
     config = pipeline.node(node)
@@ -125,7 +138,10 @@ def compute_labels(
         seeds = tuple(Seed(label.name, None, label.key, label.color) for label in config.labels)
         return Computed("pipeline", seeds)
     if pipeline.is_detection(node):
-        return Computed("model", tuple(detection_classes(session)))
+        carded = edge_model_classes(session, models)
+        if carded:
+            return Computed("model", carded)
+        return Computed("observed", tuple(detection_classes(session)))
     if config is not None:
         space = plugin_label_space(config, registry)
         if space:
@@ -159,8 +175,26 @@ def plugin_label_space(config: NodeConfig, registry: PluginRegistry) -> list[str
     return list(dict.fromkeys(name for name in names if name))
 
 
+def edge_model_classes(session: Session, models: ModelIndex) -> tuple[Seed, ...]:
+    """The classes of the newest crop's edge model by class id, from its card; () if unknown."""
+    sha256 = session.scalar(select(Crop.model_sha256).order_by(Crop.id.desc()).limit(1))
+    if sha256 is None:
+        return ()
+    info = models.classes_of(session, sha256)
+    if info is None:
+        return ()
+    seen: set[str] = set()
+    seeds = []
+    for class_id, raw in info.classes:
+        name = raw.strip()
+        if name and name not in seen:  # a repeated name (a placeholder such as N/A) once
+            seen.add(name)
+            seeds.append(Seed(name, class_id))
+    return tuple(seeds)
+
+
 def detection_classes(session: Session) -> list[Seed]:
-    """The edge model's classes seen in stored crops, by class id (the model's order)."""
+    """The edge classes seen in stored crops, by class id (the model's order)."""
     names = distinct_values(session, Crop.class_name)
     seeds = []
     for name in names:

@@ -9,6 +9,11 @@ lists that name such files:
 * **the model manifest** (``configs/models.yaml``): each fetched file's sha256, its name, kind
   and, where declared, the precision of the weights as published.
 
+Each also gives the model's classes (id to name, the model's order) where it can: a card's
+``class_names``; the manifest's ``classes`` list, else the labels file the manifest lists
+beside the model (Coral's ``coco_labels.txt`` for the COCO SSD), read from the model cache
+when it is there and hashes as the manifest declares.
+
 :class:`ModelCatalog` reads both on first use and again (at most every ``rescan_s``) when a
 hash is not found, so an artifact exported while the API runs is found. A card wins over the
 manifest (it describes what was built). Nothing is read at import.
@@ -22,12 +27,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
-from lensflow.shared.errors import ConfigError
+from lensflow.shared.detectors.labels import read_labels
+from lensflow.shared.errors import ConfigError, ModelError
+from lensflow.shared.model_bundle import sha256_file
 from lensflow.shared.paths import default_manifest, model_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -36,6 +44,10 @@ CARD_NAME = "model_card.json"
 """The file name ``lensflow models export`` gives a model card."""
 MAX_CARD_BYTES = 1_000_000
 RESCAN_S = 60.0
+MAX_LABELS_BYTES = 1_000_000
+
+Classes = tuple[tuple[int, str], ...]
+"""A model's classes: ``(class id, name)`` by class id."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,9 @@ class ModelCardInfo:
         precision: Of the weights (``fp32``, ``int8``, ``uint8``...); None when unknown.
         format: The file format (``openvino``, ``onnx``, a manifest kind such as
             ``ssd-tflite``); None when unknown.
-        source: ``card`` (an exported artifact's card) or ``manifest``.
+        source: ``card`` (an exported artifact's card), ``manifest``, or ``bundle`` (a
+            bundle of the model registry, or a file inside one).
+        classes: The model's classes by class id; empty when not known.
 
     """
 
@@ -56,7 +70,8 @@ class ModelCardInfo:
     name: str
     precision: str | None
     format: str | None
-    source: Literal["card", "manifest"]
+    source: Literal["card", "manifest", "bundle"]
+    classes: Classes = ()
 
 
 class ModelCatalog:
@@ -123,7 +138,23 @@ class ModelCatalog:
                     precision=_text(entry.get("precision")),
                     format=_text(entry.get("kind")),
                     source="manifest",
+                    classes=self._manifest_classes(str(name), entry),
                 )
+
+    def _manifest_classes(self, name: str, entry: dict[str, Any]) -> Classes:
+        """A manifest model's classes: its ``classes`` list, else its cached labels file."""
+        declared = entry.get("classes")
+        if isinstance(declared, list):
+            return tuple(enumerate(str(item) for item in declared))
+        files = entry.get("files")
+        if self.cache is None or not isinstance(files, dict):
+            return ()
+        for role, companion in files.items():
+            if "label" in str(role) and isinstance(companion, dict):
+                path = self.cache / name / _companion_name(companion)
+                if _hashes_as(path, companion.get("sha256")):
+                    return _labels_file_classes(path)
+        return ()
 
     def _from_cards(self) -> Iterator[ModelCardInfo]:
         if self.cache is None or not self.cache.is_dir():
@@ -145,6 +176,7 @@ class ModelCatalog:
                         precision=_text(card.get("precision")),
                         format=_text(card.get("format")),
                         source="card",
+                        classes=card_classes(card),
                     )
 
 
@@ -159,6 +191,53 @@ def _read_card(path: Path) -> dict[str, Any] | None:
         logger.warning("model names: cannot read %s: %s", path, err)
         return None
     return card if isinstance(card, dict) else None
+
+
+def card_classes(card: dict[str, Any]) -> Classes:
+    """A model card's ``class_names`` by class id; empty when missing or malformed."""
+    names = card.get("class_names")
+    if not isinstance(names, dict):
+        return ()
+    try:
+        classes = {int(key): str(value) for key, value in names.items()}
+    except (TypeError, ValueError):
+        logger.warning("model names: card %r has class_names not keyed by id", card.get("name"))
+        return ()
+    return tuple(sorted(classes.items()))
+
+
+def _companion_name(companion: dict[str, Any]) -> str:
+    """The cache file name of a manifest companion: ``filename``, else its source's last part."""
+    if isinstance(companion.get("filename"), str):
+        return str(companion["filename"])
+    source = str(companion.get("source", ""))
+    if source.startswith("url:"):
+        return PurePosixPath(urlsplit(source[len("url:") :]).path).name
+    return PurePosixPath(source.rpartition("#")[2].rpartition("!")[2]).name
+
+
+def _hashes_as(path: Path, expected: object) -> bool:
+    """Whether ``path`` is a small file with the sha256 ``expected`` (a mismatch is logged)."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_LABELS_BYTES:
+            return False
+        got = sha256_file(path)
+    except OSError as err:
+        logger.warning("model names: cannot read %s: %s", path, err)
+        return False
+    if got != expected:
+        logger.warning("model names: %s has sha256 %s, not the manifest's %s", path, got, expected)
+        return False
+    return True
+
+
+def _labels_file_classes(path: Path) -> Classes:
+    """The classes of a labels file, by id; empty (logged) when it cannot be read."""
+    try:
+        return tuple(sorted(read_labels(path).items()))
+    except ModelError as err:
+        logger.warning("model names: %s", err)
+        return ()
 
 
 def _is_sha256(value: object) -> bool:

@@ -79,10 +79,12 @@ def test_a_pipeline_labels_declaration_is_the_schema_in_its_order(api: ApiHarnes
     assert schema["created_by"] == "lensflow"  # computed, not an operator's
 
 
-def test_the_detection_schema_is_the_edge_models_classes_by_class_id(api: ApiHarness) -> None:
-    schema = get_schema(api, "detection")
+def test_without_a_card_the_detection_schema_is_the_classes_seen_by_class_id(
+    api: ApiHarness,
+) -> None:
+    schema = get_schema(api, "detection")  # no card names the crops' model ("ab" * 32)
 
-    assert schema["source"] == "model"
+    assert schema["source"] == "observed"
     assert labels(schema) == [(0, "person", "1"), (2, "car", "2"), (7, "truck", "3")]
 
 

@@ -71,7 +71,9 @@ def test_a_card_names_its_artifact_and_every_file_of_it(api: ApiHarness, tmp_pat
 def test_an_unknown_hash_is_404_and_a_card_exported_later_is_found(
     api: ApiHarness, tmp_path: Path
 ) -> None:
-    api.app.state.model_cards = ModelCatalog(manifest=None, cache=tmp_path / "models", rescan_s=0)
+    api.app.state.api.models.catalog = ModelCatalog(
+        manifest=None, cache=tmp_path / "models", rescan_s=0
+    )
 
     missing = api.get("/v1/models/cards", who="viewer", params={"sha256": XML})
     _write_card(tmp_path / "models", name="late", precision="fp16", artifact_sha256=XML)

@@ -125,8 +125,14 @@ def running_api(
         engine.dispose()
 
 
-def seed(
-    api: ApiHarness,
+def seed(api: ApiHarness, crop_id: str, **options: Any) -> None:
+    """Store a crop of the harness's API (see :func:`store_crop` for ``options``)."""
+    store_crop(api.results, api.crops, crop_id, **options)
+
+
+def store_crop(
+    results: ResultStore,
+    crops: CropStore,
     crop_id: str,
     *,
     site: str = "plant-a",
@@ -137,13 +143,15 @@ def seed(
     score: float = 0.9,
     outputs: Mapping[str, Mapping[str, Any] | None] | None = None,
     jpeg: bytes | None = None,
+    model_sha256: str = "ab" * 32,
 ) -> None:
     """Store a crop (its JPEG in the crop store) with classifier results.
 
-    ``outputs`` maps node -> output dict (``ok``) or None (``skipped``).
+    ``outputs`` maps node -> output dict (``ok``) or None (``skipped``); ``model_sha256`` is
+    the edge model its provenance names (by default one no card knows).
     """
     data = jpeg or real_jpeg()
-    api.crops.put(data)
+    crops.put(data)
     header = new_crop_header(
         jpeg=data,
         site=site,
@@ -157,12 +165,12 @@ def seed(
             frame_width=640,
             frame_height=480,
         ),
-        provenance=Provenance(model_sha256="ab" * 32, config_hash="c1", agent_version="0.1"),
+        provenance=Provenance(model_sha256=model_sha256, config_hash="c1", agent_version="0.1"),
         crop_id=crop_id,
         sent_at=at + timedelta(seconds=1),
         track_id=7,
     )
-    results = {
+    node_results = {
         node: NodeResult(
             node=node,
             status="ok" if output is not None else "skipped",
@@ -173,8 +181,8 @@ def seed(
         )
         for node, output in (outputs or {}).items()
     }
-    assert api.results.save_crop_results(
-        header, jpeg_size=len(data), results=results, pipeline="default", pipeline_version="v1"
+    assert results.save_crop_results(
+        header, jpeg_size=len(data), results=node_results, pipeline="default", pipeline_version="v1"
     )
 
 

@@ -2,26 +2,26 @@
 
 A crop's provenance names its edge model by a hash (``model_sha256``); ``GET
 /v1/models/cards?sha256=`` says which model that is, from the model cards in the API's model
-cache and the model manifest (:mod:`lensflow.cloud.api.model_cards`). Read-only, any key.
+cache, the model manifest and the registry's bundles — a bundle's sha256 (what an edge that
+downloaded it reports) or a file's inside one (:mod:`lensflow.cloud.api.model_index`).
+Read-only, any key.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from lensflow.cloud.api.auth import Viewer
+from lensflow.cloud.api.deps import DbSession, State
 from lensflow.cloud.api.errors import ApiError
-from lensflow.cloud.api.model_cards import ModelCatalog
 from lensflow.cloud.api.schemas import ErrorBody
 
 router = APIRouter(prefix="/models", tags=["models"])
 """Included in the ``/v1`` results router (:mod:`lensflow.cloud.api.routes.results`)."""
 
-_CATALOG_LOCK = threading.Lock()
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 
 
@@ -38,38 +38,36 @@ class ModelCardOut(BaseModel):
     format: str | None = Field(
         description="File format (openvino, onnx) or the manifest's kind, null when unknown."
     )
-    source: Literal["card", "manifest"] = Field(
-        description="`card`: an exported artifact's model card; `manifest`: the model manifest."
+    source: Literal["card", "manifest", "bundle"] = Field(
+        description="`card`: an exported artifact's model card; `manifest`: the model "
+        "manifest; `bundle`: a model registry bundle (the bundle itself or a file in it)."
     )
-
-
-def catalog_of(request: Request) -> ModelCatalog:
-    """The app's model catalog, made on first use (it reads files on its first lookup)."""
-    with _CATALOG_LOCK:
-        catalog: ModelCatalog | None = getattr(request.app.state, "model_cards", None)
-        if catalog is None:
-            catalog = ModelCatalog.of_this_machine()
-            request.app.state.model_cards = catalog
-    return catalog
 
 
 @router.get(
     "/cards",
     summary="The model a file hash names",
-    responses={404: {"model": ErrorBody, "description": "No card or manifest entry has it."}},
+    responses={
+        404: {"model": ErrorBody, "description": "No card, manifest entry or bundle has it."}
+    },
 )
 def get_model_card(
-    request: Request,
+    state: State,
+    session: DbSession,
     _caller: Viewer,
-    sha256: Annotated[Sha256, Query(description="A model file's sha256 (a crop's model_sha256).")],
+    sha256: Annotated[
+        Sha256,
+        Query(description="A model file's or registry bundle's sha256 (a crop's model_sha256)."),
+    ],
 ) -> ModelCardOut:
-    """Name, precision and format of the model file with this sha256 (a crop's edge model)."""
-    info = catalog_of(request).lookup(sha256)
+    """Name, precision and format of the model with this sha256 (a crop's edge model)."""
+    info = state.models.lookup(session, sha256)
     if info is None:
         raise ApiError(
             404,
             "unknown_model",
-            f"expected a model card or manifest entry with sha256 {sha256.lower()}, got none",
+            f"expected a model card, manifest entry or registry bundle with sha256 "
+            f"{sha256.lower()}, got none",
         )
     return ModelCardOut(
         sha256=info.sha256,
