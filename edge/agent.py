@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -68,6 +68,8 @@ RETIRE_WAIT_S = 2.0
 """How long a replaced detector is kept for the frames that may still be in it."""
 
 DetectorLoader = Callable[[DetectorConfig], tuple[DetectorBackend, str]]  # backend, sha256
+HEALTH_COUNTERS = ("frames", "detections", "detect_errors", "source_failures")
+"""Heartbeat counters that are running totals over every camera the agent ran."""
 
 
 def agent_version() -> str:
@@ -135,6 +137,7 @@ class EdgeAgent:
             will_payload=self._status_payload(online=False),
         )
         self.cameras: dict[str, CameraWorker] = {}
+        self._retired: dict[str, int] = dict.fromkeys(HEALTH_COUNTERS, 0)  # of stopped cameras
 
     def run(self, *, until_sources_end: bool = False) -> None:
         """Start everything and block until :meth:`stop` (or until every source ended)."""
@@ -215,16 +218,28 @@ class EdgeAgent:
         self.publisher.publish_status(self._status_payload(online=True))
 
     def counters(self) -> dict[str, int]:
-        """Counters carried by every heartbeat."""
+        """Counters carried by every heartbeat.
+
+        ``frames``, ``detections`` (before filtering), ``detect_errors`` and
+        ``source_failures`` are running totals since the agent started, cameras replaced by
+        a pushed config included: the cloud compares a rollout's figures from them.
+        """
         stats = self.publisher.stats()
         with self._lock:
-            frames = sum(worker.frames for worker in self.cameras.values())
-            failures = sum(worker.source_failures for worker in self.cameras.values())
-        return {
-            "frames": frames,
-            "source_failures": failures,
-            **{k: int(v) for k, v in stats.items()},
-        }
+            totals = self._camera_totals(self.cameras.values())
+            totals = {key: totals[key] + self._retired[key] for key in HEALTH_COUNTERS}
+        return {**totals, **{k: int(v) for k, v in stats.items()}}
+
+    @staticmethod
+    def _camera_totals(workers: Iterable[CameraWorker]) -> dict[str, int]:
+        """The health counters summed over ``workers``."""
+        totals = dict.fromkeys(HEALTH_COUNTERS, 0)
+        for worker in workers:
+            totals["frames"] += worker.frames
+            totals["detections"] += worker.detections
+            totals["detect_errors"] += worker.detect_errors
+            totals["source_failures"] += worker.source_failures
+        return totals
 
     def _status_payload(self, *, online: bool) -> bytes:
         counters = self.counters() if online and hasattr(self, "cameras") else {}
@@ -297,6 +312,7 @@ class EdgeAgent:
             new = parse_pushed_config(payload, running=self.config)
             new_hash = config_hash(new)
             if new_hash != self.applied_hash:
+                self._say_downloading(new, new_hash)
                 self._apply(new)
             ack = ConfigAck(hash=new_hash, status="applied", error=None)
         except (ConfigError, LensflowError) as err:
@@ -309,6 +325,15 @@ class EdgeAgent:
         topic = config_ack_topic(site=self.config.site, camera=self.config.agent_id)
         self.publisher.publish_status(encode_config_ack(ack), topic=topic)
         self.heartbeat()
+
+    def _say_downloading(self, new: EdgeConfig, new_hash: str) -> None:
+        """Ack ``downloading`` when ``new`` names a registry bundle that is not cached yet."""
+        digest = parse_model_ref(new.detector.model)
+        if digest is None or new.detector == self.config.detector or self.fetcher.cached(digest):
+            return
+        ack = ConfigAck(hash=new_hash, status="downloading", error=None)
+        topic = config_ack_topic(site=self.config.site, camera=self.config.agent_id)
+        self.publisher.publish_status(encode_config_ack(ack), topic=topic)
 
     def _apply(self, new: EdgeConfig) -> None:
         """Swap in ``new``: detector first (may fail: nothing changed yet), then cameras."""
@@ -325,6 +350,8 @@ class EdgeAgent:
                 if name not in wanted or wanted[name] != old.get(name) or crops_changed:
                     worker.stop()
                     del self.cameras[name]
+                    for key, count in self._camera_totals([worker]).items():
+                        self._retired[key] += count
             self.config = new
             self.applied_hash = config_hash(new)
             for name, camera in wanted.items():

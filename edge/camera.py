@@ -81,6 +81,8 @@ class CameraWorker:
             crops.budget_bytes_per_s, crops.budget_burst_bytes, camera=config.name
         )
         self.frames = 0
+        self.detections = 0  # before filtering: a rollout's detections per frame
+        self.detect_errors = 0  # frames the detector failed on
         self.source: FrameSource | None = None  # set when the thread opens it
         self.source_stats: SourceStats | None = None  # the live source's counters
         self._synced = SourceStats()  # what has been added to the metrics so far
@@ -187,10 +189,12 @@ class CameraWorker:
         except LensflowError as err:
             logger.warning("camera %s: detector failed on frame %d: %s", name, frame.index, err)
             self._metrics.frames_skipped.labels(name).inc()
+            self.detect_errors += 1
             return
         self._metrics.inference_ms.observe(batch.times.total_ms)
         detections = batch.detections[0]
         self._metrics.detections.labels(name).inc(len(detections))
+        self.detections += len(detections)
         kept = self._filter.apply(detections)
         for reason, count in self._filter.last_dropped.items():
             if count:

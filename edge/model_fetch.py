@@ -78,6 +78,10 @@ class BundleFetcher:
         self.resumed = 0
         """Downloads continued with a Range request after an interruption (for tests, bench)."""
 
+    def cached(self, sha256: str) -> bool:
+        """Whether bundle ``sha256`` is unpacked in the cache (no download needed)."""
+        return (self.cache / sha256).is_dir()
+
     def fetch(self, sha256: str) -> FetchedBundle:
         """The verified, unpacked bundle ``sha256``, downloaded first if not cached.
 

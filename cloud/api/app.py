@@ -31,13 +31,14 @@ from lensflow.cloud.api.routes import (
     replays,
     results,
     reviews,
+    rollouts,
     search,
     similar,
     workers,
 )
 from lensflow.cloud.api.routing import LiteralPathMethods, literal_paths
 from lensflow.cloud.api.schemas import ErrorBody
-from lensflow.cloud.control import ConfigService, Reconciler
+from lensflow.cloud.control import ConfigService, Reconciler, RolloutService
 from lensflow.cloud.replay.runner import ReplayRunner
 from lensflow.cloud.search.embedder import NodeEmbedder
 from lensflow.cloud.search.service import SearchService
@@ -126,9 +127,16 @@ def create_app(
     keys.ensure_table()
 
     configs = ConfigService(engine)
+    rollout_service = RolloutService(
+        engine,
+        configs=configs,
+        heartbeat_history_s=config.control.heartbeat_history_s if config.control else 21600.0,
+    )
     reconciler = None
     if config.control is not None:
-        reconciler = Reconciler(config.control, configs=configs, results=ResultStore(engine))
+        reconciler = Reconciler(
+            config.control, configs=configs, results=ResultStore(engine), rollouts=rollout_service
+        )
 
     replay_runner = ReplayRunner(
         db_url=config.database.url.get_secret_value(),
@@ -175,6 +183,7 @@ def create_app(
     app.state.keys = keys
     app.state.control = control.ControlState(
         configs=configs,
+        rollouts=rollout_service,
         reconciler=reconciler,
         offline_after_s=config.control.offline_after_s if config.control else 60.0,
     )
@@ -192,6 +201,7 @@ def create_app(
     app.include_router(ingest.router, responses=ERROR_RESPONSES)
     app.include_router(control.configs_router, responses=ERROR_RESPONSES)
     app.include_router(control.edges_router, responses=ERROR_RESPONSES)
+    app.include_router(rollouts.router, responses=ERROR_RESPONSES)
     app.include_router(search.router, responses=ERROR_RESPONSES)
     app.include_router(pipelines.router, responses=ERROR_RESPONSES)
     app.include_router(replays.router, responses=ERROR_RESPONSES)

@@ -228,6 +228,8 @@ class ConfigService:
             ).one_or_none()
             if row is None or ack.hash not in (row.desired_hash, row.payload_hash):
                 return False
+            if ack.status == "downloading":  # still pending here; rollouts show the progress
+                return True
             row.ack_status, row.acked_hash, row.error = ack.status, ack.hash, ack.error
             row.acked_at = utcnow()
             return True
@@ -275,14 +277,14 @@ class ConfigService:
             if row is not None and row.desired_hash == push.desired_hash:
                 row.last_sent_at, row.sent_count = at, row.sent_count + 1
 
-    def _read(self, what: str) -> _Transaction:
-        return _Transaction(self._sessions, what, commit=False)
+    def _read(self, what: str) -> Transaction:
+        return Transaction(self._sessions, what, commit=False)
 
-    def _write(self, what: str) -> _Transaction:
-        return _Transaction(self._sessions, what, commit=True)
+    def _write(self, what: str) -> Transaction:
+        return Transaction(self._sessions, what, commit=True)
 
 
-class _Transaction:
+class Transaction:
     """A session whose SQLAlchemy errors become :class:`StorageError` naming ``what``."""
 
     def __init__(self, sessions: sessionmaker[Session], what: str, *, commit: bool) -> None:

@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from lensflow.cloud.control.configs import ConfigService, Push
+from lensflow.cloud.control.rollouts import RolloutService
 from lensflow.cloud.storage import ResultStore, StorageError
 from lensflow.cloud.storage.models import utcnow
 from lensflow.shared.config.cloud import ControlConfig
@@ -48,6 +49,7 @@ class Reconciler:
         config: The ``control`` section of the cloud config.
         configs: Desired configs and acks in the database.
         results: Where edge statuses are recorded.
+        rollouts: Where heartbeats and acks move canary rollouts, if given.
 
     Attributes:
         subscribed: Set once the status and ack subscriptions are granted.
@@ -55,11 +57,17 @@ class Reconciler:
     """
 
     def __init__(
-        self, config: ControlConfig, *, configs: ConfigService, results: ResultStore
+        self,
+        config: ControlConfig,
+        *,
+        configs: ConfigService,
+        results: ResultStore,
+        rollouts: RolloutService | None = None,
     ) -> None:
         self.config = config
         self.configs = configs
         self.results = results
+        self.rollouts = rollouts
         self.subscribed = threading.Event()
         self._connected = threading.Event()
         self._wake = threading.Event()
@@ -170,6 +178,10 @@ class Reconciler:
                 return
             status = decode_status(bytes(message.payload))
             self.results.upsert_edge_status(site=parts.site, agent_id=parts.camera, status=status)
+            if self.rollouts is not None:
+                self.rollouts.record_heartbeat(
+                    site=parts.site, agent_id=parts.camera, status=status
+                )
             self._wake.set()
         except (ProtocolError, StorageError) as err:
             logger.warning("status on %s dropped: %s", message.topic, err)
@@ -182,6 +194,8 @@ class Reconciler:
             parts = parse_topic(message.topic)
             ack = decode_config_ack(bytes(message.payload))
             recorded = self.configs.record_ack(site=parts.site, agent_id=parts.camera, ack=ack)
+            if self.rollouts is not None:
+                self.rollouts.record_ack(site=parts.site, agent_id=parts.camera, ack=ack)
             logger.info(
                 "config ack %s %s from %s/%s%s",
                 ack.status,

@@ -87,6 +87,11 @@ class ControlConfig(StrictModel):
     offline_after_s: float = Field(
         60.0, gt=0, description="An edge silent this long is shown offline (no will seen)."
     )
+    heartbeat_history_s: float = Field(
+        21600.0,
+        gt=0,
+        description="How long edge heartbeats are kept to compare a rollout's health.",
+    )
 
 
 class IngestConfig(StrictModel):

@@ -233,11 +233,18 @@ class StatusMessage(WireModel):
 
 
 class ConfigAck(WireModel):
-    """The edge agent's answer to a config: applied, or rejected with the reason."""
+    """The edge agent's answer to a config: applied, or rejected with the reason.
+
+    ``downloading`` says the agent took the config and is fetching the model bundle it
+    names (an answer that ``applied`` or ``rejected`` follows); receivers older than it
+    drop it as invalid and wait for the final answer.
+    """
 
     schema_version: SchemaVersion = Field(default=SCHEMA_VERSION, description="Must be 1.")
     hash: ConfigHash = Field(description="Hash of the config this answers.")
-    status: Literal["applied", "rejected"] = Field(description="What the agent did with it.")
+    status: Literal["applied", "rejected", "downloading"] = Field(
+        description="What the agent did with it; downloading: fetching its model bundle first."
+    )
     error: str | None = Field(
         default=None, max_length=4096, description="Why it was rejected; null when applied."
     )
@@ -247,8 +254,8 @@ class ConfigAck(WireModel):
         """Check that a rejection carries a reason and an application does not."""
         if (self.status == "rejected") != bool(self.error):
             raise ValueError(
-                "error must be a non-empty reason when status is 'rejected' and null when "
-                f"'applied', but got status {self.status!r} with error {short_repr(self.error)}"
+                "error must be a non-empty reason when status is 'rejected' and null "
+                f"otherwise, but got status {self.status!r} with error {short_repr(self.error)}"
             )
         return self
 

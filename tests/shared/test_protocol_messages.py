@@ -52,6 +52,7 @@ def test_status_defaults_to_schema_1_no_config_and_no_counters() -> None:
     [
         ConfigAck(hash="cfg-2", status="applied"),  # applied: no error
         ConfigAck(hash="cfg-2", status="rejected", error="zones.0: unknown key 'colour'"),
+        ConfigAck(hash="cfg-2", status="downloading"),  # fetching its model bundle: no error
     ],
 )
 def test_config_ack_round_trips(ack: ConfigAck) -> None:
@@ -69,7 +70,7 @@ ACK_CASES = [
     # applied, yet with an error
     (b'{"hash": "h", "status": "applied", "error": "x"}', "but got status 'applied' with error"),
     # an unknown status
-    (b'{"hash": "h", "status": "maybe"}', "status: Input should be 'applied' or 'rejected'"),
+    (b'{"hash": "h", "status": "maybe"}', "status: Input should be 'applied', 'rejected' or 'downloading'"),
     # a hash with a space
     (b'{"hash": "a b", "status": "applied"}', "hash: String should match pattern"),
     # a schema version from the future

@@ -29,6 +29,7 @@ from lensflow.cloud.api.deps import DbSession
 from lensflow.cloud.api.errors import ApiError
 from lensflow.cloud.control.configs import ConfigService, validate_edge_config
 from lensflow.cloud.control.reconciler import Reconciler
+from lensflow.cloud.control.rollouts import RolloutService
 from lensflow.cloud.storage.models import Edge, EdgeConfigAssignment, EdgeConfigVersion, utcnow
 from lensflow.shared.errors import ConfigError
 
@@ -43,9 +44,10 @@ VersionId = Annotated[int, Path(ge=1, le=MAX_ID, description="A config version i
 
 @dataclass(frozen=True)
 class ControlState:
-    """What these routes need: the config service, the control plane if it runs."""
+    """What these routes need: configs, rollouts, the control plane if it runs."""
 
     configs: ConfigService
+    rollouts: RolloutService
     reconciler: Reconciler | None
     offline_after_s: float
 
