@@ -55,9 +55,7 @@ class RolloutEdge(Base):
     __tablename__ = "rollout_edges"
     __table_args__ = (
         UniqueConstraint("rollout_id", "site", "agent_id"),
-        CheckConstraint(
-            "state IN ('pending', 'downloading', 'applied', 'rejected')", name="state"
-        ),
+        CheckConstraint("state IN ('pending', 'downloading', 'applied', 'rejected')", name="state"),
         CheckConstraint("role IN ('canary', 'promoted')", name="role"),
         Index("ix_rollout_edges_edge", "site", "agent_id"),
     )

@@ -106,9 +106,7 @@ def upgrade() -> None:
         sa.Column("counters", JSON_DOC, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_edge_heartbeats")),
     )
-    op.create_index(
-        "ix_edge_heartbeats_edge_at", "edge_heartbeats", ["site", "agent_id", "at"]
-    )
+    op.create_index("ix_edge_heartbeats_edge_at", "edge_heartbeats", ["site", "agent_id", "at"])
 
 
 def downgrade() -> None:
