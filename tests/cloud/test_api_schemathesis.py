@@ -140,5 +140,7 @@ def test_the_schema_names_every_route(api: ApiHarness) -> None:
         "/v1/pipelines/{pipeline_id}/replay", "/v1/replays", "/v1/replays/{job_id}",
         "/v1/workers", "/v1/heads", "/v1/heads/{sha256}",
         "/v1/models", "/v1/models/{sha256}/bundle",
+        "/v1/rollouts", "/v1/rollouts/{rollout_id}", "/v1/rollouts/{rollout_id}/promote",
+        "/v1/rollouts/{rollout_id}/rollback",
     }  # fmt: skip
     assert api.client.get("/docs").status_code == 200
