@@ -15,7 +15,8 @@ thread-safe); :meth:`ApiClient.close` releases its connections. The HTTP plumbin
 :mod:`lensflow.desktop.client_http`, the search calls in :mod:`lensflow.desktop.client_search`, the
 pipeline
 DAG calls in :mod:`lensflow.desktop.client_pipelines`, the review calls (label schemas, statuses,
-bulk relabels, the review queue, facets) in :mod:`lensflow.desktop.client_reviews`.
+bulk relabels, the review queue, facets) in :mod:`lensflow.desktop.client_reviews`, the canary
+rollouts in :mod:`lensflow.desktop.client_rollouts`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from lensflow.desktop.api_types import (
 from lensflow.desktop.client_http import DEFAULT_TIMEOUT_S
 from lensflow.desktop.client_pipelines import PipelineCalls
 from lensflow.desktop.client_reviews import ReviewCalls
+from lensflow.desktop.client_rollouts import RolloutCalls
 from lensflow.desktop.client_search import SearchCalls
 from lensflow.desktop.errors import (
     ApiError,
@@ -77,7 +79,7 @@ _ASSIGNMENTS = TypeAdapter(list[Assignment])
 _EDGES = TypeAdapter(list[EdgeInfo])
 
 
-class ApiClient(SearchCalls, PipelineCalls, ReviewCalls):
+class ApiClient(SearchCalls, PipelineCalls, ReviewCalls, RolloutCalls):
     """A connection to one lensflow cloud API with one API key.
 
     Construct it with ``ApiClient(base_url, key=..., timeout_s=..., transport=...)`` (see

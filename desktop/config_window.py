@@ -4,7 +4,9 @@
 edge's current config, validate, publish, each edge's ack and online state); ``Pipeline DAG``
 is :class:`~lensflow.desktop.pipeline_editor.PipelineEditor` on the API's active pipeline
 version, drawn beside its YAML, validated by the API and published through it
-(``/v1/pipelines``). Both load when the window is first shown. The main window keeps one such
+(``/v1/pipelines``); ``Rollouts`` is :class:`~lensflow.desktop.rollout_panel.RolloutPanel`
+(a canary rollout's edges, states and health, Promote and Roll back). They load when the
+window is first shown. The main window keeps one such
 window per connection and raises it again when asked.
 """
 
@@ -19,11 +21,12 @@ from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 from lensflow.desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
 from lensflow.desktop.pipeline_api import PipelineApi
 from lensflow.desktop.pipeline_editor import PipelineEditor
+from lensflow.desktop.rollout_panel import RolloutApi, RolloutPanel
 from lensflow.desktop.workers import Runner
 
 
-class WindowApi(ConfigApi, PipelineApi, Protocol):
-    """What both pages need of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
+class WindowApi(ConfigApi, PipelineApi, RolloutApi, Protocol):
+    """What the pages need of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
 
 
 class ConfigWindow(QWidget):
@@ -32,6 +35,7 @@ class ConfigWindow(QWidget):
     Attributes:
         configs: The edge config page.
         pipeline: The pipeline DAG page.
+        rollouts: The canary rollouts page.
         tabs: The tab widget (``configs`` first).
 
     """
@@ -59,9 +63,11 @@ class ConfigWindow(QWidget):
             self.setWindowFlag(Qt.WindowType.Window, True)
         self.configs = ConfigEditor(api, runner=runner, refresh_ms=refresh_ms)
         self.pipeline = PipelineEditor(api=api, runner=runner)
+        self.rollouts = RolloutPanel(api, runner=runner)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.configs, "&Edge configs")
         self.tabs.addTab(self.pipeline, "&Pipeline DAG")
+        self.tabs.addTab(self.rollouts, "&Rollouts")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.tabs)
@@ -75,6 +81,7 @@ class ConfigWindow(QWidget):
             self._started = True
             self.configs.start()
             self.pipeline.load_active()
+            self.rollouts.refresh()
         elif self.configs.refresh_ms > 0:
             self.configs.refresh_edges()
             self.configs.timer.start()

@@ -192,6 +192,7 @@ def test_the_configuration_window_opens_on_the_edges_and_the_pipeline(
     assert [config.tabs.tabText(i) for i in range(config.tabs.count())] == [
         "&Edge configs",
         "&Pipeline DAG",
+        "&Rollouts",
     ]
     _trigger(window, "Con&figuration…")  # again: the same window, raised
     assert window.tools.config_window is config

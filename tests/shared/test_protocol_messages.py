@@ -70,7 +70,10 @@ ACK_CASES = [
     # applied, yet with an error
     (b'{"hash": "h", "status": "applied", "error": "x"}', "but got status 'applied' with error"),
     # an unknown status
-    (b'{"hash": "h", "status": "maybe"}', "status: Input should be 'applied', 'rejected' or 'downloading'"),
+    (
+        b'{"hash": "h", "status": "maybe"}',
+        "status: Input should be 'applied', 'rejected' or 'downloading'",
+    ),
     # a hash with a space
     (b'{"hash": "a b", "status": "applied"}', "hash: String should match pattern"),
     # a schema version from the future
