@@ -333,12 +333,17 @@ class ManagedProcess:
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        pids = set(processes_with_env(ENV_UUID, executor.tag))
+        if self._popen is not None:
+            pids.add(self._popen.pid)
         try:
             executor.kill()  # killpg(SIGKILL) if it runs, reap, SIGKILL every tagged process
         except ProcessLookupError:
             executor.kill()  # it exited between mirakuru's check and its killpg: sweep again
         deadline = time.monotonic() + _GONE_TIMEOUT_S
-        while processes_with_env(ENV_UUID, executor.tag) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            processes_with_env(ENV_UUID, executor.tag) or not all(map(_gone, pids))
+        ):
             time.sleep(_POLL_S)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
@@ -351,3 +356,21 @@ class ManagedProcess:
 
     def __exit__(self, *_exc_info: object) -> None:
         self.stop()
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` holds nothing any more (no socket, no port): gone, or a bare zombie.
+
+    A SIGKILLed process's main thread can exit (and its environment become unreadable, so the
+    tag no longer finds it) while another of its threads, slow to die, still holds the
+    listening sockets: a zombie with threads left is not gone yet. Without ``/proc`` the
+    answer is yes (the tag sweep is all there is).
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    state = fields.get("State", "").strip()
+    threads = fields.get("Threads", "1").strip()
+    return state.startswith(("Z", "X")) and (not threads.isdigit() or int(threads) <= 1)

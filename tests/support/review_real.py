@@ -18,8 +18,10 @@ demo does (:func:`lensflow.demo.prepare.prepare_models`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -179,10 +181,10 @@ class CropCutter:
                 )
             (found,) = self.detector.detect([frame.image]).detections
             kept = self.filters[frame.camera].apply(found)
-            crops += [self._crop(frame, det) for det in kept]
+            crops += [self._crop(frame, det, index) for index, det in enumerate(kept)]
         return crops
 
-    def _crop(self, frame: Frame, det: Detection) -> DecodedCrop:
+    def _crop(self, frame: Frame, det: Detection, index: int) -> DecodedCrop:
         config = self.edge.crops
         pixels, crop_box = cut_crop(
             frame.image, det.box, padding=config.padding, max_side=config.max_side
@@ -199,6 +201,7 @@ class CropCutter:
             provenance=self.provenance,
             sent_at=frame.captured_at + timedelta(milliseconds=300),
             attributes={"reason": "every_detection"},
+            crop_id=stable_crop_id(frame, index),
         )
         return decode_crop_image(header, jpeg)
 
@@ -260,3 +263,16 @@ def seed_detected_crops(
         ]
     logger.info("seeded %d real crops from %d frames", len(seeded), len(frames))
     return seeded
+
+
+def stable_crop_id(frame: Frame, index: int) -> str:
+    """A UUIDv7 of the frame's capture time whose other bits hash the frame and detection.
+
+    Seeded runs then store the same crop ids every time, so whatever depends on them (the
+    train/held-out split of a head, by ``sha256(crop_id)``) is the same in every test run.
+    """
+    millis = int(frame.captured_at.timestamp() * 1000) & (2**48 - 1)
+    seed = f"{frame.camera}|{frame.captured_at.isoformat()}|{index}".encode()
+    rand = int.from_bytes(hashlib.sha256(seed).digest()[:10], "big")
+    value = millis << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & (2**62 - 1)
+    return str(uuid.UUID(int=value))
