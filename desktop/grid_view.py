@@ -45,6 +45,18 @@ class CropDelegate(QStyledItemDelegate):
         """Paint rows of ``model`` (its label node decides which label is shown)."""
         super().__init__(parent)
         self.model = model
+        self._font_cache: dict[str, tuple[QFont, QFont, QFont]] = {}
+
+    def _fonts(self, font: QFont) -> tuple[QFont, QFont, QFont]:
+        """The cell's label font, its bold form and the small font (made once per font)."""
+        key = font.key()
+        fonts = self._font_cache.get(key)
+        if fonts is None:
+            bold, small = QFont(font), QFont(font)
+            bold.setBold(True)
+            small.setPointSizeF(max(small.pointSizeF() - 1.5, 7.0))
+            fonts = self._font_cache[key] = (QFont(font), bold, small)
+        return fonts
 
     def sizeHint(  # noqa: N802 - Qt API
         self, _option: QStyleOptionViewItem, _index: QModelIndex | QPersistentModelIndex
@@ -82,10 +94,9 @@ class CropDelegate(QStyledItemDelegate):
         node = self.model.label_node
         status = status_of(item, node)
         text_color = palette.highlightedText().color() if selected else palette.text().color()
-        label_font = QFont(option.font)
-        label_font.setBold(status is not None)
-        painter.setFont(label_font)
-        mark = status_color(status)
+        plain, bold, small = self._fonts(option.font)
+        painter.setFont(bold if status is not None else plain)
+        mark = status_color(status) if status is not None else None
         painter.setPen(text_color if selected or mark is None else mark)
         text_top = thumb_box.bottom() + 4
         painter.drawText(
@@ -93,8 +104,6 @@ class CropDelegate(QStyledItemDelegate):
             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
             label_text(item, node),
         )
-        small = QFont(option.font)
-        small.setPointSizeF(max(small.pointSizeF() - 1.5, 7.0))
         painter.setFont(small)
         painter.setPen(text_color if selected else palette.placeholderText().color())
         painter.drawText(
