@@ -114,13 +114,80 @@ class FilterConfig(StrictModel):
         return self
 
 
+class MotionConfig(StrictModel):
+    """Motion-gated detection: a cheap background model decides when the detector runs.
+
+    The detector runs on frames with motion, while tracks are moving or not yet confirmed,
+    and at least every ``check_every_s``; on other frames the tracker carries its objects.
+    """
+
+    enabled: bool = Field(
+        False, description="Gate the detector on motion; false runs it on every frame."
+    )
+    threshold: int = Field(
+        30, ge=1, le=255, description="Pixel difference from the background that is motion."
+    )
+    contour_area: int = Field(
+        10,
+        ge=0,
+        description="Smallest motion contour counted, in pixels of the low-resolution frame.",
+    )
+    frame_height: int = Field(
+        100, ge=16, le=1080, description="Height of the low-resolution motion frame, pixels."
+    )
+    improve_contrast: bool = Field(
+        True, description="Stretch the frame's contrast first (helps dim and night scenes)."
+    )
+    frame_alpha: float = Field(
+        0.01,
+        gt=0,
+        le=1,
+        description="How fast the background learns a change (per frame); a stopped object "
+        "stops being motion once learnt.",
+    )
+    lightning_threshold: float = Field(
+        0.8,
+        ge=0.3,
+        le=1.0,
+        description="Frame fraction in motion at once (lights, IR switch) that recalibrates "
+        "the background instead of counting as motion.",
+    )
+    masks: list[Annotated[list[Point], Field(min_length=3)]] = Field(
+        default_factory=list,
+        description="Polygons in frame pixels where motion is ignored (timestamps, trees).",
+    )
+    check_every_s: float = Field(
+        5.0, gt=0, description="Run the detector on the whole frame at least this often."
+    )
+    stationary_after_s: float = Field(
+        2.0,
+        gt=0,
+        description="A track whose box stays put this long is stationary: it no longer keeps "
+        "the detector running (motion or the periodic check still do).",
+    )
+
+    @field_validator("masks")
+    @classmethod
+    def _points_in_frame(cls, masks: list[list[Point]]) -> list[list[Point]]:
+        for index, polygon in enumerate(masks):
+            outside = [list(point) for point in polygon if point[0] < 0 or point[1] < 0]
+            if outside:
+                raise ValueError(
+                    f"mask {index} points must be frame pixels [x, y] >= 0, but got {outside}"
+                )
+        return masks
+
+
 class CameraConfig(StrictModel):
-    """One camera: its source, sampling rate and filters."""
+    """One camera: its source, sampling rate, filters and motion gate."""
 
     name: str = Field(pattern=SEGMENT, description="Camera id, used in MQTT topics.")
     source: Source = Field(description="Where frames come from.")
     fps: float = Field(5.0, gt=0, le=120, description="Target frames per second to analyse.")
     filters: FilterConfig = Field(default_factory=FilterConfig, description="Detection filters.")
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig, description="Run the detector only when needed."
+    )
 
 
 class DetectorConfig(StrictModel):
