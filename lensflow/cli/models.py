@@ -200,12 +200,16 @@ def _cache_state(entry: ModelEntry, *, cache_dir: Path) -> str:
 def samples(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Sample names (all when none).", metavar="NAME", show_default=False),
+        typer.Argument(
+            help="Sample names (all photos when none; a video only by name).",
+            metavar="NAME",
+            show_default=False,
+        ),
     ] = None,
     manifest: ManifestOption = DEFAULT_MANIFEST,
     cache_dir: CacheDirOption = None,
 ) -> None:
-    """Fetch the manifest's sample photos (sha256-checked) and print their paths, one a line.
+    """Fetch the manifest's samples (sha256-checked) and print their paths, one a line.
 
     For other commands' arguments: lensflow detect $(lensflow models samples darknet-dog)
     """

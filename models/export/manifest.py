@@ -150,7 +150,8 @@ class Manifest(StrictModel):
     samples: dict[str, ModelEntry] = Field(
         default_factory=dict,
         description="Real photos (kind: photo) the demo, the benchmarks and the tests run "
-        "models on, fetched and verified like models.",
+        "models on, and real videos (kind: video, fetched only by name), fetched and verified "
+        "like models.",
     )
 
     @model_validator(mode="before")

@@ -1,8 +1,9 @@
-"""The manifest's sample photos (``samples:``): real images no one here wrote, fetched verified.
+"""The manifest's samples (``samples:``): real photos and videos no one here wrote, verified.
 
 The demo, ``lensflow detect`` examples, ``lensflow bench edge`` and the tests run detectors on
 them: darknet's photos from Debian's package (a dog, a bicycle and a pickup truck; people,
-horses, kites...). They are cached under ``<model cache>/samples/<name>/``.
+horses, kites...). Samples of another kind (``kind: video``, e.g. OpenCV's vtest.avi) are
+fetched only when named. They are cached under ``<model cache>/samples/<name>/``.
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ def fetch_samples(
     manifest: Path | None = None,
     cache_dir: Path | None = None,
 ) -> list[Path]:
-    """The sample photos, fetched (sha256-verified) on first use.
+    """The samples, fetched (sha256-verified) on first use.
 
     Args:
-        names: Which samples (all, in manifest order, when None).
+        names: Which samples (every ``kind: photo`` one, in manifest order, when None).
         manifest: The manifest; the shipped one when None.
         cache_dir: The model cache; the default one when None (samples go in ``samples/``).
 
     Returns:
-        The photo files, in the order asked.
+        The files, in the order asked.
 
     Raises:
         ModelError: A sample is unknown or cannot be fetched.
@@ -39,7 +40,10 @@ def fetch_samples(
     path = manifest or default_manifest()
     loaded = load_manifest(path)
     folder = (cache_dir or default_cache_dir()) / "samples"
-    chosen = list(loaded.samples) if names is None else list(names)
+    if names is None:
+        chosen = [name for name, entry in loaded.samples.items() if entry.kind == "photo"]
+    else:
+        chosen = list(names)
     return [
         fetch_model(loaded.sample(name), cache_dir=folder, manifest_dir=path.parent)
         for name in chosen

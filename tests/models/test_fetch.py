@@ -537,3 +537,46 @@ def test_deb_fetch_of_a_real_photo(repo_root: Path, tmp_path: Path) -> None:
     path = fetch_model(model, cache_dir=tmp_path, manifest_dir=manifest.parent)
 
     assert path.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_samples_fetch_every_photo_by_default_and_a_video_only_by_name(
+    manifest_dir: Path, cache: Path
+) -> None:
+    from lensflow.models.export.samples import fetch_samples
+
+    path = manifest_dir / "models.yaml"
+    path.write_text(
+        "models: {}\n"
+        "samples:\n"
+        f"  a-photo: {{source: 'file:weights/w.bin', sha256: '{SHA}', kind: photo}}\n"
+        f"  a-video: {{source: 'file:weights/w.bin', sha256: '{WRONG_SHA}', kind: video}}\n"
+    )
+
+    assert fetch_samples(manifest=path, cache_dir=cache) == [cache / "samples/a-photo/w.bin"]
+    assert files_under(cache) == ["samples/a-photo/w.bin"]  # the video was not even tried
+    with pytest.raises(ModelError, match="sha256 mismatch for a-video"):
+        fetch_samples(["a-video"], manifest=path, cache_dir=cache)
+
+
+@pytest.mark.integration
+def test_deb_fetch_of_the_real_static_camera_video(repo_root: Path, tmp_path: Path) -> None:
+    import cv2
+
+    manifest = repo_root / "configs" / "models.yaml"
+    model = load_manifest(manifest).sample("opencv-vtest")
+
+    path = fetch_model(model, cache_dir=tmp_path, manifest_dir=manifest.parent)
+
+    video = cv2.VideoCapture(str(path))
+    try:
+        size = (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        assert (size, video.get(cv2.CAP_PROP_FPS)) == ((768, 576), 10)
+        frames = 0
+        while video.grab():
+            frames += 1
+        assert frames == 795
+        video.set(cv2.CAP_PROP_POS_FRAMES, 400)
+        ok, frame = video.read()
+        assert ok and frame.shape == (576, 768, 3) and frame.std() > 10
+    finally:
+        video.release()
