@@ -12,6 +12,9 @@ Pushed configs are applied in order on a thread of their own, never on the MQTT 
 thread: a detector named ``sha256:<hex>`` (a model registry bundle) is downloaded, verified,
 loaded, checked against its card and warmed up there while the cameras keep detecting with
 the old one, then swapped in between two frames (:mod:`lensflow.edge.model_swap`).
+
+Every camera detects through one :class:`~lensflow.edge.detector_service.DetectorService`:
+the engine's async path shared by all cameras, each camera waiting only for its own frames.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from typing import Protocol
 
 from lensflow.edge.camera import CameraWorker, ReadyCrop
+from lensflow.edge.detector_service import DetectorService
 from lensflow.edge.metrics import EdgeMetrics
-from lensflow.edge.model_fetch import BundleFetcher
+from lensflow.edge.model_fetch import BundleFetcher, default_fetcher
 from lensflow.edge.model_swap import load_bundle_detector
 from lensflow.edge.native_stderr import native_stderr
 from lensflow.edge.publisher import MqttPublisher
@@ -46,7 +50,6 @@ from lensflow.shared.detectors.base import DetectorBackend
 from lensflow.shared.detectors.factory import load_configured_detector
 from lensflow.shared.errors import ConfigError, LensflowError
 from lensflow.shared.model_bundle import parse_model_ref
-from lensflow.shared.paths import model_cache_dir
 from lensflow.shared.protocol import (
     ConfigAck,
     Provenance,
@@ -65,9 +68,19 @@ from lensflow.shared.protocol import (
 logger = logging.getLogger(__name__)
 
 RETIRE_WAIT_S = 2.0
-"""How long a replaced detector is kept for the frames that may still be in it."""
+"""How long a replaced detector is kept for the batches still in it."""
 
-DetectorLoader = Callable[[DetectorConfig], tuple[DetectorBackend, str]]  # backend, sha256
+
+class DetectorLoader(Protocol):
+    """Loads the detector a config names for ``parallel`` cameras; it and its sha256."""
+
+    def __call__(
+        self, config: DetectorConfig, /, *, parallel: int = 1
+    ) -> tuple[DetectorBackend, str]:
+        """Load it (``parallel``: see :func:`~lensflow.shared.detectors.factory.load_detector`)."""
+        ...
+
+
 HEALTH_COUNTERS = ("frames", "detections", "detect_errors", "source_failures")
 """Heartbeat counters that are running totals over every camera the agent ran."""
 
@@ -115,10 +128,11 @@ class EdgeAgent:
             native_stderr.acquire()
             self._native_held = True
         try:
-            self.detector, self.model_sha256 = self._prepare(config)
+            detector, self.model_sha256 = self._prepare(config)
         except BaseException:
             self._release_native_stderr()
             raise
+        self.service = DetectorService(detector)  # every camera's frames go through it
         self.spool = Spool(config.spool.path, max_bytes=config.spool.max_bytes)
         site, agent = config.site, config.agent_id
         spool = config.spool
@@ -196,7 +210,7 @@ class EdgeAgent:
         self.publisher.stop(
             drain_timeout_s=drain_timeout_s, offline_status=self._status_payload(online=False)
         )
-        self.detector.close()
+        self.service.close()
         self._release_native_stderr()
 
     def _release_native_stderr(self) -> None:
@@ -241,6 +255,11 @@ class EdgeAgent:
             totals["source_failures"] += worker.source_failures
         return totals
 
+    @property
+    def detector(self) -> DetectorBackend:
+        """The backend the cameras' next frames go to."""
+        return self.service.backend
+
     def _status_payload(self, *, online: bool) -> bytes:
         counters = self.counters() if online and hasattr(self, "cameras") else {}
         return encode_status(
@@ -258,7 +277,7 @@ class EdgeAgent:
         worker = CameraWorker(
             camera,
             crops=self.config.crops,
-            detector=lambda: self.detector,
+            detector=partial(self.service.client, camera.name),
             sink=self._publish_crop,
             metrics=self.metrics,
             realtime=self._realtime,
@@ -337,12 +356,13 @@ class EdgeAgent:
 
     def _apply(self, new: EdgeConfig) -> None:
         """Swap in ``new``: detector first (may fail: nothing changed yet), then cameras."""
-        detector, sha = (self.detector, self.model_sha256)
+        detector, sha, old_detector = self.detector, self.model_sha256, self.detector
         if new.detector != self.config.detector:
             detector, sha = self._prepare(new)  # the cameras keep running on the old one
         with self._lock:
-            old_detector = self.detector
-            self.detector, self.model_sha256 = detector, sha
+            if detector is not old_detector:  # atomic: the next batch of any camera goes to it
+                old_detector = self.service.replace(detector)
+            self.model_sha256 = sha
             old = {c.name: c for c in self.config.cameras}
             wanted = {c.name: c for c in new.cameras}
             crops_changed = new.crops != self.config.crops
@@ -357,8 +377,8 @@ class EdgeAgent:
             for name, camera in wanted.items():
                 if name not in self.cameras:
                     self._start_camera(camera)
-        if old_detector is not detector:
-            self._retire(old_detector)
+        if old_detector is not detector:  # closed once the batches still in it are done
+            self.service.retire(old_detector, timeout_s=RETIRE_WAIT_S)
         logger.info("agent %s: applied config %s", new.agent_id, self.applied_hash)
 
     def _prepare(self, config: EdgeConfig) -> tuple[DetectorBackend, str]:
@@ -366,33 +386,11 @@ class EdgeAgent:
 
         A registry bundle is fetched, checked and warmed up; an artifact goes to the loader.
         """
+        load = partial(self._load, parallel=max(1, len(config.cameras)))
         digest = parse_model_ref(config.detector.model)
         if digest is None:
-            return self._load(config.detector)
-        return load_bundle_detector(self.fetcher.fetch(digest), config, load=self._load)
-
-    def _retire(self, old: DetectorBackend) -> None:
-        """Close a replaced detector once every camera has moved on to a newer frame."""
-        with self._lock:
-            start = {name: worker.frames for name, worker in self.cameras.items()}
-        deadline = time.monotonic() + RETIRE_WAIT_S
-        while time.monotonic() < deadline:
-            with self._lock:
-                moved = all(
-                    w.frames > start.get(n, -1) or w.finished.is_set()
-                    for n, w in self.cameras.items()
-                )
-            if moved:
-                break
-            time.sleep(0.02)
-        old.close()
-
-
-def default_fetcher(config: EdgeConfig) -> BundleFetcher:
-    """The fetcher of the local config's ``registry`` (cache: ``bundles`` in the model cache)."""
-    registry = config.registry
-    cache = registry.cache if registry is not None and registry.cache else None
-    return BundleFetcher(registry, cache=Path(cache) if cache else model_cache_dir() / "bundles")
+            return load(config.detector)
+        return load_bundle_detector(self.fetcher.fetch(digest), config, load=load)
 
 
 default_loader = load_configured_detector

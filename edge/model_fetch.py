@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lensflow.shared.config.edge import RegistryConfig
+from lensflow.shared.config.edge import EdgeConfig, RegistryConfig
 from lensflow.shared.errors import ModelError
 from lensflow.shared.model_bundle import (
     BundleCard,
@@ -33,6 +33,7 @@ from lensflow.shared.model_bundle import (
     unpack_bundle,
     verify_folder,
 )
+from lensflow.shared.paths import model_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +170,10 @@ class BundleFetcher:
                 logger.info("bundle %s: resuming at byte %d", sha256, offset)
             with part.open("ab" if resume else "wb") as out:
                 shutil.copyfileobj(answer, out, _CHUNK)
+
+
+def default_fetcher(config: EdgeConfig) -> BundleFetcher:
+    """The fetcher of the local config's ``registry`` (cache: ``bundles`` in the model cache)."""
+    registry = config.registry
+    cache = registry.cache if registry is not None and registry.cache else None
+    return BundleFetcher(registry, cache=Path(cache) if cache else model_cache_dir() / "bundles")

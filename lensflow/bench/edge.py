@@ -116,7 +116,7 @@ def run_edge_bench(
         streamed, fps = _sustained(artifact, backend, frames)
         sustained.append(fps)
         limits.append(
-            _engine_limit(
+            engine_limit(
                 artifact,
                 backend,
                 tensor,
@@ -189,7 +189,7 @@ def _sustained(
     return streamed, len(frames) / elapsed
 
 
-def _engine_limit(
+def engine_limit(
     artifact: Path, backend: str, tensor: np.ndarray, *, count: int, raw_ms: float, notes: list[str]
 ) -> float:
     """The engine's own throughput: OpenVINO THROUGHPUT hint + AsyncInferQueue, no pre/post."""

@@ -1,13 +1,21 @@
 """``lensflow bench edge --end-to-end``: source to acknowledged crop, in one run.
 
-Frames per second from a video file to crops acknowledged by a real (private) mosquitto,
-beside the detector alone on the same decoded frames.
+A real agent plays a sample video on N cameras at once (N = 1, 2, 4 by default) against a
+private mosquitto: every camera's frames go through the agent's one detector service, as
+they do in production. Beside each run, on the same artifact and decoded frames: the
+detector alone (one ``detect`` call after another) and the engine's own throughput limit
+(OpenVINO: THROUGHPUT hint and an ``AsyncInferQueue``; LiteRT: one interpreter per core
+invoked from as many threads; both without pre- or post-processing). The ratio aggregate
+frames/s over that limit is what the detector service is measured by.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +32,18 @@ from lensflow.shared.detectors.factory import load_detector
 
 @dataclass(frozen=True)
 class EndToEnd:
-    """One end-to-end run and its detector-only baseline."""
+    """One end-to-end run on ``cameras`` cameras and its baselines."""
 
+    cameras: int
     frames: int
     crops: int
     seconds: float
     detector_only_fps: float
+    engine_limit_fps: float
 
     @property
     def fps(self) -> float:
-        """Frames per second, source to acknowledged crop."""
+        """Aggregate frames per second over every camera, source to acknowledged crop."""
         return self.frames / self.seconds
 
     @property
@@ -41,48 +51,67 @@ class EndToEnd:
         """End-to-end fps over detector-only fps (1.0 = the pipeline adds nothing)."""
         return self.fps / self.detector_only_fps
 
+    @property
+    def limit_ratio(self) -> float:
+        """Aggregate fps over the engine's throughput limit (target >= 0.9)."""
+        return self.fps / self.engine_limit_fps
 
-def run_end_to_end(artifact: Path, *, backend: Backend, frames: int = 40) -> EndToEnd:
-    """Run a real agent on a sample video against a private mosquitto; time it."""
+
+def run_end_to_end(
+    artifact: Path, *, backend: Backend, frames: int = 40, cameras: Sequence[int] = (1,)
+) -> list[EndToEnd]:
+    """Run a real agent on a sample video, on each camera count in turn; time every run."""
+    results = []
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-") as scratch:
         folder = Path(scratch)
         video = make_sample_video(folder / "clip.avi", frames=frames)
-        detector_fps = _detector_only(artifact, backend, video)
+        decoded = _decode(video)
+        detector_fps = _detector_only(artifact, backend, decoded)
+        limit = engine_limit_fps(artifact, backend, decoded, count=max(40, 2 * len(decoded)))
         with MosquittoBroker(folder / "broker") as broker:
-            config = EdgeConfig.model_validate(
-                {
-                    "site": "bench",
-                    "agent_id": "edge-bench",
-                    "mqtt": {"host": broker.host, "port": broker.port},
-                    "detector": {"backend": backend, "model": str(artifact)},
-                    "cameras": [
-                        {
-                            "name": "clip",
-                            "source": {"type": "video", "path": str(video)},
-                            "fps": 120,
-                        }
-                    ],
-                    "crops": {"mode": "every_detection"},
-                    # no cloud worker here: a crop is done when the broker acknowledges it
-                    "spool": {"path": str(folder / "spool.sqlite3"), "receipts": False},
-                    "heartbeat_s": 0.2,
-                    "metrics_port": None,
-                }
-            )
-            agent = EdgeAgent(config, load=default_loader, realtime=False)
-            start = time.perf_counter()
-            agent.run(until_sources_end=True)  # returns once the spool is drained
-            seconds = time.perf_counter() - start
-            stats = agent.publisher.stats()
-            return EndToEnd(
-                frames=agent.counters()["frames"],
-                crops=stats["acked"],
-                seconds=seconds,
-                detector_only_fps=detector_fps,
-            )
+            for count in cameras:
+                config = _config(broker, folder / f"run{count}", artifact, backend, video, count)
+                agent = EdgeAgent(config, load=default_loader, realtime=False)
+                start = time.perf_counter()
+                agent.run(until_sources_end=True)  # returns once the spool is drained
+                seconds = time.perf_counter() - start
+                results.append(
+                    EndToEnd(
+                        cameras=count,
+                        frames=agent.counters()["frames"],
+                        crops=agent.publisher.stats()["acked"],
+                        seconds=seconds,
+                        detector_only_fps=detector_fps,
+                        engine_limit_fps=limit,
+                    )
+                )
+    return results
 
 
-def _detector_only(artifact: Path, backend: Backend, video: Path) -> float:
+def _config(
+    broker: MosquittoBroker, folder: Path, artifact: Path, backend: str, video: Path, count: int
+) -> EdgeConfig:
+    folder.mkdir()
+    return EdgeConfig.model_validate(
+        {
+            "site": "bench",
+            "agent_id": "edge-bench",
+            "mqtt": {"host": broker.host, "port": broker.port},
+            "detector": {"backend": backend, "model": str(artifact)},
+            "cameras": [
+                {"name": f"clip{i}", "source": {"type": "video", "path": str(video)}, "fps": 120}
+                for i in range(count)
+            ],
+            "crops": {"mode": "every_detection"},
+            # no cloud worker here: a crop is done when the broker acknowledges it
+            "spool": {"path": str(folder / "spool.sqlite3"), "receipts": False},
+            "heartbeat_s": 0.1,
+            "metrics_port": None,
+        }
+    )
+
+
+def _decode(video: Path) -> list[Image]:
     import cv2
 
     capture = cv2.VideoCapture(str(video))
@@ -93,9 +122,59 @@ def _detector_only(artifact: Path, backend: Backend, video: Path) -> float:
             break
         decoded.append(frame.astype(np.uint8, copy=False))  # BGR uint8 already: no copy
     capture.release()
+    return decoded
+
+
+def _detector_only(artifact: Path, backend: Backend, decoded: list[Image]) -> float:
     with load_detector(artifact, backend=backend) as detector:
         detector.detect([decoded[0]])
         start = time.perf_counter()
         for frame in decoded:
             detector.detect([frame])
         return len(decoded) / (time.perf_counter() - start)
+
+
+def engine_limit_fps(
+    artifact: Path, backend: Backend, decoded: list[Image], *, count: int
+) -> float:
+    """The engine's throughput on one prepared input, with no pre- or post-processing."""
+    if backend == "openvino" and artifact.suffix != ".tflite":
+        from lensflow.bench.edge import engine_limit
+        from lensflow.shared.detectors.preprocess import preprocess
+
+        with load_detector(artifact, backend=backend) as detector:
+            size = detector.info.input_size
+        tensor = preprocess([decoded[0]], input_size=size).tensor
+        return engine_limit(artifact, backend, tensor, count=count, raw_ms=0.0, notes=[])
+    if backend == "litert":
+        return _litert_limit(artifact, decoded[0], count=count)
+    with load_detector(artifact, backend=backend) as detector:  # no async engine API here
+        detector.detect([decoded[0]])
+        start = time.perf_counter()
+        for _ in range(count):
+            detector.detect([decoded[0]])
+        return count / (time.perf_counter() - start)
+
+
+def _litert_limit(artifact: Path, frame: Image, *, count: int) -> float:
+    """One interpreter per core, each invoked from its own thread on a prepared input."""
+    from lensflow.shared.detectors.litert import LiteRtDetector, resize_rgb
+
+    parallel = max(1, os.cpu_count() or 1)
+    detector = LiteRtDetector(artifact, interpreters=parallel)
+    tensor = resize_rgb(frame, detector.info.input_size, source=str(artifact))[None]
+    for _ in range(2 * parallel):
+        detector.invoke(tensor)
+    share = [count // parallel + (1 if i < count % parallel else 0) for i in range(parallel)]
+
+    def run(calls: int) -> None:
+        for _ in range(calls):
+            detector.invoke(tensor)
+
+    threads = [threading.Thread(target=run, args=(calls,)) for calls in share]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count / (time.perf_counter() - start)

@@ -46,7 +46,7 @@ def edge(
         raise typer.Exit(1) from None
     setup_logging(cfg.logging)
 
-    def load(detector: Any) -> Any:
+    def load(detector: Any, *, parallel: int = 1) -> Any:
         path = artifact_for(
             detector.model,
             backend=detector.backend,
@@ -54,7 +54,7 @@ def edge(
             manifest=manifest_or_default(manifest),
             log=logging.getLogger("lensflow.edge").info,
         )
-        return default_loader(detector.model_copy(update={"model": str(path)}))
+        return default_loader(detector.model_copy(update={"model": str(path)}), parallel=parallel)
 
     try:
         agent = EdgeAgent(cfg, load=load)

@@ -10,7 +10,7 @@ pre-processing (:mod:`lensflow.shared.detectors.preprocess`) and YOLO post-proce
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -78,6 +78,15 @@ class DetectorBackend(ABC):
             DetectorError: the runtime failed on this batch.
         """
 
+    @property
+    def parallelism(self) -> int:
+        """How many :meth:`detect` calls may usefully run at once (default 1).
+
+        A backend with a pool of requests, sessions or interpreters says how many; its
+        :meth:`detect` is then safe to call from that many threads together.
+        """
+        return 1
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the runtime's resources (default: nothing)."""
 
@@ -91,3 +100,22 @@ class DetectorBackend(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+DetectDone = Callable[[DetectionBatch | BaseException], None]
+"""Called once per submitted batch: its detections, or the error the runtime raised."""
+
+
+class AsyncDetector(ABC):
+    """A backend with an asynchronous engine path (OpenVINO's ``AsyncInferQueue``)."""
+
+    @abstractmethod
+    def submit(self, images: Sequence[Image], *, done: DetectDone) -> None:
+        """Start detecting ``images``; ``done`` gets the batch (or the error) on another thread.
+
+        Blocks while every engine request is busy. Pre-processing runs on the caller's thread.
+
+        Raises:
+            DetectorError: The runtime refused the batch (``done`` is not called then).
+            ImageError: A frame is not a BGR uint8 (H, W, 3) array.
+        """

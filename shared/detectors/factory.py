@@ -54,6 +54,7 @@ def load_detector(
     max_det: int = 300,
     precision_hint: str | None = "f32",
     threads: int | None = None,
+    parallel: int = 1,
 ) -> DetectorBackend:
     """Load a detection model in the runtime that fits it.
 
@@ -71,6 +72,10 @@ def load_detector(
         max_det: most detections per frame.
         precision_hint: OpenVINO's ``INFERENCE_PRECISION_HINT`` (ignored by onnxruntime).
         threads: inference threads; the runtime's default when None.
+        parallel: how many threads will call ``detect`` at once (the edge agent's detector
+            service): above 1, OpenVINO YOLO compiles with the THROUGHPUT hint (that many
+            infer requests), LiteRT keeps that many interpreters and ONNX Runtime runs that many
+            calls on its session at once.
 
     Returns:
         The loaded detector.
@@ -104,16 +109,25 @@ def load_detector(
         options["iou"] = iou
     if chosen_backend == "openvino":
         options["precision_hint"] = precision_hint
+        if parallel > 1 and chosen_family == "yolo":  # the one with an async path (submit)
+            options["performance_hint"] = "THROUGHPUT"
+            options["requests"] = parallel
+    if chosen_backend == "litert" and parallel > 1:
+        options["interpreters"] = parallel
+    if chosen_backend == "onnxruntime" and parallel > 1:
+        options["parallel"] = parallel
     logger.info("loading %s as %s on %s (%s)", model, chosen_family, chosen_backend, device)
     detector: DetectorBackend = cls(model, **options)
     return detector
 
 
-def load_configured_detector(config: DetectorConfig) -> tuple[DetectorBackend, str]:
+def load_configured_detector(
+    config: DetectorConfig, *, parallel: int = 1
+) -> tuple[DetectorBackend, str]:
     """Load the detector a config names (an artifact path), with the sha256 of its model file.
 
     The edge agent and the cloud's HTTP ingest both load their detector this way; the digest
-    goes into every crop's provenance.
+    goes into every crop's provenance. ``parallel``: see :func:`load_detector`.
 
     Raises:
         ModelError: If the model is missing, corrupt or its runtime is not installed.
@@ -126,6 +140,7 @@ def load_configured_detector(config: DetectorConfig) -> tuple[DetectorBackend, s
         device=config.device,
         conf=config.conf_threshold,
         iou=config.iou_threshold,
+        parallel=parallel,
     )
     digest = hashlib.sha256()
     with Path(detector.info.path).open("rb") as model:

@@ -11,7 +11,7 @@ beside the model.
 from __future__ import annotations
 
 import logging
-import threading
+import queue
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,6 +59,7 @@ class LiteRtDetector(DetectorBackend):
         max_det: int = 100,
         threads: int | None = None,
         names: Mapping[int, str] | None = None,
+        interpreters: int = 1,
     ) -> None:
         """Load the model.
 
@@ -69,6 +70,8 @@ class LiteRtDetector(DetectorBackend):
             max_det: Most detections per frame (the model gives at most its own maximum).
             threads: Interpreter threads; LiteRT's default when None.
             names: Class id → name; read from the labels file beside the model when None.
+            interpreters: Interpreters kept, each running one frame at a time: that many
+                threads may call :meth:`detect` at once.
 
         Raises:
             ModelError: Missing or unreadable file, no post-process op, no labels, or LiteRT
@@ -78,6 +81,8 @@ class LiteRtDetector(DetectorBackend):
         """
         if not 0.0 <= conf <= 1.0 or max_det < 1:
             raise ValueError(f"conf must be in [0, 1] and max_det >= 1, got {conf}, {max_det}")
+        if interpreters < 1:
+            raise ValueError(f"interpreters must be >= 1, got {interpreters}")
         if device.upper() != "CPU":
             raise DetectorError(f"LiteRT runs on the CPU here, but device {device!r} was asked")
         self.path = Path(path)
@@ -88,10 +93,15 @@ class LiteRtDetector(DetectorBackend):
                 f"{self.path}: expected a TFLite SSD ending in TFLite_Detection_PostProcess"
             )
         self.conf, self.max_det = conf, max_det
-        self._interpreter = _interpreter(self.path, threads)
-        self._input, self._outputs = _io(self._interpreter, self.path)
-        self._lock = threading.Lock()
-        shape = self._interpreter.get_input_details()[0]["shape"]
+        first = _interpreter(self.path, threads)
+        self._input, self._outputs = _io(first, self.path)
+        # A pool: an interpreter is not thread-safe, so each call borrows one of its own.
+        self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pool.put(first)
+        for _ in range(interpreters - 1):
+            self._pool.put(_interpreter(self.path, threads))
+        self._size = interpreters
+        shape = first.get_input_details()[0]["shape"]
         self.info = ModelInfo(
             path=str(self.path),
             names=dict(names) if names is not None else read_labels(labels_beside(self.path)),
@@ -131,13 +141,20 @@ class LiteRtDetector(DetectorBackend):
             DetectorError: LiteRT failed.
 
         """
+        interpreter = self._pool.get()
         try:
-            with self._lock:
-                self._interpreter.set_tensor(self._input, tensor)
-                self._interpreter.invoke()
-                return tuple(self._interpreter.get_tensor(i).copy() for i in self._outputs)
+            interpreter.set_tensor(self._input, tensor)
+            interpreter.invoke()
+            return tuple(interpreter.get_tensor(i).copy() for i in self._outputs)
         except (RuntimeError, ValueError) as err:
             raise DetectorError(f"{self.info.path}: LiteRT failed: {err}") from err
+        finally:
+            self._pool.put(interpreter)
+
+    @property
+    def parallelism(self) -> int:
+        """The interpreters in the pool."""
+        return self._size
 
     def _decode(
         self,

@@ -69,6 +69,7 @@ class OnnxRuntimeDetector(DetectorBackend):
         iou: float = 0.7,
         max_det: int = 300,
         threads: int | None = None,
+        parallel: int = 1,
     ) -> None:
         """Load the model.
 
@@ -79,6 +80,8 @@ class OnnxRuntimeDetector(DetectorBackend):
             iou: NMS IoU threshold (ultralytics' default 0.7).
             max_det: most detections per frame.
             threads: intra-op threads; onnxruntime's default when None.
+            parallel: threads that may call :meth:`detect` at once (a session is thread-safe:
+                their runs overlap pre- and post-processing with inference).
 
         Raises:
             ModelError: the file is missing, not an ONNX model, or not a YOLO detect export.
@@ -86,6 +89,7 @@ class OnnxRuntimeDetector(DetectorBackend):
         """
         self.path = Path(path)
         self.settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det)
+        self._parallel = max(1, parallel)
         providers = select_providers(device, ort.get_available_providers())
         session = _open_session(self.path, providers=providers, threads=threads)
         self._session: ort.InferenceSession | None = session
@@ -120,6 +124,11 @@ class OnnxRuntimeDetector(DetectorBackend):
     def providers(self) -> list[str]:
         """The execution providers the session runs with (empty once closed)."""
         return list(self._session.get_providers()) if self._session is not None else []
+
+    @property
+    def parallelism(self) -> int:
+        """How many threads may usefully call :meth:`detect` at once."""
+        return self._parallel
 
     def detect(self, images: Sequence[Image]) -> DetectionBatch:
         """Detect objects in BGR uint8 frames of any sizes.

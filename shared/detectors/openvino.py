@@ -4,14 +4,17 @@ Compiled with ``INFERENCE_PRECISION_HINT=f32`` by default: on CPUs with bf16/AMX
 otherwise run an FP32 IR in bf16 and drift from the other runtimes. A static-batch export is
 reshaped to a dynamic batch once at load, so any batch size runs in one call (where the graph
 cannot be reshaped, frames go in chunks of its batch size). :meth:`OpenVinoDetector.detect_stream`
-pipelines frames through an ``AsyncInferQueue`` for throughput.
+pipelines frames through an ``AsyncInferQueue`` for throughput; :meth:`OpenVinoDetector.submit`
+puts batches from many threads (the edge agent's cameras) into one such queue.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,15 @@ import numpy.typing as npt
 import openvino as ov
 
 from lensflow.shared.classifiers.base import Image
-from lensflow.shared.detectors.base import Detection, DetectionBatch, DetectorBackend, ModelInfo
+from lensflow.shared.detectors.base import (
+    AsyncDetector,
+    DetectDone,
+    Detection,
+    DetectionBatch,
+    DetectorBackend,
+    ModelInfo,
+    StageTimes,
+)
 from lensflow.shared.detectors.metadata import (
     YoloMetadata,
     read_openvino_metadata,
@@ -83,9 +94,12 @@ def compile_model(
     performance_hint: str,
     threads: int | None,
     source: str,
+    num_requests: int | None = None,
 ) -> ov.CompiledModel:
     """Compile for a device with lensflow's defaults, translating failures into DetectorError."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+    if num_requests is not None:  # THROUGHPUT: streams for this many requests at once, no more
+        config["PERFORMANCE_HINT_NUM_REQUESTS"] = num_requests
     if precision_hint:
         config["INFERENCE_PRECISION_HINT"] = precision_hint
     if threads is not None:
@@ -109,7 +123,7 @@ def rt_sections(model: ov.Model) -> dict[str, dict[str, str]]:
     return sections
 
 
-class OpenVinoDetector(DetectorBackend):
+class OpenVinoDetector(DetectorBackend, AsyncDetector):
     """An ultralytics YOLO detect model in OpenVINO; names and input size from its metadata."""
 
     def __init__(
@@ -123,6 +137,7 @@ class OpenVinoDetector(DetectorBackend):
         precision_hint: str | None = "f32",
         performance_hint: str = "LATENCY",
         threads: int | None = None,
+        requests: int | None = None,
     ) -> None:
         """Read and compile the model.
 
@@ -137,6 +152,9 @@ class OpenVinoDetector(DetectorBackend):
                 the device's default.
             performance_hint: "LATENCY" or "THROUGHPUT".
             threads: ``INFERENCE_NUM_THREADS``; the device's default when None.
+            requests: with THROUGHPUT, how many requests will run at once
+                (``PERFORMANCE_HINT_NUM_REQUESTS``: one camera gets every core, two get a
+                stream each); the device's optimum when None.
 
         Raises:
             ModelError: missing / unreadable file, missing metadata, or not a YOLO detect head.
@@ -158,9 +176,13 @@ class OpenVinoDetector(DetectorBackend):
             performance_hint=performance_hint,
             threads=threads,
             source=source,
+            num_requests=requests,
         )
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one sync request: one detect() at a time
+        self._requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._queue: ov.AsyncInferQueue | None = None  # for submit(), made on first use
+        self._queue_lock = threading.Lock()
         quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
         self.info = ModelInfo(
             path=source,
@@ -187,6 +209,71 @@ class OpenVinoDetector(DetectorBackend):
             settings=self.settings,
             source=self.info.path,
         )
+
+    @property
+    def parallelism(self) -> int:
+        """The compiled model's optimal number of infer requests (1 with the LATENCY hint)."""
+        return self._requests
+
+    def submit(self, images: Sequence[Image], *, done: DetectDone) -> None:
+        """Pre-process here, infer on the shared ``AsyncInferQueue``, decode in its callback.
+
+        Args:
+            images: BGR uint8 frames of any sizes.
+            done: Gets the :class:`DetectionBatch`, or the error decoding raised.
+
+        Raises:
+            DetectorError: OpenVINO refused the request.
+            ImageError: A frame is not a BGR uint8 (H, W, 3) array.
+
+        """
+        start = time.perf_counter()
+        try:
+            prepared = preprocess(images, input_size=self.info.input_size)
+        except ValueError as err:
+            raise ImageError(f"{self.info.path}: {err}") from err
+        chunks = list(fixed_batches(prepared.tensor, self._batch))
+        if len(chunks) != 1:  # more frames than a fixed-batch model takes: the sync path
+            done(self.detect(images))
+            return
+        chunk, valid = chunks[0]
+        job = _Job(prepared.letterboxes, valid, done, start, time.perf_counter())
+        try:
+            with self._queue_lock:  # start_async waits (GIL released) for an idle request
+                if self._queue is None:
+                    self._queue = ov.AsyncInferQueue(self._compiled, self._requests)
+                    self._queue.set_callback(self._finished)
+                self._queue.start_async({0: chunk}, userdata=job)
+        except RuntimeError as err:
+            raise DetectorError(f"{self.info.path}: OpenVINO refused a request: {err}") from err
+
+    def _finished(self, request: ov.InferRequest, job: _Job) -> None:
+        """AsyncInferQueue callback: decode one finished request and hand it to its caller."""
+        after_infer = time.perf_counter()
+        try:
+            output = _first_output(request)[: job.valid]
+            detections = decode_yolo(
+                output,
+                letterboxes=job.letterboxes,
+                names=self.info.names,
+                settings=self.settings,
+                source=self.info.path,
+            )
+        except Exception as err:  # any failure goes to the waiting caller, not OpenVINO
+            job.done(err)
+            return
+        times = StageTimes(
+            pre_ms=(job.submitted - job.started) * 1e3,
+            infer_ms=(after_infer - job.submitted) * 1e3,
+            post_ms=(time.perf_counter() - after_infer) * 1e3,
+        )
+        job.done(DetectionBatch(detections=detections, times=times))
+
+    def close(self) -> None:
+        """Wait for the requests still running in the async queue."""
+        with self._queue_lock:
+            if self._queue is not None:
+                self._queue.wait_all()
 
     def detect_stream(
         self, frames: Iterable[Image], *, requests: int = 2
@@ -268,6 +355,17 @@ class OpenVinoDetector(DetectorBackend):
             raise DetectorError(
                 f"{self.info.path}: OpenVINO failed on a batch of shape {tensor.shape}: {err}"
             ) from err
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What the async callback needs to finish one submitted batch."""
+
+    letterboxes: list[Letterbox]
+    valid: int
+    done: DetectDone
+    started: float
+    submitted: float
 
 
 def _first_output(request: ov.InferRequest) -> npt.NDArray[np.float32]:

@@ -34,7 +34,7 @@ class NothingDetector(DetectorBackend):
         return DetectionBatch([[] for _ in images])
 
 
-def load_nothing(_config: DetectorConfig) -> tuple[DetectorBackend, str]:
+def load_nothing(_config: DetectorConfig, *, parallel: int = 1) -> tuple[DetectorBackend, str]:
     return NothingDetector(), "0" * 64
 
 
