@@ -19,6 +19,7 @@ from datetime import datetime
 from lensflow.edge.crops import ByteBudget, sharpness, usefulness
 from lensflow.edge.filters import DetectionFilter
 from lensflow.edge.metrics import EdgeMetrics
+from lensflow.edge.motion import MotionGate
 from lensflow.edge.sources import Frame, FrameSource, SourceStats, open_source
 from lensflow.edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
 from lensflow.shared.classifiers.base import Image
@@ -74,8 +75,11 @@ class CameraWorker:
         self._filter = DetectionFilter(config.filters)
         # A track must not outlive the selector's notion of it, or its id gets a second crop.
         self._tracker = ObjectTracker(
-            frame_rate=config.fps, lost_track_s=min(1.0, crops.track_lost_after_s)
+            frame_rate=config.fps,
+            lost_track_s=min(1.0, crops.track_lost_after_s),
+            stationary_after_s=config.motion.stationary_after_s,
         )
+        self._gate = MotionGate(config.motion)
         self._selector = BestCropSelector(crops, quality=self._quality)
         self._budget: ByteBudget[ReadyCrop] = ByteBudget(
             crops.budget_bytes_per_s, crops.budget_burst_bytes, camera=config.name
@@ -83,6 +87,7 @@ class CameraWorker:
         self.frames = 0
         self.detections = 0  # before filtering: a rollout's detections per frame
         self.detect_errors = 0  # frames the detector failed on
+        self.frames_detected = 0  # frames the detector ran on (the motion gate let through)
         self.source: FrameSource | None = None  # set when the thread opens it
         self.source_stats: SourceStats | None = None  # the live source's counters
         self._synced = SourceStats()  # what has been added to the metrics so far
@@ -184,6 +189,20 @@ class CameraWorker:
     def _frame(self, frame: Frame) -> None:
         name = self.config.name
         self._metrics.frames.labels(name).inc()
+        gate = self._gate.decide(
+            frame.image,
+            captured_at=frame.captured_at,
+            tracks_active=self._tracker.needs_detection,
+            still_boxes=self._tracker.stationary_boxes,
+        )
+        if not gate.detect:  # nothing moves: the tracker carries its (still) objects
+            self._metrics.frames_motion_skipped.labels(name).inc()
+            held = self._tracker.coast(captured_at=frame.captured_at)
+            self._emit_all(self._selector.hold(frame.captured_at, held))
+            self._send(self._budget.poll())
+            return
+        self._metrics.frames_detected.labels(name, gate.reason).inc()
+        self.frames_detected += 1
         try:
             batch = self._detector().detect([frame.image])
         except LensflowError as err:
@@ -196,6 +215,7 @@ class CameraWorker:
         self._metrics.detections.labels(name).inc(len(detections))
         self.detections += len(detections)
         kept = self._filter.apply(detections)
+        self._gate.absorb_empty(gate, [det.box for det in kept])
         for reason, count in self._filter.last_dropped.items():
             if count:
                 self._metrics.filtered.labels(name, reason).inc(count)

@@ -37,6 +37,19 @@ class EdgeMetrics:
             buckets=(5, 10, 20, 40, 80, 160, 320, 640, 1280),
             registry=r,
         )
+        self.frames_detected = Counter(
+            "lensflow_edge_frames_detected_total",
+            "Frames the detector ran on, by why: always (no motion gate), startup, motion, "
+            "tracks (moving or unsettled tracks), periodic (the full-frame check).",
+            (*CAMERA, "reason"),
+            registry=r,
+        )
+        self.frames_motion_skipped = Counter(
+            "lensflow_edge_frames_motion_skipped_total",
+            "Frames the motion gate kept from the detector (the tracker carried its objects).",
+            CAMERA,
+            registry=r,
+        )
         self.detections = Counter(
             "lensflow_edge_detections_total", "Detections before filtering.", CAMERA, registry=r
         )

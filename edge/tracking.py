@@ -63,6 +63,14 @@ class ObjectTracker:
         minimum_iou_threshold: Lowest IoU between a track's predicted box and a detection
             for them to match.
         minimum_consecutive_frames: Frames in a row before a new track gets an id.
+        stationary_after_s: A confirmed track whose box keeps an IoU of at least
+            ``stationary_iou`` with where it settled for this long is stationary (see
+            :attr:`needs_detection`).
+        stationary_iou: How much of its settled box a stationary track must still cover.
+
+    Frames without detection (a motion gate said no) go to :meth:`coast` instead of
+    :meth:`update`: tracks neither age nor move, and the time they took is left out of the
+    tracker's clock, so a still object keeps its id however long the detector rests.
 
     Raises:
         ValueError: ``frame_rate`` is not a positive number or ``lost_track_s`` is negative.
@@ -77,6 +85,8 @@ class ObjectTracker:
         high_conf_det_threshold: float = 0.25,
         minimum_iou_threshold: float = 0.1,
         minimum_consecutive_frames: int = 2,
+        stationary_after_s: float = 2.0,
+        stationary_iou: float = 0.8,
     ) -> None:
         if not math.isfinite(frame_rate) or frame_rate <= 0:
             raise ValueError(f"frame_rate must be a positive number of FPS, but got {frame_rate}")
@@ -89,6 +99,70 @@ class ObjectTracker:
             minimum_consecutive_frames=minimum_consecutive_frames,
             minimum_iou_threshold=minimum_iou_threshold,
             high_conf_det_threshold=high_conf_det_threshold,
+        )
+        self._frame_s = 1.0 / frame_rate
+        self._stationary_after_s = stationary_after_s
+        self._stationary_iou = stationary_iou
+        self._settled: dict[int, _Settled] = {}  # confirmed track id -> where it settled
+        self._clock_s = 0.0  # the tracker's clock: capture time less the coasted time
+        self._coasted_s = 0.0  # capture time of coasted frames, left out of the clock
+        self._last_frame_at: datetime | None = None
+
+    @property
+    def needs_detection(self) -> bool:
+        """Whether a frame must be detected for the tracks' sake.
+
+        True while a track is not confirmed yet, was missed on the last detected frame
+        (lost, not yet retired) or moved within ``stationary_after_s``. False with no
+        tracks, or with only stationary ones: those :meth:`coast` can carry.
+        """
+        for tracklet in self._tracker.tracks:
+            if tracklet.tracker_id < 0 or tracklet.time_since_update > 0:
+                return True
+            settled = self._settled.get(tracklet.tracker_id)
+            if settled is None or self._clock_s - settled.since_s < self._stationary_after_s:
+                return True
+        return False
+
+    @property
+    def stationary_boxes(self) -> list[Box]:
+        """Boxes of the stationary tracks, where each settled.
+
+        A track is stationary once confirmed, seen on the last detected frame and put for
+        ``stationary_after_s``.
+        """
+        boxes = []
+        for tracklet in self._tracker.tracks:
+            settled = self._settled.get(tracklet.tracker_id)
+            if (
+                settled is not None
+                and tracklet.time_since_update == 0
+                and self._clock_s - settled.since_s >= self._stationary_after_s
+            ):
+                boxes.append(settled.box)
+        return boxes
+
+    def coast(self, *, captured_at: datetime | None = None) -> list[int]:
+        """Carry the tracks across a frame the detector did not see.
+
+        Tracks keep their boxes and do not age; the frame's time is left out of the
+        tracker's clock (the next :meth:`update` sees one frame's gap since the last one).
+
+        Args:
+            captured_at: When the frame was captured (as given to :meth:`update`).
+
+        Returns:
+            Ids of the confirmed tracks that were seen on the last detected frame, which
+            the crop selector should hold (:meth:`BestCropSelector.hold`).
+        """
+        if captured_at is not None:
+            if self._last_frame_at is not None and captured_at > self._last_frame_at:
+                self._coasted_s += (captured_at - self._last_frame_at).total_seconds()
+            self._last_frame_at = captured_at
+        return sorted(
+            t.tracker_id
+            for t in self._tracker.tracks
+            if t.tracker_id >= 0 and t.time_since_update == 0
         )
 
     def update(
@@ -108,20 +182,61 @@ class ObjectTracker:
         Returns:
             The detections that belong to a confirmed track, in input order, with their ids.
         """
-        timestamp = captured_at.timestamp() if captured_at is not None else None
+        timestamp = None
+        if captured_at is not None:
+            self._last_frame_at = captured_at
+            timestamp = captured_at.timestamp() - self._coasted_s
+            self._clock_s = timestamp
+        else:
+            self._clock_s += self._frame_s
         result = self._tracker.update(_to_supervision(detections), timestamp=timestamp)
         if len(result) == 0 or result.tracker_id is None:
+            self._forget_retired()
             return []
         pairs = sorted(
             (int(index), int(track_id))
             for index, track_id in zip(result.data["index"], result.tracker_id, strict=True)
             if track_id >= 0
         )
-        return [TrackedDetection(detections[index], track_id) for index, track_id in pairs]
+        tracked = [TrackedDetection(detections[index], track_id) for index, track_id in pairs]
+        self._settle(tracked)
+        return tracked
 
     def reset(self) -> None:
         """Forget every track (a new scene); ids start again from 0."""
         self._tracker.reset()
+        self._settled.clear()
+
+    def _settle(self, tracked: Sequence[TrackedDetection]) -> None:
+        """Note where each track's box settled; a box that left it settles anew."""
+        for td in tracked:
+            settled = self._settled.get(td.track_id)
+            if settled is None or _iou(settled.box, td.detection.box) < self._stationary_iou:
+                self._settled[td.track_id] = _Settled(td.detection.box, self._clock_s)
+        self._forget_retired()
+
+    def _forget_retired(self) -> None:
+        """Drop what is noted of tracks ByteTrack no longer holds."""
+        live = {t.tracker_id for t in self._tracker.tracks}
+        for track_id in [tid for tid in self._settled if tid not in live]:
+            del self._settled[track_id]
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """Where a track's box settled, and since when (the tracker's clock, seconds)."""
+
+    box: Box
+    since_s: float
+
+
+def _iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _to_supervision(detections: Sequence[Detection]) -> sv.Detections:
@@ -243,6 +358,29 @@ class BestCropSelector:
             track.last_seen = captured_at
             if track.best is None or candidate.quality > track.best.quality:
                 track.best = candidate
+        return self._end_lost(captured_at) + self._resend_long(captured_at)
+
+    def hold(self, captured_at: datetime, track_ids: Sequence[int]) -> list[CropCandidate]:
+        """Consume a frame the detector did not see: the given tracks are still there.
+
+        The tracks count as seen at ``captured_at`` (they do not end) but get no new
+        candidate; other tracks age as on any frame.
+
+        Args:
+            captured_at: When the frame was captured; the selector's clock.
+            track_ids: Tracks the tracker carried across the frame
+                (:meth:`ObjectTracker.coast`).
+
+        Returns:
+            Candidates to send now, as from :meth:`update`.
+        """
+        self._advance_clock(captured_at)
+        if self.config.mode == "every_detection":
+            return []
+        for track_id in track_ids:
+            track = self._tracks.get(track_id)
+            if track is not None:
+                track.last_seen = captured_at
         return self._end_lost(captured_at) + self._resend_long(captured_at)
 
     def flush(self) -> list[CropCandidate]:
