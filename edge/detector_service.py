@@ -13,10 +13,11 @@ cameras share is the engine behind :class:`DetectorService`:
 
 A camera never waits on another: its answer comes back in a slot of its own, so a camera
 whose thread stops pulling results holds nothing up, a camera whose source stalls simply
-submits nothing, and each camera has at most ``per_camera`` batches in the service (more is
-refused, and the frame skipped, rather than queued behind a hung one). A batch that gets no
-answer within ``timeout_s`` is a :class:`~lensflow.shared.errors.DetectorError` for its camera:
-the frame is skipped and counted, as for any detector failure.
+submits nothing, and each camera has at most ``per_camera`` batches waiting in the service
+(more is refused, and the frame skipped, rather than queued). A batch that gets no answer
+within ``timeout_s`` is a :class:`~lensflow.shared.errors.DetectorError` for its camera — the
+frame is skipped and counted, as for any detector failure — and no longer counts against it:
+its next frame is detected as usual.
 
 :meth:`DetectorService.replace` switches to a new backend atomically between two batches;
 batches already submitted finish on the old one, which :meth:`DetectorService.retire` closes
@@ -50,12 +51,13 @@ DEFAULT_TIMEOUT_S = 30.0
 class _Work:
     """One submitted batch and, once it is done, its detections or its error."""
 
-    __slots__ = ("camera", "done", "engine", "finish", "images", "result")
+    __slots__ = ("abandoned", "camera", "done", "engine", "finish", "images", "result")
 
     def __init__(self, images: Sequence[Image], *, camera: str, engine: _Engine) -> None:
         self.images, self.camera, self.engine = images, camera, engine
         self.result: DetectionBatch | BaseException | None = None
         self.done = threading.Event()
+        self.abandoned = False  # its camera stopped waiting: it no longer counts
         self.finish: Callable[[DetectionBatch | BaseException], None] = self._store
 
     def _store(self, result: DetectionBatch | BaseException) -> None:
@@ -156,6 +158,7 @@ class DetectorService(DetectorBackend):
         """
         work = self._submit(images, camera=camera)
         if not work.done.wait(self.timeout_s):
+            self._abandon(work)
             raise DetectorError(
                 f"camera {camera or '-'}: expected detections within {self.timeout_s:g} s, "
                 f"got none from {work.engine.backend.info.path}"
@@ -196,14 +199,30 @@ class DetectorService(DetectorBackend):
 
         def finish(result: DetectionBatch | BaseException) -> None:
             with self._lock:
-                work.engine.inflight -= 1
-                self._pending[work.camera] -= 1
-                if not self._pending[work.camera]:
-                    del self._pending[work.camera]
-                self._drained.notify_all()
+                if not work.abandoned:
+                    self._release(work)
             store(result)
 
         return finish
+
+    def _abandon(self, work: _Work) -> None:
+        """Stop counting a batch its camera gave up on.
+
+        An engine may never answer a batch (OpenVINO calls no callback for a request that
+        failed): counted for ever, it would keep its camera from detecting again.
+        """
+        with self._lock:
+            if not work.done.is_set() and not work.abandoned:
+                work.abandoned = True
+                self._release(work)
+
+    def _release(self, work: _Work) -> None:
+        """Uncount a finished or abandoned batch (the lock is held)."""
+        work.engine.inflight -= 1
+        self._pending[work.camera] -= 1
+        if not self._pending[work.camera]:
+            del self._pending[work.camera]
+        self._drained.notify_all()
 
     def replace(self, backend: DetectorBackend) -> DetectorBackend:
         """Send new batches to ``backend`` from now on; returns the old one (still running).

@@ -176,38 +176,58 @@ def test_each_camera_gets_its_own_frames_back_in_order(backend: Callable[[], Tag
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=["worker-pool", "async-out-of-order"])
-def test_a_camera_whose_frame_hangs_holds_up_no_other_camera(
+def test_a_frame_that_hangs_holds_up_no_other_camera_nor_its_own_next_frames(
     backend: Callable[[], TagDetector],
 ) -> None:
     # given a service whose answers are awaited 0.3 s, and camera 1's frame 0 hangs the engine
     detector = backend()
     gate = threading.Event()
-    detector.gates[tagged_id := 1 * 100_000] = gate
+    detector.gates[1 * 100_000] = gate
     service = DetectorService(detector, timeout_s=0.3)
     stuck, other = service.client("cam1"), service.client("cam2")
 
-    # when camera 1 gives up on it and tries again, while camera 2 runs 200 frames
+    # when camera 1 gives up on it, then camera 2 runs 200 frames and camera 1 its next ones
     with pytest.raises(DetectorError, match="within 0.3 s"):
         stuck.detect([tagged(1, 0)])
-    with pytest.raises(DetectorError, match="still in the detector"):
-        stuck.detect([tagged(1, 1)])  # bounded: not queued behind the hung one
     deadline = time.monotonic() + DEADLINE_S
     for frame in range(200):
         (found,) = other.detect([tagged(2, frame)]).detections
         assert found[0].class_id == 2 * 100_000 + frame
-    assert time.monotonic() < deadline
-    assert not gate.is_set()  # all of it happened while camera 1's frame was still stuck
+    for frame in range(1, 20):
+        (found,) = stuck.detect([tagged(1, frame)]).detections
+        assert found[0].class_id == 1 * 100_000 + frame
 
-    # then once the hung frame ends, camera 1 detects again
+    # then all of it happened while camera 1's frame 0 was still stuck
+    assert time.monotonic() < deadline
+    assert not gate.is_set()
     gate.set()
+    service.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=["worker-pool", "async-out-of-order"])
+def test_a_camera_has_at_most_per_camera_batches_waiting(
+    backend: Callable[[], TagDetector],
+) -> None:
+    # given camera 1 waiting on a frame that hangs (from a thread of its own)
+    detector = backend()
+    gate = threading.Event()
+    detector.gates[1 * 100_000] = gate
+    service = DetectorService(detector, per_camera=1)
+    waiting = threading.Thread(target=service.client("cam1").detect, args=([tagged(1, 0)],))
+    waiting.start()
     give_up = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            (found,) = stuck.detect([tagged(1, 2)]).detections
-            break
-        except DetectorError:  # its hung frame is still on its way out
-            assert time.monotonic() < give_up
-    assert found[0].class_id == tagged_id + 2
+    while not detector.active:  # until the frame is in the engine
+        assert time.monotonic() < give_up
+        time.sleep(0.005)
+
+    # when camera 1 submits another frame meanwhile, and camera 2 one
+    # then camera 1's is refused at once (not queued), camera 2's is detected
+    with pytest.raises(DetectorError, match="still in the detector"):
+        service.client("cam1").detect([tagged(1, 1)])
+    assert service.client("cam2").detect([tagged(2, 0)]).detections[0][0].class_id == 200_000
+    gate.set()
+    waiting.join(DEADLINE_S)
+    assert service.client("cam1").detect([tagged(1, 2)]).detections[0][0].class_id == 100_002
     service.close()
 
 
