@@ -113,6 +113,11 @@ class MotionDetector:
         self._learn(small, moving=bool(boxes))
         return MotionResult(tuple(boxes), fraction, self.calibrating, fresh=False)
 
+    @property
+    def pixel_size(self) -> float:
+        """How far blur and dilation spread a motion box beyond what moved, frame pixels."""
+        return 2.0 * max(self._scale)
+
     def absorb(self, boxes: Sequence[IntBox]) -> None:
         """Make the last frame the background inside ``boxes`` (frame pixels).
 
@@ -159,7 +164,10 @@ class MotionDetector:
 
     def _stretch(self, small: np.ndarray) -> np.ndarray:
         """Stretch grey levels between the recent average 4th and 96th percentiles."""
-        low, high = (float(v) for v in np.percentile(small, (4, 96)))
+        seen = small if self._mask is None else small[~self._mask]  # masked pixels say nothing
+        if seen.size == 0:
+            return small
+        low, high = (float(v) for v in np.percentile(seen, (4, 96)))
         if low < high:  # a single-colour frame says nothing about the scene's contrast
             self._contrast.append((low, high))
         if not self._contrast:
@@ -254,7 +262,10 @@ class MotionGate:
         if self._motion is None:
             return _ALWAYS
         result = self._motion.detect(image)
-        moving = [b for b in result.boxes if not any(_within(b, s) for s in still_boxes)]
+        slack = self._motion.pixel_size
+        moving = [
+            box for box in result.boxes if not any(_within(box, s, slack) for s in still_boxes)
+        ]
         reason = self._reason(
             result, moving=bool(moving), captured_at=captured_at, tracks_active=tracks_active
         )
@@ -295,9 +306,10 @@ class MotionGate:
         return None
 
 
-def _within(box: IntBox, still: Box) -> bool:
-    """Whether a motion box lies within a still object's box, padded by ``_STILL_PAD``."""
-    pad_x, pad_y = _STILL_PAD * (still[2] - still[0]), _STILL_PAD * (still[3] - still[1])
+def _within(box: IntBox, still: Box, slack: float) -> bool:
+    """Whether a motion box lies within a still object's box, padded (``_STILL_PAD``, slack)."""
+    pad_x = _STILL_PAD * (still[2] - still[0]) + slack
+    pad_y = _STILL_PAD * (still[3] - still[1]) + slack
     return (
         box[0] >= still[0] - pad_x
         and box[1] >= still[1] - pad_y
