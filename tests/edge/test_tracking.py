@@ -249,3 +249,73 @@ def test_real_frames_with_jittery_detections_keep_one_id_and_one_crop_per_object
     crops = selector.flush()
     assert sorted(c.track_id for c in crops) == sorted(set.union(*ids.values()))
     assert all(c.image.shape == image.shape and c.quality > 0 for c in crops)
+
+
+def still_person() -> Detection:
+    return person((300, 100, 360, 260))
+
+
+def test_a_still_object_keeps_its_id_across_coasted_frames_and_not_across_a_gap() -> None:
+    # given two trackers that confirmed the same still object on frames 0-2
+    coasting, gapped = ObjectTracker(FPS), ObjectTracker(FPS)
+    for tracker in (coasting, gapped):
+        for f in range(3):
+            tracker.update([still_person()], captured_at=at(f / FPS))
+
+    # when one coasts through 10 s without detection (a motion gate said no) and the other
+    # simply gets no frames, and both then see the object again
+    held = [coasting.coast(captured_at=at(f / FPS)) for f in range(3, 103)]
+    again = coasting.update([still_person()], captured_at=at(10.3))
+    after_gap = gapped.update([still_person()], captured_at=at(10.3))
+
+    # then the coasted track was held on every frame and keeps its id; the gap retired it
+    assert held == [[0]] * 100
+    assert [t.track_id for t in again] == [0]
+    assert after_gap == []  # a new, not yet confirmed track
+
+
+def test_tracks_need_detection_until_they_stand_still_for_stationary_after_s() -> None:
+    # given a tracker that counts a track stationary after 1 s
+    tracker = ObjectTracker(FPS, stationary_after_s=1.0)
+    assert not tracker.needs_detection  # no tracks
+
+    # when an object walks for 1 s, then stands
+    needs, still = [], []
+    for f in range(30):
+        x = 100 + 15 * min(f, 10)
+        tracker.update([person((x, 100, x + 60, 260))], captured_at=at(f / FPS))
+        needs.append(tracker.needs_detection)
+        still.append(tracker.stationary_boxes)
+
+    # then it needs detection while unconfirmed, walking and for 1 s standing, then not;
+    # its stationary box is where it stopped
+    assert needs == [True] * 20 + [False] * 10
+    assert still[-1] == [(250, 100, 310, 260)]
+
+
+def test_a_track_missed_by_the_detector_needs_detection_until_retired() -> None:
+    tracker = ObjectTracker(FPS, lost_track_s=0.5, stationary_after_s=0.1)
+    for f in range(5):
+        tracker.update([still_person()], captured_at=at(f / FPS))
+    assert not tracker.needs_detection
+
+    tracker.update([], captured_at=at(0.5))  # the periodic check finds it gone
+
+    assert tracker.needs_detection and tracker.coast(captured_at=at(0.6)) == []
+    for f in range(7, 14):
+        tracker.update([], captured_at=at(f / FPS))
+    assert not tracker.needs_detection  # retired
+
+
+def test_held_tracks_do_not_end_and_send_nothing_until_they_are_no_longer_held() -> None:
+    # given a selector that ends tracks after 2 s unseen, and a track seen once
+    selector = BestCropSelector(CropConfig(track_lost_after_s=2, resend_after_s=60))
+    assert selector.update(0, at(0), FRAME, [tracked(7, 0.9)]) == []
+
+    # when the tracker holds the track for 10 s of frames without detection, then stops
+    held = [selector.hold(at(0.1 * f), [7]) for f in range(1, 101)]
+    ended = selector.hold(at(12.1), [])
+
+    # then nothing is sent while it is held, and its one best crop goes when it ends
+    assert held == [[]] * 100
+    assert [(c.track_id, c.reason, c.frame_index) for c in ended] == [(7, "track_end", 0)]
