@@ -20,6 +20,7 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
+from lensflow.edge.stillness import StillnessWatch
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import CropConfig
 from lensflow.shared.detectors.base import Detection
@@ -101,9 +102,7 @@ class ObjectTracker:
             high_conf_det_threshold=high_conf_det_threshold,
         )
         self._frame_s = 1.0 / frame_rate
-        self._stationary_after_s = stationary_after_s
-        self._stationary_iou = stationary_iou
-        self._settled: dict[int, _Settled] = {}  # confirmed track id -> where it settled
+        self._still = StillnessWatch(after_s=stationary_after_s, iou=stationary_iou)
         self._clock_s = 0.0  # the tracker's clock: capture time less the coasted time
         self._coasted_s = 0.0  # capture time of coasted frames, left out of the clock
         self._last_frame_at: datetime | None = None
@@ -116,13 +115,12 @@ class ObjectTracker:
         (lost, not yet retired) or moved within ``stationary_after_s``. False with no
         tracks, or with only stationary ones: those :meth:`coast` can carry.
         """
-        for tracklet in self._tracker.tracks:
-            if tracklet.tracker_id < 0 or tracklet.time_since_update > 0:
-                return True
-            settled = self._settled.get(tracklet.tracker_id)
-            if settled is None or self._clock_s - settled.since_s < self._stationary_after_s:
-                return True
-        return False
+        return any(
+            t.tracker_id < 0
+            or t.time_since_update > 0
+            or self._still.still_box(t.tracker_id, now_s=self._clock_s) is None
+            for t in self._tracker.tracks
+        )
 
     @property
     def stationary_boxes(self) -> list[Box]:
@@ -131,16 +129,9 @@ class ObjectTracker:
         A track is stationary once confirmed, seen on the last detected frame and put for
         ``stationary_after_s``.
         """
-        boxes = []
-        for tracklet in self._tracker.tracks:
-            settled = self._settled.get(tracklet.tracker_id)
-            if (
-                settled is not None
-                and tracklet.time_since_update == 0
-                and self._clock_s - settled.since_s >= self._stationary_after_s
-            ):
-                boxes.append(settled.box)
-        return boxes
+        seen = [t.tracker_id for t in self._tracker.tracks if t.time_since_update == 0]
+        boxes = [self._still.still_box(track_id, now_s=self._clock_s) for track_id in seen]
+        return [box for box in boxes if box is not None]
 
     def coast(self, *, captured_at: datetime | None = None) -> list[int]:
         """Carry the tracks across a frame the detector did not see.
@@ -191,7 +182,7 @@ class ObjectTracker:
             self._clock_s += self._frame_s
         result = self._tracker.update(_to_supervision(detections), timestamp=timestamp)
         if len(result) == 0 or result.tracker_id is None:
-            self._forget_retired()
+            self._still.keep_only(t.tracker_id for t in self._tracker.tracks)
             return []
         pairs = sorted(
             (int(index), int(track_id))
@@ -199,44 +190,15 @@ class ObjectTracker:
             if track_id >= 0
         )
         tracked = [TrackedDetection(detections[index], track_id) for index, track_id in pairs]
-        self._settle(tracked)
+        for td in tracked:
+            self._still.note(td.track_id, td.detection.box, now_s=self._clock_s)
+        self._still.keep_only(t.tracker_id for t in self._tracker.tracks)
         return tracked
 
     def reset(self) -> None:
         """Forget every track (a new scene); ids start again from 0."""
         self._tracker.reset()
-        self._settled.clear()
-
-    def _settle(self, tracked: Sequence[TrackedDetection]) -> None:
-        """Note where each track's box settled; a box that left it settles anew."""
-        for td in tracked:
-            settled = self._settled.get(td.track_id)
-            if settled is None or _iou(settled.box, td.detection.box) < self._stationary_iou:
-                self._settled[td.track_id] = _Settled(td.detection.box, self._clock_s)
-        self._forget_retired()
-
-    def _forget_retired(self) -> None:
-        """Drop what is noted of tracks ByteTrack no longer holds."""
-        live = {t.tracker_id for t in self._tracker.tracks}
-        for track_id in [tid for tid in self._settled if tid not in live]:
-            del self._settled[track_id]
-
-
-@dataclass(frozen=True, slots=True)
-class _Settled:
-    """Where a track's box settled, and since when (the tracker's clock, seconds)."""
-
-    box: Box
-    since_s: float
-
-
-def _iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+        self._still.keep_only(())
 
 
 def _to_supervision(detections: Sequence[Detection]) -> sv.Detections:
