@@ -1,10 +1,12 @@
 """One camera's loop: frames -> detections -> filters -> tracks -> best crops -> the sink.
 
-Each camera runs in a thread of its own; the detector is shared (its backend serialises
-calls). Nothing a frame can do — a corrupt image, a detector failure on one frame, a stream
-that drops — ends the loop: it is counted, logged and the next frame is taken. A source that
-cannot be had (a missing file, a dead stream) is retried by the source itself; its failures
-reach the ``lensflow_edge_source_failures_total`` counter by camera and reason.
+Each camera runs in a thread of its own and waits for each frame's detections; the agent's
+cameras share one detector service (:mod:`lensflow.edge.detector_service`), which runs their
+frames together on the engine. Nothing a frame can do — a corrupt image, a detector failure
+on one frame, a stream that drops — ends the loop: it is counted, logged and the next frame
+is taken. A source that cannot be had (a missing file, a dead stream) is retried by the
+source itself; its failures reach the ``lensflow_edge_source_failures_total`` counter by
+camera and reason.
 """
 
 from __future__ import annotations
