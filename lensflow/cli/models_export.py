@@ -50,7 +50,7 @@ def export(
     try:
         if _runs_as_published(weights, manifest_or_default(manifest)):
             return
-        weights_path, name = _resolve_weights(weights, manifest_or_default(manifest))
+        weights_path, name, licence = _resolve_weights(weights, manifest_or_default(manifest))
         target = out_dir or default_out_dir(weights_path, fmt=kind, precision=bits)
         request = ExportRequest(
             weights=weights_path,
@@ -62,6 +62,7 @@ def export(
             imgsz=imgsz,
             min_f1=min_f1,
             name=name,
+            license=licence,
         )
         with out.status(f"exporting {weights_path.name} to {kind} {bits} ..."):
             result = export_model(request)
@@ -182,16 +183,17 @@ def _runs_as_published(weights: str, manifest: Path) -> bool:
     return True
 
 
-def _resolve_weights(weights: str, manifest: Path) -> tuple[Path, str | None]:
-    """A path as it is; otherwise a manifest name, fetched into the cache."""
+def _resolve_weights(weights: str, manifest: Path) -> tuple[Path, str | None, str | None]:
+    """A path as it is; otherwise a manifest name, fetched into the cache: path, name, licence."""
     path = Path(weights)
     if path.exists() or path.suffix in {".pt", ".yaml", ".yml"}:
-        return path, None
+        return path, None, None
     from lensflow.models.export.fetch import default_cache_dir, fetch_model
     from lensflow.models.export.manifest import load_manifest
 
     entry = load_manifest(manifest).entry(weights)
-    return fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent), weights
+    path = fetch_model(entry, cache_dir=default_cache_dir(), manifest_dir=manifest.parent)
+    return path, weights, " ".join(entry.license.split()) or None
 
 
 def register(app: typer.Typer) -> None:

@@ -67,6 +67,7 @@ class ExportRequest:
     conf: float = 0.25
     iou: float = 0.7
     name: str | None = None
+    license: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ def export_model(request: ExportRequest) -> ExportResult:
         artifact_sha256=files[artifact.name],
         files=files,
         source=str(weights),
+        license=request.license,
         source_sha256=sha256_file(weights) if weights.is_file() else None,
         calibration=_calibration_note(request),
         quantization=quantization,
