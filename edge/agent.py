@@ -357,7 +357,8 @@ class EdgeAgent:
     def _apply(self, new: EdgeConfig) -> None:
         """Swap in ``new``: detector first (may fail: nothing changed yet), then cameras."""
         detector, sha, old_detector = self.detector, self.model_sha256, self.detector
-        if new.detector != self.config.detector:
+        # a new camera count reloads it too: the engine is compiled for that many at once
+        if new.detector != self.config.detector or len(new.cameras) != len(self.config.cameras):
             detector, sha = self._prepare(new)  # the cameras keep running on the old one
         with self._lock:
             if detector is not old_detector:  # atomic: the next batch of any camera goes to it
