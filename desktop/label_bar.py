@@ -3,7 +3,8 @@
 Each number key's button shows its label of the node's schema in the label's colour; the
 keys stay where they were first shown for the whole session (:mod:`lensflow.desktop.label_schemas`).
 The status keys (A accept, R reject, U unsure) and L, N, Ctrl+Z have buttons too, and a note
-on the right counts the decisions the API has not stored yet.
+(:attr:`LabelBar.pending`, shown in the window's status bar) counts the decisions the API has
+not stored yet.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from lensflow.desktop.api_types import DETECTION_NODE
 from lensflow.desktop.label_schemas import KEYS, SchemaBook
@@ -57,29 +58,28 @@ class LabelBar(QWidget):
         self.node.addItem(DETECTION_NODE)
         self.node.setToolTip("Which node the keys decide about: the edge detection or a classifier")
         self.node.currentTextChanged.connect(on_node)
-        self.keys: list[QPushButton] = []
+        self.keys: list[QToolButton] = []
         row = QHBoxLayout(self)
         row.setContentsMargins(6, 2, 6, 2)
         row.addWidget(QLabel("Review"))
         row.addWidget(self.node)
         for number, key in enumerate(KEYS, start=1):
-            button = QPushButton(key)
+            button = _button(key)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(lambda _=False, n=number: on_key(n))
             button.hide()
             self.keys.append(button)
             row.addWidget(button)
-        self.commands: dict[str, QPushButton] = {}
+        self.commands: dict[str, QToolButton] = {}
         for text, tip, action in buttons:
-            button = QPushButton(text)
+            button = _button(text)
             button.setToolTip(tip)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(lambda _=False, act=action: act())
             self.commands[text] = button
             row.addWidget(button)
         row.addStretch(1)
-        self.pending = QLabel("")
-        row.addWidget(self.pending)
+        self.pending = QLabel("")  # the window shows it in its status bar (room for the keys)
         schemas.changed.connect(self._schema_changed)
 
     def current_node(self) -> str:
@@ -118,3 +118,11 @@ class LabelBar(QWidget):
     def _schema_changed(self, node: str) -> None:
         if node == self.current_node():
             self.show_keys()
+
+
+def _button(text: str) -> QToolButton:
+    """A compact button (a tool button: no 80-pixel minimum) showing its icon beside its text."""
+    button = QToolButton()
+    button.setText(text)
+    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    return button

@@ -139,6 +139,7 @@ class MainWindow(QMainWindow):
         self.error_label = QLabel("")
         self.count_label = QLabel("not connected")
         self.statusBar().addWidget(self.error_label, 1)
+        self.statusBar().addPermanentWidget(self.label_bar.pending)
         self.statusBar().addPermanentWidget(self.count_label)
 
     def _build_menus(self) -> None:

@@ -79,12 +79,12 @@ class ReviewFlow(QObject):
             on_key=self.number_key,
             on_node=self.relabel.set_node,
             buttons=(
-                ("A accept", "The model's label is right (A)", self.accept),
-                ("R reject", "Not an object of any class: a wrong detection (R)", self.reject),
-                ("U unsure", "Skip for now, marked unsure (U)", self.unsure),
-                ("L label…", "Relabel as a label of the node's schema (L)", self.ask_label),
-                ("N next", "Next crop without a review of this node (N)", self.next_unreviewed),
-                ("Undo", "Undo the last decision (Ctrl+Z)", self.relabel.undo),
+                ("A ✓", "Accept: the model's label is right (A)", self.accept),
+                ("R ✗", "Reject: not an object of any class, a wrong detection (R)", self.reject),
+                ("U ?", "Unsure: skip for now (U)", self.unsure),
+                ("L…", "Relabel as a label of the node's schema (L)", self.ask_label),
+                ("N →", "Next crop without a review of this node (N)", self.next_unreviewed),
+                ("↶", "Undo the last decision (Ctrl+Z)", self.relabel.undo),
             ),
         )
         self.label_dialog: LabelDialog | None = None
