@@ -127,6 +127,31 @@ def run_ultralytics(video: str, model: str) -> dict[str, Any]:
     return {"frames": frames, "cpu_s": cpu, "wall_s": wall}
 
 
+def run_floor(video: str, motion: dict[str, Any]) -> dict[str, Any]:
+    """CPU time of decoding the video alone, and of the motion detector on its frames."""
+    import cv2
+    import numpy as np
+
+    from lensflow.edge.motion import MotionDetector
+    from lensflow.shared.config.edge import MotionConfig
+
+    cpu = _cpu_s()
+    capture = cv2.VideoCapture(video)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(np.asarray(frame, np.uint8))  # BGR uint8 already: no copy
+    capture.release()
+    decode = _cpu_s() - cpu
+    detector = MotionDetector(MotionConfig.model_validate({"enabled": True, **motion}))
+    cpu = _cpu_s()
+    for frame in frames:
+        detector.detect(frame)
+    return {"frames": len(frames), "decode_s": decode, "motion_s": _cpu_s() - cpu}
+
+
 def _in_process(func: Any, *args: Any) -> dict[str, Any]:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         result: dict[str, Any] = pool.apply(func, args)
@@ -142,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--motion", action="append", default=[], help="JSON motion settings")
     parser.add_argument("--ultralytics", action="store_true")
+    parser.add_argument(
+        "--floor", action="store_true", help="also decoding alone and motion detection alone"
+    )
     args = parser.parse_args(argv)
     base = _in_process(run_camera, args.video, args.model, args.backend, args.fps, None)
     rows = [base] + [
@@ -164,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['frames'] / row['wall_s']:>6.1f}"
         )
         print(f"    detector ran because: {row['reasons']}; crops by class: {row['classes']}")
+    if args.floor:
+        floor = _in_process(run_floor, args.video, {})
+        print(
+            f"floor: decoding alone {1000 * floor['decode_s'] / floor['frames']:.2f} CPU ms/frame, "
+            f"motion detector alone (defaults) {1000 * floor['motion_s'] / floor['frames']:.2f}"
+        )
     if args.ultralytics:
         ul = _in_process(run_ultralytics, args.video, args.model)
         ours = base["frames"] / base["wall_s"]
