@@ -196,10 +196,12 @@ class CameraWorker:
             captured_at=frame.captured_at,
             tracks_active=self._tracker.needs_detection,
             still_boxes=self._tracker.stationary_boxes,
+            tracked_boxes=self._tracker.followed_boxes,
         )
-        if not gate.detect:  # nothing moves: the tracker carries its (still) objects
+        if not gate.detect:  # nothing new moves: the tracker carries its objects
             self._metrics.frames_motion_skipped.labels(name).inc()
-            held = self._tracker.coast(captured_at=frame.captured_at)
+            # rate-limited (followed objects moving): their motion over the gap is predicted
+            held = self._tracker.coast(captured_at=frame.captured_at, keep_time=gate.limited)
             self._emit_all(self._selector.hold(frame.captured_at, held))
             self._send(self._budget.poll())
             return

@@ -9,6 +9,8 @@ recalibrates instead of counting as motion; a difference that persists is learnt
 :class:`MotionGate` uses it to say, frame by frame, whether the detector runs: on the first
 frame, on frames with motion, while the tracker has tracks that move or are not settled, and
 at least every ``check_every_s``. On the other frames the tracker carries its objects.
+With ``track_interval_frames`` above 1, detection wanted only for objects already tracked
+(their own motion, tracks that move) is rate-limited to every that many frames.
 """
 
 from __future__ import annotations
@@ -206,11 +208,14 @@ class GateDecision:
         detect: Run the detector on this frame.
         reason: Why it runs (``always`` when gating is off); ``None`` when it does not.
         motion: The frame's motion boxes in frame pixels (empty when gating is off).
+        limited: The detector was wanted for tracked objects only and rests because of
+            ``track_interval_frames``: the tracker should coast them in real time.
     """
 
     detect: bool
     reason: GateReason | None
     motion: tuple[IntBox, ...] = ()
+    limited: bool = False
 
 
 _ALWAYS = GateDecision(detect=True, reason="always")
@@ -227,6 +232,14 @@ class MotionGate:
     background has not learnt yet) does not count: that object is tracked already, and
     motion reaching beyond it (it leaves, something passes) does count.
 
+    With ``track_interval_frames`` N above 1, a frame whose only reasons are tracked
+    objects — motion that lies within the boxes of tracks being followed (padded as for
+    still objects), or tracks that move — runs the detector only when N frames have passed
+    since it last ran; in between the tracker coasts them. This rate-limits detection of
+    followed objects (Frigate's ``detect.fps``); it skips no still frames of its own.
+    Motion outside tracked boxes (a new object), startup and the periodic check run it at
+    once.
+
     Args:
         config: The camera's ``motion`` section.
     """
@@ -235,6 +248,7 @@ class MotionGate:
         self.config = config
         self._motion = MotionDetector(config) if config.enabled else None
         self._last_run: datetime | None = None
+        self._since_run = 0  # frames decided since the detector last ran, this one included
 
     def decide(
         self,
@@ -243,6 +257,7 @@ class MotionGate:
         captured_at: datetime,
         tracks_active: bool,
         still_boxes: Sequence[Box] = (),
+        tracked_boxes: Sequence[Box] = (),
     ) -> GateDecision:
         """Look at one frame and say whether the detector runs on it.
 
@@ -255,6 +270,9 @@ class MotionGate:
                 (:attr:`lensflow.edge.tracking.ObjectTracker.needs_detection`).
             still_boxes: Boxes of the stationary tracks
                 (:attr:`lensflow.edge.tracking.ObjectTracker.stationary_boxes`).
+            tracked_boxes: Boxes of the tracks being followed
+                (:attr:`lensflow.edge.tracking.ObjectTracker.followed_boxes`); motion within
+                them is rate-limited by ``track_interval_frames``.
 
         Returns:
             The decision; when it says detect, the periodic check's clock restarts.
@@ -262,16 +280,28 @@ class MotionGate:
         if self._motion is None:
             return _ALWAYS
         result = self._motion.detect(image)
+        self._since_run += 1
         slack = self._motion.pixel_size
         moving = [
             box for box in result.boxes if not any(_within(box, s, slack) for s in still_boxes)
         ]
+        new = [box for box in moving if not any(_within(box, t, slack) for t in tracked_boxes)]
         reason = self._reason(
-            result, moving=bool(moving), captured_at=captured_at, tracks_active=tracks_active
+            result,
+            moving=bool(moving),
+            captured_at=captured_at,
+            tracks_active=tracks_active,
         )
+        limited = False
+        if reason in ("motion", "tracks") and not (new and reason == "motion"):
+            # wanted only for objects already followed: at most every N frames
+            limited = self._since_run < self.config.track_interval_frames
+            if limited:
+                reason = self._periodic(captured_at)
         if reason is None:
-            return GateDecision(detect=False, reason=None, motion=result.boxes)
+            return GateDecision(detect=False, reason=None, motion=result.boxes, limited=limited)
         self._last_run = captured_at
+        self._since_run = 0
         return GateDecision(detect=True, reason=reason, motion=result.boxes)
 
     def absorb_empty(self, decision: GateDecision, found: Sequence[Box]) -> None:
@@ -290,16 +320,27 @@ class MotionGate:
         self._motion.absorb(empty)
 
     def _reason(
-        self, result: MotionResult, *, moving: bool, captured_at: datetime, tracks_active: bool
+        self,
+        result: MotionResult,
+        *,
+        moving: bool,
+        captured_at: datetime,
+        tracks_active: bool,
     ) -> GateReason | None:
         """Why the detector should run on this frame, or ``None``."""
-        last = self._last_run
-        if result.fresh or last is None:
+        if result.fresh or self._last_run is None:
             return "startup"
         if moving and not result.calibrating:
             return "motion"
         if tracks_active:
             return "tracks"
+        return self._periodic(captured_at)
+
+    def _periodic(self, captured_at: datetime) -> GateReason | None:
+        """``periodic`` when ``check_every_s`` has passed since the detector last ran."""
+        last = self._last_run
+        if last is None:
+            return "startup"
         elapsed = (captured_at - last).total_seconds()
         if elapsed >= self.config.check_every_s or elapsed < 0:  # < 0: the clock went back
             return "periodic"

@@ -133,22 +133,40 @@ class ObjectTracker:
         boxes = [self._still.still_box(track_id, now_s=self._clock_s) for track_id in seen]
         return [box for box in boxes if box is not None]
 
-    def coast(self, *, captured_at: datetime | None = None) -> list[int]:
+    @property
+    def followed_boxes(self) -> list[Box]:
+        """Boxes of the confirmed tracks seen on the last detected frame (Kalman estimate).
+
+        What the motion gate's ``track_interval_frames`` compares motion with: motion
+        within these boxes belongs to objects already followed.
+        """
+        return [
+            _box(t.get_state_bbox())
+            for t in self._tracker.tracks
+            if t.tracker_id >= 0 and t.time_since_update == 0
+        ]
+
+    def coast(self, *, captured_at: datetime | None = None, keep_time: bool = False) -> list[int]:
         """Carry the tracks across a frame the detector did not see.
 
         Tracks keep their boxes and do not age; the frame's time is left out of the
-        tracker's clock (the next :meth:`update` sees one frame's gap since the last one).
+        tracker's clock (the next :meth:`update` sees one frame's gap since the last one),
+        unless ``keep_time``: then it stays in, and the next :meth:`update` predicts the
+        tracks' motion over the whole gap (for moving objects whose detection is only
+        rate-limited, the motion gate's ``track_interval_frames``).
 
         Args:
             captured_at: When the frame was captured (as given to :meth:`update`).
+            keep_time: Keep the frame's time in the tracker's clock.
 
         Returns:
             Ids of the confirmed tracks that were seen on the last detected frame, which
             the crop selector should hold (:meth:`BestCropSelector.hold`).
         """
         if captured_at is not None:
-            if self._last_frame_at is not None and captured_at > self._last_frame_at:
-                self._coasted_s += (captured_at - self._last_frame_at).total_seconds()
+            last = self._last_frame_at
+            if not keep_time and last is not None and captured_at > last:
+                self._coasted_s += (captured_at - last).total_seconds()
             self._last_frame_at = captured_at
         return sorted(
             t.tracker_id
@@ -199,6 +217,12 @@ class ObjectTracker:
         """Forget every track (a new scene); ids start again from 0."""
         self._tracker.reset()
         self._still.keep_only(())
+
+
+def _box(values: np.ndarray) -> Box:
+    """An ``x1, y1, x2, y2`` box of floats from an array."""
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
 
 
 def _to_supervision(detections: Sequence[Detection]) -> sv.Detections:

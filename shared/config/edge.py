@@ -159,6 +159,14 @@ class MotionConfig(StrictModel):
     check_every_s: float = Field(
         5.0, gt=0, description="Run the detector on the whole frame at least this often."
     )
+    track_interval_frames: int = Field(
+        1,
+        ge=1,
+        description="While the detector is wanted only for objects already tracked (their "
+        "motion, within their boxes, or tracks still moving), run it at most every this many "
+        "frames and let the tracker carry them in between; motion outside tracked boxes, "
+        "startup and the periodic check still run it at once. 1 runs it on every such frame.",
+    )
     stationary_after_s: float = Field(
         2.0,
         gt=0,

@@ -177,3 +177,28 @@ def test_without_the_gate_every_frame_is_detected_and_the_object_still_goes_once
     assert always == EMPTY_AFTER
     assert worker._metrics.frames_motion_skipped.labels("door")._value.get() == 0
     assert len(crops) == 1
+
+
+def test_followed_objects_are_detected_every_n_frames_and_still_sent_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given the same scene and a camera whose gate detects followed objects at most every
+    # 3rd frame (motion within their tracked boxes, tracks that move)
+    # when the camera runs over it, and again with the gate on and no interval
+    worker, detector, crops = run_scene(monkeypatch, {"enabled": True, "track_interval_frames": 3})
+    _, every, _ = run_scene(monkeypatch, {"enabled": True})
+
+    # then the detector ran on fewer frames than with the gate alone (about 55 against 90:
+    # motion reaching beyond the track's box, as while the object enters, still runs it)
+    assert detector.calls == worker.frames_detected
+    assert detector.calls < every.calls
+    assert worker.frames == EMPTY_AFTER
+
+    # and the object still went once, as one track, with the same crop as detecting every frame
+    assert len(crops) == 1
+    [crop] = crops
+    assert crop.track_id is not None and crop.reason == "track_end"
+    _, _, ungated = run_scene(monkeypatch, {})
+    assert [(c.detection, c.captured_at, c.jpeg) for c in ungated] == [
+        (crop.detection, crop.captured_at, crop.jpeg)
+    ]

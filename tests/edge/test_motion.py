@@ -227,3 +227,69 @@ def test_a_bad_motion_section_names_what_was_expected(
 
     assert message in str(error.value)
     assert "motion." in str(error.value)
+
+
+def test_a_tracked_moving_object_is_detected_every_n_frames_and_a_new_one_at_once() -> None:
+    # given a gate that detects followed objects at most every 3 frames, a still scene, and
+    # an object that walks right 6 px a frame, tracked (its box given as followed); no
+    # contrast stretch, which a big white object shifts enough to make the blocks motion
+    gate = MotionGate(motion_config(track_interval_frames=3, improve_contrast=False))
+    walk = [(-100, 0)] * 3 + [(200 + 6 * i, 200) for i in range(12)]
+    images = frames(15, object_at=walk)
+    run_gate(gate, images[:4])  # startup, then the object appears: motion, detected
+
+    # when the tracker follows it (its last box) and says its track moves
+    decisions = []
+    for index in range(4, 15):
+        x, y = walk[index - 1]
+        followed = (float(x), float(y), x + 60.0, y + 120.0)
+        decisions.append(
+            gate.decide(
+                images[index],
+                captured_at=at(index / 10),
+                tracks_active=True,
+                tracked_boxes=[followed],
+            )
+        )
+
+    # then the detector runs every 3rd frame; the frames between rest, marked rate-limited
+    assert [d.detect for d in decisions] == [False, False, True] * 3 + [False, False]
+    assert all(d.motion for d in decisions)
+    assert all(d.limited for d in decisions if not d.detect)
+    assert {d.reason for d in decisions if d.detect} <= {"motion", "tracks"}
+
+    # and when a new object enters elsewhere on a rate-limited frame, the detector runs at once
+    gate = MotionGate(motion_config(track_interval_frames=3, improve_contrast=False))
+    other = [(-100, 0)] * 3 + [(200, 200)] * 2 + [(500, 40)] * 2
+    entering = frames(7, object_at=other)
+    run_gate(gate, entering[:5])
+    still = (200.0, 200.0, 260.0, 320.0)  # followed, not (yet) stationary
+    rest = gate.decide(entering[5], captured_at=at(0.5), tracks_active=True, tracked_boxes=[still])
+    assert rest.reason == "motion"  # motion where the first one left is not within its box
+
+
+def test_a_new_object_outside_tracked_boxes_runs_the_detector_at_once() -> None:
+    # given a gate with a long interval that just ran on a frame, with one object followed
+    gate = MotionGate(motion_config(track_interval_frames=10, improve_contrast=False))
+    path = [(-100, 0)] * 3 + [(100, 100)] * 2 + [(100, 100)]
+    images = frames(6, object_at=path)
+    run_gate(gate, images[:4])  # the first object appears at frame 3: detected
+    followed = (100.0, 100.0, 160.0, 220.0)
+    held = gate.decide(images[4], captured_at=at(0.4), tracks_active=True, tracked_boxes=[followed])
+    assert not held.detect and held.limited
+
+    # when a second object enters far from it
+    entering = images[5].copy()
+    cv2.rectangle(entering, (450, 300), (509, 419), (250, 250, 250), -1)
+    decision = gate.decide(
+        entering, captured_at=at(0.5), tracks_active=True, tracked_boxes=[followed]
+    )
+
+    # then the detector runs at once, for motion
+    assert decision.detect and decision.reason == "motion"
+
+
+def test_track_interval_frames_is_at_least_one() -> None:
+    assert MotionConfig().track_interval_frames == 1
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        MotionConfig.model_validate({"track_interval_frames": 0})
