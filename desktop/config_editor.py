@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QTimer, Signal
 from PySide6.QtGui import QColor
@@ -39,14 +38,14 @@ from PySide6.QtWidgets import (
 
 from lensflow.desktop.api_types import (
     Assignment,
-    ConfigIssue,
     ConfigValidation,
     ConfigVersion,
     EdgeInfo,
 )
 from lensflow.desktop.edge_configs import (
-    EdgeConfigApi,
+    ConfigApi,
     EdgeCurrent,
+    count_problems,
     current_config,
     edge_name,
     publish_question,
@@ -62,22 +61,6 @@ logger = logging.getLogger(__name__)
 REFRESH_MS = 5000
 """How often the edge table is refreshed."""
 _OK, _BAD = ok_color, error_color  # read when a message is shown: light or dark palette
-
-
-class ConfigApi(EdgeConfigApi, Protocol):
-    """What the editor needs of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
-
-    def validate_config(self, text: str) -> ConfigValidation:
-        """Validate a config text."""
-
-    def create_config(self, text: str, *, comment: str | None = None) -> ConfigVersion:
-        """Store a new version."""
-
-    def assign_config(self, version_id: int, edges: Sequence[tuple[str, str]]) -> list[Assignment]:
-        """Assign a version to edges."""
-
-    def edges(self) -> list[EdgeInfo]:
-        """Every known edge."""
 
 
 class ConfigEditor(QWidget):
@@ -364,7 +347,7 @@ class ConfigEditor(QWidget):
         if result.valid:
             self._say(f"Valid. Config hash {result.config_hash}.", _OK)
         else:
-            self._say(_count(result.issues) + " See the marked lines.", _BAD)
+            self._say(count_problems(result.issues) + " See the marked lines.", _BAD)
         self.validated.emit(result)
 
     def _publish_done(self, outcome: tuple[ConfigVersion, list[Assignment]]) -> None:
@@ -386,7 +369,7 @@ class ConfigEditor(QWidget):
         self.publish_button.setEnabled(True)
         if isinstance(err, ValidationFailed) and err.issues:
             self.editor.set_issues(err.issues)
-            self._fail_message("Not published: " + _count(err.issues))
+            self._fail_message("Not published: " + count_problems(err.issues))
             return
         self._fail(err)
 
@@ -402,9 +385,3 @@ class ConfigEditor(QWidget):
     def _say(self, text: str, color: Callable[[], QColor]) -> None:
         self.status.setStyleSheet(f"color: {color().name()}")
         self.status.setText(text)
-
-
-def _count(issues: Sequence[ConfigIssue]) -> str:
-    lines = sorted({i.line for i in issues if i.line is not None})
-    where = f" (lines {', '.join(map(str, lines))})" if lines else ""
-    return f"{len(issues)} problem{'s' * (len(issues) != 1)} in the config{where}."

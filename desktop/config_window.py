@@ -18,7 +18,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
-from lensflow.desktop.config_editor import REFRESH_MS, ConfigApi, ConfigEditor
+from lensflow.desktop.config_editor import REFRESH_MS, ConfigEditor
+from lensflow.desktop.edge_configs import ConfigApi
 from lensflow.desktop.pipeline_api import PipelineApi
 from lensflow.desktop.pipeline_editor import PipelineEditor
 from lensflow.desktop.rollout_panel import RolloutApi, RolloutPanel

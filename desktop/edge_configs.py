@@ -17,7 +17,13 @@ from typing import Protocol
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from lensflow.desktop.api_types import ConfigVersion, EdgeInfo
+from lensflow.desktop.api_types import (
+    Assignment,
+    ConfigIssue,
+    ConfigValidation,
+    ConfigVersion,
+    EdgeInfo,
+)
 
 MAX_VERSIONS_SCANNED = 500
 """How many stored versions are compared with an unassigned edge's applied hash."""
@@ -134,3 +140,26 @@ def publish_question(parent: QWidget, targets: Sequence[tuple[str, str]]) -> QMe
     box.setDefaultButton(cancel)
     box.setEscapeButton(cancel)
     return box
+
+
+class ConfigApi(EdgeConfigApi, Protocol):
+    """What the editor needs of the API (:class:`lensflow.desktop.client.ApiClient` is one)."""
+
+    def validate_config(self, text: str) -> ConfigValidation:
+        """Validate a config text."""
+
+    def create_config(self, text: str, *, comment: str | None = None) -> ConfigVersion:
+        """Store a new version."""
+
+    def assign_config(self, version_id: int, edges: Sequence[tuple[str, str]]) -> list[Assignment]:
+        """Assign a version to edges."""
+
+    def edges(self) -> list[EdgeInfo]:
+        """Every known edge."""
+
+
+def count_problems(issues: Sequence[ConfigIssue]) -> str:
+    """How many problems a config has, and on which lines, in a sentence."""
+    lines = sorted({i.line for i in issues if i.line is not None})
+    where = f" (lines {', '.join(map(str, lines))})" if lines else ""
+    return f"{len(issues)} problem{'s' * (len(issues) != 1)} in the config{where}."

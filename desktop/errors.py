@@ -97,3 +97,10 @@ class SearchUnavailable(ApiError):  # noqa: N818 - names of the HTTP answers
 
 class NotEmbedded(ApiError):  # noqa: N818 - names of the HTTP answers
     """409 ``not_embedded``: the crop has no stored embedding, so nothing is similar to it."""
+
+
+def describe(err: object) -> str:
+    """An error as the operator reads it: the API's message, else what was raised."""
+    if isinstance(err, ApiError):
+        return err.message
+    return f"Unexpected error: {err} ({type(err).__name__})"

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 from lensflow.desktop.api_review_types import Facets, ReviewItem
 from lensflow.desktop.client import ApiClient
 from lensflow.desktop.connect_dialog import ConnectDialog
-from lensflow.desktop.errors import ApiError
+from lensflow.desktop.errors import ApiError, describe
 from lensflow.desktop.filters import FilterBar
 from lensflow.desktop.grid_view import GridView, ResultTable
 from lensflow.desktop.inspector import Inspector
@@ -55,13 +55,6 @@ logger = logging.getLogger(__name__)
 
 INSPECT_DELAY_MS = 60
 """Holding an arrow key moves the selection quickly: inspect only where it rests."""
-
-
-def describe(err: object) -> str:
-    """An error as the operator reads it."""
-    if isinstance(err, ApiError):
-        return err.message
-    return f"Unexpected error: {err} ({type(err).__name__})"
 
 
 class MainWindow(QMainWindow):
