@@ -273,7 +273,12 @@ def new_crop_id() -> str:
         An id such as ``0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b``.
 
     """
-    millis = time.time_ns() // 1_000_000 & (2**48 - 1)
-    rand = int.from_bytes(os.urandom(10), "big")
+    return uuid7(time.time_ns() // 1_000_000, os.urandom(10))
+
+
+def uuid7(millis: int, random: bytes) -> str:
+    """A UUIDv7 string of a Unix time in milliseconds and 10 bytes filling its 74 other bits."""
+    millis &= 2**48 - 1
+    rand = int.from_bytes(random[:10], "big")
     value = millis << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & (2**62 - 1)
     return str(uuid.UUID(int=value))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +53,7 @@ from lensflow.shared.detectors.factory import load_configured_detector
 from lensflow.shared.images import read_image, sample_image_paths
 from lensflow.shared.paths import shipped_config
 from lensflow.shared.protocol import Provenance, new_crop_header
+from lensflow.shared.protocol.messages import uuid7
 from tests.support.review_data import T0, SeededCrop
 
 logger = logging.getLogger(__name__)
@@ -271,8 +271,5 @@ def stable_crop_id(frame: Frame, index: int) -> str:
     Seeded runs then store the same crop ids every time, so whatever depends on them (the
     train/held-out split of a head, by ``sha256(crop_id)``) is the same in every test run.
     """
-    millis = int(frame.captured_at.timestamp() * 1000) & (2**48 - 1)
     seed = f"{frame.camera}|{frame.captured_at.isoformat()}|{index}".encode()
-    rand = int.from_bytes(hashlib.sha256(seed).digest()[:10], "big")
-    value = millis << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & (2**62 - 1)
-    return str(uuid.UUID(int=value))
+    return uuid7(int(frame.captured_at.timestamp() * 1000), hashlib.sha256(seed).digest())
