@@ -29,15 +29,14 @@ from lensflow.cloud.api.errors import ApiError, server_fault
 from lensflow.cloud.api.queries import item_loads
 from lensflow.cloud.api.routes.results import to_item
 from lensflow.cloud.api.schemas import ErrorBody, ProvenanceOut, ResultItem, UtcTime
-from lensflow.cloud.ingest import (
+from lensflow.cloud.ingest import IngestService, Upload
+from lensflow.cloud.ingest_checks import (
     ImageTooLargeError,
     IngestError,
     IngestNotConfiguredError,
-    IngestService,
     IngestUnavailableError,
     UndecodableImageError,
     UnsupportedImageError,
-    Upload,
     check_image_size,
     check_image_type,
 )

@@ -19,7 +19,7 @@ from lensflow.cloud.api.errors import ApiError, server_fault
 from lensflow.cloud.api.queries import item_loads
 from lensflow.cloud.api.routes.results import CropIdPath, to_item
 from lensflow.cloud.api.schemas import ErrorBody, Name, ResultItem, Text, UtcTime
-from lensflow.cloud.ingest import UnsupportedImageError, check_image_type
+from lensflow.cloud.ingest_checks import UnsupportedImageError, check_image_type
 from lensflow.cloud.search.errors import SearchError, SearchInputError
 from lensflow.cloud.search.index.base import SearchFilter
 from lensflow.cloud.search.service import Neighbour, SearchService, SearchUnavailableError
