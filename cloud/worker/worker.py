@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import tenacity
-from sqlalchemy import exc as sa_exc
 
 from lensflow.cloud.heads.store import DbHeadStore
 from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
@@ -29,6 +28,7 @@ from lensflow.cloud.worker.batcher import Batcher
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.cloud.worker.receipts import ReceiptBook
+from lensflow.cloud.worker.retry import retry_storage
 from lensflow.cloud.worker.startup import build_intake, fitted_window, open_versions
 from lensflow.cloud.worker.triage import Letter, Triage, triage
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
@@ -44,9 +44,6 @@ _Written = TypeVar("_Written")
 
 _DECODERS = 2
 """Threads that decode a batch's JPEGs at once."""
-_RETRY_FIRST_S = 0.2
-_RETRY_MAX_S = 10.0
-_TRANSIENT_CAUSES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 
 
 @dataclass(frozen=True)
@@ -55,11 +52,6 @@ class _Decoded:
 
     delivery: Delivery
     crop: DecodedCrop
-
-
-def is_transient(err: StorageError) -> bool:
-    """Whether a storage failure may pass by itself (database down or locked, disk full)."""
-    return isinstance(err.__cause__, _TRANSIENT_CAUSES)
 
 
 class Worker:
@@ -379,23 +371,7 @@ class Worker:
             error = state.outcome.exception() if state.outcome else None
             logger.warning("storage failed for %s (retry in %.1f s): %s", what, delay, error)
 
-        def pause(seconds: float) -> None:  # ends early when the worker stops
-            self._stopping.wait(seconds)
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(
-                lambda err: isinstance(err, StorageError) and is_transient(err)
-            ),
-            wait=tenacity.wait_exponential(multiplier=_RETRY_FIRST_S, max=_RETRY_MAX_S),
-            stop=tenacity.stop_when_event_set(self._stopping),
-            sleep=pause,
-            before_sleep=retrying_soon,
-            reraise=True,
-        )
-        try:
-            return retrying(write)
-        except StorageError as err:
-            return None if is_transient(err) else err
+        return retry_storage(write, stopping=self._stopping, before_sleep=retrying_soon)
 
 
 def _decode_image(message: CropMessage) -> DecodedCrop | ImageError:

@@ -11,7 +11,7 @@ from sqlalchemy import exc as sa_exc
 
 from lensflow.cloud.storage import StorageError
 from lensflow.cloud.worker.batcher import Batcher
-from lensflow.cloud.worker.worker import is_transient
+from lensflow.cloud.worker.retry import is_transient
 
 
 def test_a_full_batch_is_handed_out_at_once() -> None:

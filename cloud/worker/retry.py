@@ -1,0 +1,66 @@
+"""Retrying the worker's storage writes: which failures pass by themselves, and the backoff.
+
+A transient failure (the database down or locked, the disk full) is retried with exponential
+backoff until it succeeds or the worker stops; any other failure is the data refused, and is
+returned at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+from sqlalchemy import exc as sa_exc
+
+from lensflow.cloud.storage import StorageError
+
+_Written = TypeVar("_Written")
+
+_RETRY_FIRST_S = 0.2
+_RETRY_MAX_S = 10.0
+_TRANSIENT_CAUSES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+
+def is_transient(err: StorageError) -> bool:
+    """Whether a storage failure may pass by itself (database down or locked, disk full)."""
+    return isinstance(err.__cause__, _TRANSIENT_CAUSES)
+
+
+def retry_storage(
+    write: Callable[[], _Written],
+    *,
+    stopping: threading.Event,
+    before_sleep: Callable[[tenacity.RetryCallState], None],
+) -> _Written | StorageError | None:
+    """Call ``write`` until it succeeds; retry transient storage failures with backoff.
+
+    Args:
+        write: The storage write.
+        stopping: Set when the worker stops: it ends the retries (and the pause between two).
+        before_sleep: Called before each pause (to count and log the retry).
+
+    Returns:
+        What ``write`` returned; the StorageError if the failure is not transient (the
+        data is refused, not the database down); None if stopping while it still fails.
+
+    """
+
+    def pause(seconds: float) -> None:  # ends early when the worker stops
+        stopping.wait(seconds)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(
+            lambda err: isinstance(err, StorageError) and is_transient(err)
+        ),
+        wait=tenacity.wait_exponential(multiplier=_RETRY_FIRST_S, max=_RETRY_MAX_S),
+        stop=tenacity.stop_when_event_set(stopping),
+        sleep=pause,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(write)
+    except StorageError as err:
+        return None if is_transient(err) else err
