@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from lensflow.edge.best_crop import BestCropSelector, CropCandidate
 from lensflow.edge.crops import ByteBudget, sharpness, usefulness
 from lensflow.edge.filters import DetectionFilter
 from lensflow.edge.metrics import EdgeMetrics
 from lensflow.edge.motion import MotionGate
 from lensflow.edge.sources import Frame, FrameSource, SourceStats, open_source
-from lensflow.edge.tracking import BestCropSelector, CropCandidate, ObjectTracker
+from lensflow.edge.tracking import ObjectTracker
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import CameraConfig, CropConfig
 from lensflow.shared.crops import cut_crop, encode_jpeg

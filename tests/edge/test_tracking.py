@@ -10,13 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lensflow.edge.tracking import (
-    BestCropSelector,
-    CropCandidate,
-    ObjectTracker,
-    TrackedDetection,
-    default_quality,
-)
+from lensflow.edge.best_crop import BestCropSelector, CropCandidate, default_quality
+from lensflow.edge.tracking import ObjectTracker, TrackedDetection
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import CropConfig
 from lensflow.shared.detectors.base import Detection
@@ -191,7 +186,7 @@ def test_a_clock_that_goes_back_does_not_hold_tracks_forever(
     selector.update(0, at(10), FRAME, [tracked(1, 0.9)])
 
     # when the clock is reset to 12:00:00, then the track ends 2 s later on the new clock
-    with caplog.at_level(logging.WARNING, logger="lensflow.edge.tracking"):
+    with caplog.at_level(logging.WARNING, logger="lensflow.edge.best_crop"):
         assert selector.update(1, at(0), FRAME, []) == []
     assert "captured_at went back" in caplog.text
     assert [c.reason for c in selector.update(2, at(2), FRAME, [])] == ["track_end"]
