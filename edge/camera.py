@@ -1,8 +1,13 @@
 """One camera's loop: frames -> detections -> filters -> tracks -> best crops -> the sink.
 
-Each camera runs in a thread of its own and waits for each frame's detections; the agent's
-cameras share one detector service (:mod:`lensflow.edge.detector_service`), which runs their
-frames together on the engine. Nothing a frame can do — a corrupt image, a detector failure
+Each camera runs in a thread of its own; the agent's cameras share one detector service
+(:mod:`lensflow.edge.detector_service`), which runs their frames together on the engine. A
+camera keeps up to ``pipeline_depth`` frames in the service (its ``per_camera`` bound by
+default): it reads and decodes frame k+1, and tracks and crops frame k, while the engine
+works on the frames after k. Answers are taken strictly in frame order, so the filters, the
+tracker, the crop selector and the sink see the frames in order, as with one frame at a
+time. With motion gating on, a camera keeps one frame in flight: the gate decides on the
+tracker's state after the frame before. Nothing a frame can do — a corrupt image, a detector failure
 on one frame, a stream that drops — ends the loop: it is counted, logged and the next frame
 is taken. A source that cannot be had (a missing file, a dead stream) is retried by the
 source itself; its failures reach the ``lensflow_edge_source_failures_total`` counter by
@@ -14,21 +19,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from lensflow.edge.best_crop import BestCropSelector, CropCandidate
 from lensflow.edge.crops import ByteBudget, sharpness, usefulness
+from lensflow.edge.detector_service import CameraDetector, PendingBatch
 from lensflow.edge.filters import DetectionFilter
 from lensflow.edge.metrics import EdgeMetrics
-from lensflow.edge.motion import MotionGate
+from lensflow.edge.motion import GateDecision, MotionGate
 from lensflow.edge.sources import Frame, FrameSource, SourceStats, open_source
 from lensflow.edge.tracking import ObjectTracker
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import CameraConfig, CropConfig
 from lensflow.shared.crops import cut_crop, encode_jpeg
-from lensflow.shared.detectors.base import Detection, DetectorBackend
+from lensflow.shared.detectors.base import Detection, DetectionBatch, DetectorBackend
 from lensflow.shared.errors import LensflowError
 
 logger = logging.getLogger(__name__)
@@ -53,6 +60,17 @@ CropSink = Callable[[ReadyCrop], None]
 DetectorRef = Callable[[], DetectorBackend]  # the agent may swap the detector at run time
 
 
+@dataclass(slots=True)
+class _InFlight:
+    """A frame on its way: submitted to the detector, or let by with the gate's decision."""
+
+    frame: Frame
+    gate: GateDecision
+    pending: PendingBatch | None = None  # its answer from the detector service
+    batch: DetectionBatch | None = None  # its answer from a detector called directly
+    error: LensflowError | None = None  # why it could not be detected
+
+
 class CameraWorker:
     """Runs one camera until stopped; replaced as a whole when its config changes."""
 
@@ -65,9 +83,18 @@ class CameraWorker:
         sink: CropSink,
         metrics: EdgeMetrics,
         realtime: bool = True,
+        pipeline_depth: int | None = None,
     ) -> None:
-        """Prepare the camera (nothing runs until :meth:`start`)."""
+        """Prepare the camera (nothing runs until :meth:`start`).
+
+        ``pipeline_depth``: most frames kept in the detector at once (at most the detector
+        service's ``per_camera``, which is the default); 1 waits for each frame before
+        reading the next. A detector that is not the service's is called one frame at a time.
+        """
+        if pipeline_depth is not None and pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
         self.config = config
+        self.pipeline_depth = pipeline_depth
         self.crops = crops
         self._detector = detector
         self._sink = sink
@@ -88,6 +115,7 @@ class CameraWorker:
             crops.budget_bytes_per_s, crops.budget_burst_bytes, camera=config.name
         )
         self.frames = 0
+        self._started = time.monotonic()  # restarted when the thread opens the source
         self.detections = 0  # before filtering: a rollout's detections per frame
         self.detect_errors = 0  # frames the detector failed on
         self.frames_detected = 0  # frames the detector ran on (the motion gate let through)
@@ -134,17 +162,15 @@ class CameraWorker:
             realtime=self._realtime,
         )
         self.source, self.source_stats = source, source.stats
-        started = time.monotonic()
+        self._started = time.monotonic()
+        inflight: deque[_InFlight] = deque()
         try:
             for frame in source:
                 if self._stop.is_set():
                     break
-                self._frame(frame)
-                self.frames += 1
-                self.sync_metrics()
-                elapsed = time.monotonic() - started
-                if elapsed > 0:
-                    self._metrics.fps.labels(name).set(self.frames / elapsed)
+                self._admit(frame, inflight)
+            while inflight:  # the source ended or the camera stops: answer what was sent
+                self._complete(inflight.popleft())
         except LensflowError as err:  # expected failures are one line, not a traceback
             logger.warning(
                 "camera %s: source %s: error: %s; camera stopped", name, source.target, err
@@ -189,32 +215,78 @@ class CameraWorker:
                 self._metrics.source_failures.labels(name, reason).inc(new)
                 synced.failures[reason] = count
 
-    def _frame(self, frame: Frame) -> None:
+    def _admit(self, frame: Frame, inflight: deque[_InFlight]) -> None:
+        """Send ``frame`` on its way; complete the oldest frames while too many are out."""
+        detector = self._detector()
+        depth = 1
+        if isinstance(detector, CameraDetector) and not self.config.motion.enabled:
+            depth = min(self.pipeline_depth or detector.per_camera, detector.per_camera)
+        elif self.config.motion.enabled:  # the gate needs the tracks after the frame before
+            while inflight:
+                self._complete(inflight.popleft())
+        inflight.append(self._begin(frame, detector))
+        while len(inflight) >= depth:
+            self._complete(inflight.popleft())
+
+    def _begin(self, frame: Frame, detector: DetectorBackend) -> _InFlight:
+        """Gate ``frame`` and submit it to the detector (or detect it here, for a plain one)."""
         name = self.config.name
         self._metrics.frames.labels(name).inc()
-        gate = self._gate.decide(
-            frame.image,
-            captured_at=frame.captured_at,
-            tracks_active=self._tracker.needs_detection,
-            still_boxes=self._tracker.stationary_boxes,
-            tracked_boxes=self._tracker.followed_boxes,
-        )
+        if self.config.motion.enabled:
+            gate = self._gate.decide(
+                frame.image,
+                captured_at=frame.captured_at,
+                tracks_active=self._tracker.needs_detection,
+                still_boxes=self._tracker.stationary_boxes,
+                tracked_boxes=self._tracker.followed_boxes,
+            )
+        else:  # no gating: the tracker's state is not wanted (and is a frame behind here)
+            gate = self._gate.decide(frame.image, captured_at=frame.captured_at, tracks_active=True)
+        if not gate.detect:
+            return _InFlight(frame, gate)
+        self._metrics.frames_detected.labels(name, gate.reason).inc()
+        self.frames_detected += 1
+        try:
+            if isinstance(detector, CameraDetector):
+                return _InFlight(frame, gate, pending=detector.submit([frame.image]))
+            return _InFlight(frame, gate, batch=detector.detect([frame.image]))
+        except LensflowError as err:  # skipped in its turn
+            return _InFlight(frame, gate, error=err)
+
+    def _complete(self, item: _InFlight) -> None:
+        """Take one frame's answer (waiting for it) and track, crop and send; in frame order."""
+        frame, gate, batch = item.frame, item.gate, item.batch
+        if item.pending is not None:
+            try:
+                batch = item.pending.result()
+            except LensflowError as err:
+                item.error = err
         if not gate.detect:  # nothing new moves: the tracker carries its objects
-            self._metrics.frames_motion_skipped.labels(name).inc()
+            self._metrics.frames_motion_skipped.labels(self.config.name).inc()
             # rate-limited (followed objects moving): their motion over the gap is predicted
             held = self._tracker.coast(captured_at=frame.captured_at, keep_time=gate.limited)
             self._emit_all(self._selector.hold(frame.captured_at, held))
             self._send(self._budget.poll())
-            return
-        self._metrics.frames_detected.labels(name, gate.reason).inc()
-        self.frames_detected += 1
-        try:
-            batch = self._detector().detect([frame.image])
-        except LensflowError as err:
-            logger.warning("camera %s: detector failed on frame %d: %s", name, frame.index, err)
-            self._metrics.frames_skipped.labels(name).inc()
+        elif item.error is not None or batch is None:
+            logger.warning(
+                "camera %s: detector failed on frame %d: %s",
+                self.config.name,
+                frame.index,
+                item.error,
+            )
+            self._metrics.frames_skipped.labels(self.config.name).inc()
             self.detect_errors += 1
-            return
+        else:
+            self._detected(frame, gate, batch)
+        self.frames += 1
+        self.sync_metrics()
+        elapsed = time.monotonic() - self._started
+        if elapsed > 0:
+            self._metrics.fps.labels(self.config.name).set(self.frames / elapsed)
+
+    def _detected(self, frame: Frame, gate: GateDecision, batch: DetectionBatch) -> None:
+        """Filter, track, crop and send one detected frame."""
+        name = self.config.name
         self._metrics.inference_ms.observe(batch.times.total_ms)
         detections = batch.detections[0]
         self._metrics.detections.labels(name).inc(len(detections))

@@ -1,8 +1,10 @@
 """One detector for every camera of an agent: their frames share the engine's async path.
 
-Each camera thread stays synchronous — it submits a frame and waits for that frame's
-detections — so a camera's frames are detected, tracked and cropped in their order. What the
-cameras share is the engine behind :class:`DetectorService`:
+A camera submits a frame (:meth:`DetectorService.submit`, a :class:`PendingBatch` back) and
+takes its detections later, so it may keep a few frames in the engine while it decodes the
+next one and tracks and crops the last one; it takes the answers in its own frame order.
+:meth:`DetectorService.detect` is submit and wait in one. What the cameras share is the
+engine behind :class:`DetectorService`:
 
 * a backend with an asynchronous engine (:class:`~lensflow.shared.detectors.base.AsyncDetector`:
   OpenVINO's ``AsyncInferQueue`` with the THROUGHPUT hint) gets every camera's frames on its
@@ -46,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 """How long a camera waits for one batch before the frame counts as a detector failure."""
+
+DEFAULT_PER_CAMERA = 2
+"""Batches one camera may have in the service at once: one inferred while it prepares the next."""
 
 
 class _Work:
@@ -96,6 +101,44 @@ class _Engine:
             self.jobs.put(None)
 
 
+class PendingBatch:
+    """One batch in the service: :meth:`result` waits for its detections (or its error)."""
+
+    __slots__ = ("_deadline", "_service", "_work")
+
+    def __init__(self, service: DetectorService, work: _Work, *, deadline: float) -> None:
+        """A handle on ``work``, whose answer is awaited until ``deadline`` (monotonic s)."""
+        self._service, self._work, self._deadline = service, work, deadline
+
+    @property
+    def done(self) -> bool:
+        """Whether the answer is there (:meth:`result` will not wait)."""
+        return self._work.done.is_set()
+
+    def result(self) -> DetectionBatch:
+        """The batch's detections, waiting until ``timeout_s`` after it was submitted.
+
+        Raises:
+            DetectorError: No answer in time (the batch no longer counts against its
+                camera), or the backend's own DetectorError.
+            ImageError: A frame is not a BGR uint8 (H, W, 3) array.
+            Exception: Whatever else the backend raised on this batch.
+
+        """
+        work = self._work
+        if not work.done.wait(max(0.0, self._deadline - time.monotonic())):
+            self._service._abandon(work)
+            raise DetectorError(
+                f"camera {work.camera or '-'}: expected detections within "
+                f"{self._service.timeout_s:g} s, got none from {work.engine.backend.info.path}"
+            )
+        result = work.result
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+
 class DetectorService(DetectorBackend):
     """The agent's one detector, shared by its cameras; a :class:`DetectorBackend` itself."""
 
@@ -104,7 +147,7 @@ class DetectorService(DetectorBackend):
         backend: DetectorBackend,
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        per_camera: int = 1,
+        per_camera: int = DEFAULT_PER_CAMERA,
     ) -> None:
         """Wrap ``backend`` (starting its worker threads when it has no async engine).
 
@@ -156,18 +199,23 @@ class DetectorService(DetectorBackend):
             ImageError: A frame is not a BGR uint8 (H, W, 3) array.
 
         """
+        return self.submit(images, camera=camera).result()
+
+    def submit(self, images: Sequence[Image], *, camera: str = "") -> PendingBatch:
+        """Start detecting ``images`` on the shared engine; the answer comes from the handle.
+
+        The batch counts against ``camera``'s ``per_camera`` bound until it is answered or
+        its camera gives up on it (:meth:`PendingBatch.result` past ``timeout_s``). Blocks only
+        while an async engine has no idle request (the frame is pre-processed here then).
+
+        Raises:
+            DetectorError: ``camera`` already has ``per_camera`` batches waiting, or the
+                service is closed. What goes wrong with the batch itself (a refused request,
+                a frame that is not an image, the backend's errors) comes from the handle.
+
+        """
         work = self._submit(images, camera=camera)
-        if not work.done.wait(self.timeout_s):
-            self._abandon(work)
-            raise DetectorError(
-                f"camera {camera or '-'}: expected detections within {self.timeout_s:g} s, "
-                f"got none from {work.engine.backend.info.path}"
-            )
-        result = work.result
-        if isinstance(result, BaseException):
-            raise result
-        assert result is not None
-        return result
+        return PendingBatch(self, work, deadline=time.monotonic() + self.timeout_s)
 
     def _submit(self, images: Sequence[Image], *, camera: str) -> _Work:
         """Queue one batch on the current engine (or start it on the async one)."""
@@ -190,7 +238,7 @@ class DetectorService(DetectorBackend):
         try:
             engine.backend.submit(images, done=work.finish)  # type: ignore[attr-defined]
         except Exception as err:  # refused before it started: nothing else will finish it
-            work.finish(err)
+            work.finish(err)  # its camera gets the error from the handle, in its turn
         return work
 
     def _finisher(self, work: _Work) -> Callable[[DetectionBatch | BaseException], None]:
@@ -279,6 +327,15 @@ class CameraDetector(DetectorBackend):
         """The service's current model."""
         return self.service.info
 
+    @property
+    def per_camera(self) -> int:
+        """Most batches this camera may have in the service at once."""
+        return self.service.per_camera
+
     def detect(self, images: Sequence[Image]) -> DetectionBatch:
         """Detect on the shared engine as this camera (see :meth:`DetectorService.detect`)."""
-        return self.service.detect(images, camera=self.camera)
+        return self.service.submit(images, camera=self.camera).result()
+
+    def submit(self, images: Sequence[Image]) -> PendingBatch:
+        """Start detecting as this camera (see :meth:`DetectorService.submit`)."""
+        return self.service.submit(images, camera=self.camera)
