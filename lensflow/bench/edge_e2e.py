@@ -2,7 +2,10 @@
 
 A real agent plays a sample video on N cameras at once (N = 1, 2, 4 by default) against a
 private mosquitto: every camera's frames go through the agent's one detector service, as
-they do in production. Beside each run, on the same artifact and decoded frames: the
+they do in production. Each N runs once per crop mode asked (``best_per_track``, the
+product's default, cuts one crop per track; ``every_detection`` one per detection) and per
+``in_flight`` asked (frames a camera keeps in the detector service; 1 is the synchronous
+loop, ``None`` the agent's default). Beside each run, on the same artifact and decoded frames: the
 detector alone (one ``detect`` call after another) and the engine's own throughput limit
 (OpenVINO: THROUGHPUT hint and an ``AsyncInferQueue``; LiteRT: the best of 1, one per core
 and 4 interpreters invoked from as many threads; both without pre- or post-processing). The
@@ -18,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -27,8 +31,12 @@ from lensflow.edge.sample_video import make_sample_video
 from lensflow.models.export.artifacts import Backend
 from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.shared.classifiers.base import Image
-from lensflow.shared.config.edge import EdgeConfig
+from lensflow.shared.config.edge import CropConfig, EdgeConfig
 from lensflow.shared.detectors.factory import load_detector
+
+CropMode = Literal["best_per_track", "every_detection"]
+DEFAULT_CROP_MODE: CropMode = CropConfig().mode
+"""The product's default crop mode (what an agent runs with no ``crops:`` in its config)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,8 @@ class EndToEnd:
     detector_only_fps: float
     engine_limit_fps: float
     service_only_fps: float = 0.0
+    crop_mode: CropMode = "best_per_track"
+    in_flight: int = 1  # frames each camera kept in the detector service at most
 
     @property
     def fps(self) -> float:
@@ -68,9 +78,19 @@ class EndToEnd:
 
 
 def run_end_to_end(
-    artifact: Path, *, backend: Backend, frames: int = 40, cameras: Sequence[int] = (1,)
+    artifact: Path,
+    *,
+    backend: Backend,
+    frames: int = 40,
+    cameras: Sequence[int] = (1,),
+    crop_modes: Sequence[CropMode] = (DEFAULT_CROP_MODE,),
+    in_flight: Sequence[int | None] = (None,),
 ) -> list[EndToEnd]:
-    """Run a real agent on a sample video, on each camera count in turn; time every run."""
+    """Run a real agent on a sample video, per camera count, crop mode and in-flight depth.
+
+    The engine limit is measured right before and after each agent run (the machine's load
+    drifts); the detector service alone once per camera count, before its agent runs.
+    """
     results = []
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-") as scratch:
         folder = Path(scratch)
@@ -80,31 +100,43 @@ def run_end_to_end(
         calls = max(40, 2 * len(decoded))
         with MosquittoBroker(folder / "broker") as broker:
             for count in cameras:
-                config = _config(broker, folder / f"run{count}", artifact, backend, video, count)
-                agent = EdgeAgent(config, load=default_loader, realtime=False)
-                # the machine's load drifts: the limit is taken right before and after each run
-                before = engine_limit_fps(artifact, backend, decoded, count=calls)
                 service_fps = service_only_fps(artifact, backend, decoded, cameras=count)
-                start = time.perf_counter()
-                agent.run(until_sources_end=True)  # returns once the spool is drained
-                seconds = time.perf_counter() - start
-                after = engine_limit_fps(artifact, backend, decoded, count=calls)
-                results.append(
-                    EndToEnd(
-                        cameras=count,
-                        frames=agent.counters()["frames"],
-                        crops=agent.publisher.stats()["acked"],
-                        seconds=seconds,
-                        detector_only_fps=detector_fps,
-                        engine_limit_fps=(before + after) / 2,
-                        service_only_fps=service_fps,
-                    )
-                )
+                for mode in crop_modes:
+                    for depth in in_flight:
+                        run = folder / f"run{count}-{mode}-{depth}"
+                        config = _config(broker, run, artifact, backend, video, count, mode)
+                        agent = EdgeAgent(config, load=default_loader, realtime=False)
+                        if depth is not None:  # cameras keep as many as the service allows
+                            agent.service.per_camera = depth
+                        before = engine_limit_fps(artifact, backend, decoded, count=calls)
+                        start = time.perf_counter()
+                        agent.run(until_sources_end=True)  # returns once the spool is drained
+                        seconds = time.perf_counter() - start
+                        after = engine_limit_fps(artifact, backend, decoded, count=calls)
+                        results.append(
+                            EndToEnd(
+                                cameras=count,
+                                frames=agent.counters()["frames"],
+                                crops=agent.publisher.stats()["acked"],
+                                seconds=seconds,
+                                detector_only_fps=detector_fps,
+                                engine_limit_fps=(before + after) / 2,
+                                service_only_fps=service_fps,
+                                crop_mode=mode,
+                                in_flight=agent.service.per_camera,
+                            )
+                        )
     return results
 
 
 def _config(
-    broker: MosquittoBroker, folder: Path, artifact: Path, backend: str, video: Path, count: int
+    broker: MosquittoBroker,
+    folder: Path,
+    artifact: Path,
+    backend: str,
+    video: Path,
+    count: int,
+    mode: CropMode,
 ) -> EdgeConfig:
     folder.mkdir()
     return EdgeConfig.model_validate(
@@ -117,7 +149,7 @@ def _config(
                 {"name": f"clip{i}", "source": {"type": "video", "path": str(video)}, "fps": 120}
                 for i in range(count)
             ],
-            "crops": {"mode": "every_detection"},
+            "crops": {"mode": mode},
             # no cloud worker here: a crop is done when the broker acknowledges it
             "spool": {"path": str(folder / "spool.sqlite3"), "receipts": False},
             "heartbeat_s": 0.1,

@@ -51,6 +51,23 @@ def edge(
         list[int] | None,
         typer.Option("--cameras", min=1, help="With --end-to-end: camera counts (repeatable)."),
     ] = None,
+    crop_mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--crop-mode",
+            help="With --end-to-end: best_per_track (the product's default) or "
+            "every_detection (repeatable; default: both, the product's default first).",
+        ),
+    ] = None,
+    in_flight: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--in-flight",
+            min=1,
+            help="With --end-to-end: frames each camera keeps in the detector service "
+            "(repeatable; 1 = one frame at a time; default: the agent's own).",
+        ),
+    ] = None,
 ) -> None:
     """Detector path vs raw engine, ultralytics predict and the engine's throughput limit.
 
@@ -75,6 +92,18 @@ def edge(
         if artifact.suffix == ".tflite" and not end_to_end:
             _ssd(artifact, ours=runtime, threads=threads, repeats=repeats, json_out=json_out)
             return
+        if end_to_end:
+            from lensflow.cli.bench_edge_e2e import crop_modes, end_to_end_bench
+
+            end_to_end_bench(
+                artifact,
+                backend=runtime,
+                frames=frames,
+                cameras=cameras,
+                crop_modes=crop_modes(crop_mode),
+                in_flight=[*in_flight] if in_flight else [None],
+            )
+            return
         fp32 = None
         if bits == "int8" and runtime == "openvino" and not Path(model).exists():
             fp32 = artifact_for(
@@ -84,9 +113,6 @@ def edge(
                 manifest=manifest_or_default(manifest),
                 log=out.print,
             )
-        if end_to_end:
-            _end_to_end(artifact, backend=runtime, frames=frames, cameras=cameras)
-            return
         photos = [read_image(p) for p in sample_image_paths()]
         clip = [photos[i % len(photos)] for i in range(frames)]
         with out.status("measuring ..."):
@@ -179,48 +205,6 @@ def _print_edge(result: object, *, title: str) -> None:
     out.print(f"pipelined detections equal sequential ones: F1 {result.same_detections_f1:.3f}")
     for note in result.notes:
         out.print(f"note: {note}")
-
-
-def _end_to_end(artifact: Path, *, backend: Backend, frames: int, cameras: list[int]) -> None:
-    from lensflow.bench.edge_e2e import run_end_to_end
-
-    with out.status("running an edge agent on a sample video against a private broker ..."):
-        results = run_end_to_end(artifact, backend=backend, frames=frames, cameras=cameras)
-    first = results[0]
-    table = Table(
-        title=f"bench edge --end-to-end: {artifact.name} on {backend} ({frames}-frame video "
-        "per camera, every camera through the agent's detector service)",
-        title_justify="left",
-    )
-    for column in ("measure", "frames", "crops", "fps", "/ engine limit"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    table.add_row(
-        "detector only (decoded frames, one call after another)",
-        str(frames), "-", f"{first.detector_only_fps:.2f}",
-        f"{first.detector_only_fps / first.engine_limit_fps:.2f}",
-    )  # fmt: skip
-    for result in results:
-        table.add_row(
-            f"engine throughput limit (no pre/post), around the {result.cameras}-camera run",
-            "-", "-", f"{result.engine_limit_fps:.2f}", "1.00",
-        )  # fmt: skip
-        table.add_row(
-            f"detector service alone, {result.cameras} thread(s) (no decode, crops, MQTT)",
-            str(result.cameras * frames), "-", f"{result.service_only_fps:.2f}",
-            f"{result.service_ratio:.2f}",
-        )  # fmt: skip
-        table.add_row(
-            f"{result.cameras} camera(s): source -> acknowledged crop, aggregate",
-            str(result.frames), str(result.crops), f"{result.fps:.2f}",
-            f"{result.limit_ratio:.2f}",
-        )  # fmt: skip
-    out.print(table)
-    for result in results:
-        ok = "[green]ok[/green]" if result.limit_ratio >= 0.9 else "[red]below target[/red]"
-        out.print(
-            f"{result.cameras} camera(s): aggregate / engine limit {result.limit_ratio:.2f} "
-            f"(target >= 0.90) {ok}; end-to-end / detector-only {result.ratio:.2f}"
-        )
 
 
 @app.command("cloud")
