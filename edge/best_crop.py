@@ -21,6 +21,9 @@ from lensflow.shared.detectors.base import Detection
 
 logger = logging.getLogger(__name__)
 
+EDGE_MARGIN_PX = 1.0
+"""A box this close to the frame's edge (pixels) counts as cut off by it."""
+
 EmitReason = Literal["track_end", "periodic", "every_detection", "flush"]
 QualityFn = Callable[[Image, Box, float], float]
 """``quality(image, box, score) -> float``: how useful a crop of ``box`` would be; higher wins."""
@@ -41,6 +44,15 @@ class CropCandidate:
     frame_index: int
     quality: float
     reason: EmitReason
+    cut_off: bool = False  # the box touches the frame's edge: the object may be cut off
+
+    def beats(self, other: CropCandidate) -> bool:
+        """Whether this is a better crop of its track than ``other``.
+
+        A crop whose box touches the frame's edge (an object entering or leaving, cut off)
+        loses to any that does not, as Frigate's best thumbnail; otherwise higher quality wins.
+        """
+        return (not self.cut_off, self.quality) > (not other.cut_off, other.quality)
 
 
 def default_quality(image: Image, box: Box, score: float) -> float:
@@ -57,6 +69,21 @@ def default_quality(image: Image, box: Box, score: float) -> float:
     del image
     area = max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
     return score * math.sqrt(area)
+
+
+def on_edge(box: Box, size: tuple[int, int]) -> bool:
+    """Whether ``box`` touches the edge of a frame of ``size`` (width, height).
+
+    Within ``EDGE_MARGIN_PX``: what it shows may be cut off by the frame.
+    """
+    width, height = size
+    margin = EDGE_MARGIN_PX
+    return (
+        box[0] <= margin
+        or box[1] <= margin
+        or box[2] >= width - 1 - margin
+        or box[3] >= height - 1 - margin
+    )
 
 
 @dataclass(slots=True)
@@ -132,7 +159,7 @@ class BestCropSelector:
                 self._tracks[td.track_id] = _Track(captured_at, captured_at, candidate)
                 continue
             track.last_seen = captured_at
-            if track.best is None or candidate.quality > track.best.quality:
+            if track.best is None or candidate.beats(track.best):
                 track.best = candidate
         return self._end_lost(captured_at) + self._resend_long(captured_at)
 
@@ -190,6 +217,7 @@ class BestCropSelector:
             frame_index=frame_index,
             quality=float(self._quality(image, det.box, det.score)),
             reason=reason,
+            cut_off=on_edge(det.box, (image.shape[1], image.shape[0])),
         )
 
     def _end_lost(self, now: datetime) -> list[CropCandidate]:

@@ -237,6 +237,7 @@ class CameraWorker:
                 frame.image,
                 captured_at=frame.captured_at,
                 tracks_active=self._tracker.needs_detection,
+                tracks_pending=self._tracker.pending,
                 still_boxes=self._tracker.stationary_boxes,
                 tracked_boxes=self._tracker.followed_boxes,
             )

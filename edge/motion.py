@@ -9,12 +9,14 @@ recalibrates instead of counting as motion; a difference that persists is learnt
 :class:`MotionGate` uses it to say, frame by frame, whether the detector runs: on the first
 frame, on frames with motion, while the tracker has tracks that move or are not settled, and
 at least every ``check_every_s``. On the other frames the tracker carries its objects.
-With ``track_interval_frames`` above 1, detection wanted only for objects already tracked
-(their own motion, tracks that move) is rate-limited to every that many frames.
+With ``track_interval_frames`` above 1, detection wanted only for what is already known to
+move (motion within followed objects or where motion was when the detector last ran, tracks
+that move) is rate-limited to every that many frames.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,11 +74,13 @@ class MotionDetector:
         self._shape: tuple[int, int] | None = None  # full frame height, width
         self._size = (0, 0)  # low-resolution width, height
         self._scale = (1.0, 1.0)  # frame pixels per low-resolution pixel, x and y
+        self._step = 1  # whole-factor reduction before the resize to the small size
         self._mask: np.ndarray | None = None  # True where motion is ignored
         self._background = np.zeros((1, 1), np.float32)
         self._contrast: deque[tuple[float, float]] = deque(maxlen=_CONTRAST_HISTORY)
         self._persisting = 0  # consecutive frames with motion
         self._last = np.zeros((1, 1), np.uint8)  # the last frame, as compared
+        self._binary: np.ndarray = np.zeros((1, 1), np.uint8)  # last frame's motion pixels
         self.calibrating = False
 
     def detect(self, image: Image) -> MotionResult:
@@ -95,10 +99,12 @@ class MotionDetector:
         self._last = small
         if fresh:
             self._background = small.astype(np.float32)
+            self._binary = np.zeros_like(small)
             return MotionResult((), 0.0, self.calibrating, fresh=True)
         delta = cv2.absdiff(small, cv2.convertScaleAbs(self._background))
         _, binary = cv2.threshold(delta, self.config.threshold, 255, cv2.THRESH_BINARY)
         dilated = cv2.dilate(binary, _KERNEL, iterations=1)
+        self._binary = dilated
         contours, _ = cv2.findContours(dilated, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         boxes, total_area = [], 0.0
         for contour in contours:
@@ -120,6 +126,39 @@ class MotionDetector:
         """How far blur and dilation spread a motion box beyond what moved, frame pixels."""
         return 2.0 * max(self._scale)
 
+    def uncovered(self, boxes: Sequence[IntBox], known: Sequence[Box]) -> int:
+        """The most motion pixels of one of ``boxes`` that lie outside every ``known`` box.
+
+        Counted in low-resolution pixels on the last frame given to :meth:`detect` (the
+        unit of ``contour_area``); ``known`` boxes are padded as a still object's
+        (``_STILL_PAD`` of their size and :attr:`pixel_size`).
+
+        Args:
+            boxes: Motion boxes of the last frame, frame pixels.
+            known: Boxes whose motion is accounted for (followed objects, motion the
+                detector looked at), frame pixels.
+        """
+        if not boxes:
+            return 0
+        sx, sy = self._scale
+        height, width = self._binary.shape[:2]
+        outside = self._binary > 0
+        if known:
+            outside = outside.copy()
+            slack = self.pixel_size
+            for x1, y1, x2, y2 in known:
+                pad_x, pad_y = _STILL_PAD * (x2 - x1) + slack, _STILL_PAD * (y2 - y1) + slack
+                a, b = max(0, int((x1 - pad_x) / sx)), max(0, int((y1 - pad_y) / sy))
+                c = min(width, math.ceil((x2 + pad_x) / sx))
+                d = min(height, math.ceil((y2 + pad_y) / sy))
+                outside[b:d, a:c] = False
+        most = 0
+        for x1, y1, x2, y2 in boxes:
+            a, b = max(0, int(x1 / sx)), max(0, int(y1 / sy))
+            c, d = min(width, math.ceil(x2 / sx)), min(height, math.ceil(y2 / sy))
+            most = max(most, int(np.count_nonzero(outside[b:d, a:c])))
+        return most
+
     def absorb(self, boxes: Sequence[IntBox]) -> None:
         """Make the last frame the background inside ``boxes`` (frame pixels).
 
@@ -139,6 +178,15 @@ class MotionDetector:
         small_w = max(1, round(width * small_h / height))
         self._shape, self._size = (height, width), (small_w, small_h)
         self._scale = (width / small_w, height / small_h)
+        # the largest whole factor that divides the frame and leaves it above the small size
+        self._step = max(
+            (
+                k
+                for k in range(1, min(height // small_h, width // small_w) + 1)
+                if height % k == 0 and width % k == 0
+            ),
+            default=1,
+        )
         self._contrast.clear()
         self._persisting = 0
         self.calibrating = False
@@ -154,9 +202,13 @@ class MotionDetector:
 
     def _small(self, image: Image) -> np.ndarray:
         """The frame as a small, contrast-stretched, masked and blurred grey image."""
-        small = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        if small.ndim == 3:
-            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        if self._step > 1:  # an exact integer reduction first: OpenCV's fast area average
+            height, width = grey.shape[:2]
+            grey = cv2.resize(
+                grey, (width // self._step, height // self._step), interpolation=cv2.INTER_AREA
+            )
+        small = cv2.resize(grey, self._size, interpolation=cv2.INTER_AREA)
         if self.config.improve_contrast:
             small = self._stretch(small)
         if self._mask is not None:
@@ -232,13 +284,14 @@ class MotionGate:
     background has not learnt yet) does not count: that object is tracked already, and
     motion reaching beyond it (it leaves, something passes) does count.
 
-    With ``track_interval_frames`` N above 1, a frame whose only reasons are tracked
-    objects — motion that lies within the boxes of tracks being followed (padded as for
-    still objects), or tracks that move — runs the detector only when N frames have passed
-    since it last ran; in between the tracker coasts them. This rate-limits detection of
-    followed objects (Frigate's ``detect.fps``); it skips no still frames of its own.
-    Motion outside tracked boxes (a new object), startup and the periodic check run it at
-    once.
+    With ``track_interval_frames`` N above 1, motion the detector has accounted for — within
+    the boxes of tracks being followed, or where there was motion on the frame it last ran
+    on (both padded as for still objects) — and tracks that move run the detector only when
+    N frames have passed since it last ran; in between the tracker coasts the tracks. This
+    rate-limits detection of what is already known to move (Frigate's ``detect.fps``), so an
+    object that appears next to one is seen within N frames. Motion elsewhere (more than
+    ``contour_area`` low-resolution pixels of one motion box outside those boxes: a new
+    object), startup and the periodic check run it at once.
 
     Args:
         config: The camera's ``motion`` section.
@@ -249,6 +302,7 @@ class MotionGate:
         self._motion = MotionDetector(config) if config.enabled else None
         self._last_run: datetime | None = None
         self._since_run = 0  # frames decided since the detector last ran, this one included
+        self._examined: tuple[Box, ...] = ()  # motion boxes of the last frame detected
 
     def decide(
         self,
@@ -258,6 +312,7 @@ class MotionGate:
         tracks_active: bool,
         still_boxes: Sequence[Box] = (),
         tracked_boxes: Sequence[Box] = (),
+        tracks_pending: bool = False,
     ) -> GateDecision:
         """Look at one frame and say whether the detector runs on it.
 
@@ -272,7 +327,11 @@ class MotionGate:
                 (:attr:`lensflow.edge.tracking.ObjectTracker.stationary_boxes`).
             tracked_boxes: Boxes of the tracks being followed
                 (:attr:`lensflow.edge.tracking.ObjectTracker.followed_boxes`); motion within
-                them is rate-limited by ``track_interval_frames``.
+                them (and where motion was on the last frame detected) is rate-limited by
+                ``track_interval_frames``.
+            tracks_pending: A track is not confirmed yet or was missed on the last
+                detected frame (:attr:`lensflow.edge.tracking.ObjectTracker.pending`): it
+                needs the next detection, so nothing is rate-limited.
 
         Returns:
             The decision; when it says detect, the periodic check's clock restarts.
@@ -285,7 +344,10 @@ class MotionGate:
         moving = [
             box for box in result.boxes if not any(_within(box, s, slack) for s in still_boxes)
         ]
-        new = [box for box in moving if not any(_within(box, t, slack) for t in tracked_boxes)]
+        new = False
+        if self.config.track_interval_frames > 1 and moving:
+            known = [*tracked_boxes, *self._examined]
+            new = self._motion.uncovered(moving, known) > self.config.contour_area
         reason = self._reason(
             result,
             moving=bool(moving),
@@ -293,7 +355,11 @@ class MotionGate:
             tracks_active=tracks_active,
         )
         limited = False
-        if reason in ("motion", "tracks") and not (new and reason == "motion"):
+        if (
+            reason in ("motion", "tracks")
+            and not (new and reason == "motion")
+            and not tracks_pending
+        ):
             # wanted only for objects already followed: at most every N frames
             limited = self._since_run < self.config.track_interval_frames
             if limited:
@@ -302,6 +368,7 @@ class MotionGate:
             return GateDecision(detect=False, reason=None, motion=result.boxes, limited=limited)
         self._last_run = captured_at
         self._since_run = 0
+        self._examined = tuple((float(a), float(b), float(c), float(d)) for a, b, c, d in moving)
         return GateDecision(detect=True, reason=reason, motion=result.boxes)
 
     def absorb_empty(self, decision: GateDecision, found: Sequence[Box]) -> None:

@@ -112,6 +112,16 @@ class ObjectTracker:
         )
 
     @property
+    def pending(self) -> bool:
+        """Whether a track waits on the next detection: not confirmed yet, or missed.
+
+        A new track needs ``minimum_consecutive_frames`` detections in a row for its id, and
+        a track missed on the last detected frame is lost unless seen again: the motion
+        gate does not rate-limit detection while either is so.
+        """
+        return any(t.tracker_id < 0 for t in self._tracker.tracks)
+
+    @property
     def stationary_boxes(self) -> list[Box]:
         """Boxes of the stationary tracks, where each settled.
 

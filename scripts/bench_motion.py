@@ -31,7 +31,12 @@ def _cpu_s() -> float:
 
 
 def run_camera(
-    video: str, model: str, backend: str, fps: float, motion: dict[str, Any] | None
+    video: str,
+    model: str,
+    backend: str,
+    fps: float,
+    motion: dict[str, Any] | None,
+    filters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One camera through ``CameraWorker`` on the whole video; CPU and wall time, crops."""
     from lensflow.edge.camera import CameraWorker, ReadyCrop
@@ -60,6 +65,7 @@ def run_camera(
             "source": {"type": "video", "path": video},
             "fps": fps,
             "motion": {"enabled": motion is not None, **(motion or {})},
+            "filters": filters or {},
         }
     )
     crops: list[ReadyCrop] = []
@@ -166,17 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="litert")
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--motion", action="append", default=[], help="JSON motion settings")
+    parser.add_argument(
+        "--filters", default="{}", help="JSON filters section of the camera, for every run"
+    )
     parser.add_argument("--ultralytics", action="store_true")
     parser.add_argument(
         "--floor", action="store_true", help="also decoding alone and motion detection alone"
     )
     args = parser.parse_args(argv)
-    base = _in_process(run_camera, args.video, args.model, args.backend, args.fps, None)
-    rows = [base] + [
-        _in_process(run_camera, args.video, args.model, args.backend, args.fps, json.loads(m))
-        for m in args.motion
-    ]
-    print(f"video {args.video}, model {args.model} ({args.backend})")
+    filters = json.loads(args.filters)
+    common = (args.video, args.model, args.backend, args.fps)
+    base = _in_process(run_camera, *common, None, filters)
+    rows = [base] + [_in_process(run_camera, *common, json.loads(m), filters) for m in args.motion]
+    print(f"video {args.video}, model {args.model} ({args.backend}), filters {args.filters}")
     print(
         f"{'motion':<44} {'frames':>6} {'detected':>8} {'CPU ms/fr':>9} {'x every':>7} "
         f"{'crops':>5} {'x every':>7} {'fps':>6}"

@@ -162,10 +162,11 @@ class MotionConfig(StrictModel):
     track_interval_frames: int = Field(
         1,
         ge=1,
-        description="While the detector is wanted only for objects already tracked (their "
-        "motion, within their boxes, or tracks still moving), run it at most every this many "
-        "frames and let the tracker carry them in between; motion outside tracked boxes, "
-        "startup and the periodic check still run it at once. 1 runs it on every such frame.",
+        description="While the detector is wanted only for what is already known to move "
+        "(motion within tracked boxes or where motion was when it last ran, tracks still "
+        "moving), run it at most every this many frames and let the tracker carry the tracks "
+        "in between; motion elsewhere, startup and the periodic check still run it at once. "
+        "1 runs it on every such frame.",
     )
     stationary_after_s: float = Field(
         2.0,

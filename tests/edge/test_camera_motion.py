@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from lensflow.edge import camera as camera_module
+from lensflow.edge.best_crop import on_edge
 from lensflow.edge.camera import CameraWorker, ReadyCrop
 from lensflow.edge.metrics import EdgeMetrics
 from lensflow.edge.sources import Frame, SourceStats
@@ -194,11 +195,14 @@ def test_followed_objects_are_detected_every_n_frames_and_still_sent_once(
     assert detector.calls < every.calls
     assert worker.frames == EMPTY_AFTER
 
-    # and the object still went once, as one track, with the same crop as detecting every frame
+    # and the object still went once, as one track, whole (not cut off by the frame's edge
+    # as it enters), as when detecting every frame
     assert len(crops) == 1
     [crop] = crops
     assert crop.track_id is not None and crop.reason == "track_end"
     _, _, ungated = run_scene(monkeypatch, {})
-    assert [(c.detection, c.captured_at, c.jpeg) for c in ungated] == [
-        (crop.detection, crop.captured_at, crop.jpeg)
-    ]
+    assert len(ungated) == 1
+    for sent in (crop, ungated[0]):
+        x1, y1, x2, y2 = sent.detection.box
+        assert (x2 - x1, y2 - y1) == OBJECT
+        assert not on_edge(sent.detection.box, (WIDTH, HEIGHT))

@@ -293,3 +293,46 @@ def test_track_interval_frames_is_at_least_one() -> None:
     assert MotionConfig().track_interval_frames == 1
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         MotionConfig.model_validate({"track_interval_frames": 0})
+
+
+def test_motion_where_the_detector_last_looked_is_rate_limited_and_elsewhere_is_not() -> None:
+    # given a gate with an interval of 3 and an object that walks 6 px a frame, which the
+    # detector does not find (nothing tracked: a thing of no interest, or a miss)
+    gate = MotionGate(motion_config(track_interval_frames=3, improve_contrast=False))
+    walk = [(-100, 0)] * 3 + [(200 + 6 * i, 200) for i in range(7)]
+    images = frames(10, object_at=walk)
+    first = run_gate(gate, images[:4])
+    assert first[3].detect and first[3].reason == "motion"  # it appears: detected at once
+
+    # when it keeps walking within where the detector last saw motion
+    decisions = [
+        gate.decide(images[i], captured_at=at(i / 10), tracks_active=False) for i in (4, 5, 6)
+    ]
+
+    # then the detector looks again every 3rd frame, the frames between rate-limited
+    assert [d.detect for d in decisions] == [False, False, True]
+    assert all(d.limited for d in decisions[:2])
+
+    # and a second object appearing far from it on a rate-limited frame runs it at once
+    assert not gate.decide(images[7], captured_at=at(0.7), tracks_active=False).detect
+    entering = images[8].copy()
+    cv2.rectangle(entering, (480, 20), (539, 139), (250, 250, 250), -1)
+    decision = gate.decide(entering, captured_at=at(0.8), tracks_active=False)
+    assert decision.detect and decision.reason == "motion"
+
+
+def test_a_track_waiting_for_confirmation_is_never_rate_limited() -> None:
+    # given the same walk and a gate with an interval of 3
+    gate = MotionGate(motion_config(track_interval_frames=3, improve_contrast=False))
+    walk = [(-100, 0)] * 3 + [(200 + 6 * i, 200) for i in range(5)]
+    images = frames(8, object_at=walk)
+    run_gate(gate, images[:4])
+
+    # when the tracker holds a track that is not confirmed yet (it needs the next frame)
+    decisions = [
+        gate.decide(images[i], captured_at=at(i / 10), tracks_active=True, tracks_pending=True)
+        for i in (4, 5, 6, 7)
+    ]
+
+    # then every frame is detected
+    assert all(d.detect for d in decisions)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lensflow.edge.best_crop import BestCropSelector, CropCandidate, default_quality
+from lensflow.edge.best_crop import BestCropSelector, CropCandidate, default_quality, on_edge
 from lensflow.edge.tracking import ObjectTracker, TrackedDetection
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import CropConfig
@@ -314,3 +314,23 @@ def test_held_tracks_do_not_end_and_send_nothing_until_they_are_no_longer_held()
     # then nothing is sent while it is held, and its one best crop goes when it ends
     assert held == [[]] * 100
     assert [(c.track_id, c.reason, c.frame_index) for c in ended] == [(7, "track_end", 0)]
+
+
+def test_a_crop_cut_off_by_the_frame_edge_loses_to_a_whole_one() -> None:
+    # given a track first seen entering (its box on the frame's left edge), with a sharp,
+    # confident, large box, then whole inside the frame with a smaller, less confident box
+    selector = BestCropSelector(CropConfig(track_lost_after_s=1), quality=default_quality)
+    edge = TrackedDetection(Detection(0, "person", 0.99, (0.0, 100.0, 300.0, 400.0)), 1)
+    whole = TrackedDetection(Detection(0, "person", 0.6, (50.0, 100.0, 150.0, 300.0)), 1)
+    later_edge = TrackedDetection(Detection(0, "person", 0.99, (700.0, 100.0, 959.0, 400.0)), 1)
+
+    # when the track ends
+    selector.update(0, at(0), FRAME, [edge])
+    selector.update(1, at(0.1), FRAME, [whole])
+    selector.update(2, at(0.2), FRAME, [later_edge])
+    [sent] = selector.update(3, at(5), FRAME, [])
+
+    # then the whole one went, although its quality alone is lower
+    assert sent.detection == whole.detection and not sent.cut_off
+    assert on_edge(edge.detection.box, (960, 480)) and on_edge(later_edge.detection.box, (960, 480))
+    assert not on_edge(whole.detection.box, (960, 480))
