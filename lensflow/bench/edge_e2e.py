@@ -110,7 +110,7 @@ def run_end_to_end(
                             agent.service.per_camera = depth
                         before = engine_limit_fps(artifact, backend, decoded, count=calls)
                         start = time.perf_counter()
-                        agent.run(until_sources_end=True)  # returns once the spool is drained
+                        _play(agent)
                         seconds = time.perf_counter() - start
                         after = engine_limit_fps(artifact, backend, decoded, count=calls)
                         results.append(
@@ -152,10 +152,24 @@ def _config(
             "crops": {"mode": mode},
             # no cloud worker here: a crop is done when the broker acknowledges it
             "spool": {"path": str(folder / "spool.sqlite3"), "receipts": False},
-            "heartbeat_s": 0.1,
             "metrics_port": None,
         }
     )
+
+
+def _play(agent: EdgeAgent) -> None:
+    """Run ``agent`` until every camera's source has ended, then stop it (spool drained).
+
+    What ``run(until_sources_end=True)`` does, without polling for the end at each
+    heartbeat: the agent keeps its own heartbeat period (the product's default), and the
+    run ends when the last camera does, not up to a heartbeat later.
+    """
+    agent.start()
+    try:
+        for worker in list(agent.cameras.values()):
+            worker.finished.wait()
+    finally:
+        agent.stop()  # stops the cameras, drains the spool: every crop acknowledged
 
 
 def _decode(video: Path) -> list[Image]:
