@@ -309,7 +309,10 @@ class CameraWorker:
                     captured_at=frame.captured_at,
                     reason="every_detection",
                 )
-                quality = self._quality(frame.image, det.box, det.score)
+                # the rank only orders crops waiting for a byte budget: none, nothing waits
+                quality = 0.0
+                if self._budget.rate is not None:
+                    quality = self._quality(frame.image, det.box, det.score)
                 self._send(self._budget.offer(crop, size=len(crop.jpeg), usefulness=quality))
         else:
             self._emit_all(

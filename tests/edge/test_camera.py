@@ -42,11 +42,13 @@ class CentreDetector(DetectorBackend):
         return DetectionBatch(found)
 
 
-def run_camera(source: dict, detector: CentreDetector) -> tuple[CameraWorker, list[ReadyCrop]]:
+def run_camera(
+    source: dict, detector: CentreDetector, crops_config: CropConfig | None = None
+) -> tuple[CameraWorker, list[ReadyCrop]]:
     crops: list[ReadyCrop] = []
     worker = CameraWorker(
         CameraConfig.model_validate({"name": "cam", "source": source, "fps": 10}),
-        crops=CropConfig(mode="every_detection"),
+        crops=crops_config or CropConfig(mode="every_detection"),
         detector=lambda: detector,
         sink=crops.append,
         metrics=EdgeMetrics(),
@@ -121,3 +123,32 @@ def test_a_bomb_in_a_folder_is_skipped_counted_and_never_cropped(
     assert worker._metrics.frames_skipped.labels("cam")._value.get() == 1
     [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "too_large" in line and f"b.{kind}" in line
+
+
+@pytest.mark.parametrize("budget", [None, 10_000_000.0], ids=["no-budget", "budget"])
+def test_every_detection_ranks_its_crops_only_for_a_byte_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: float | None
+) -> None:
+    # given a camera sending every detection, with or without a byte budget
+    video = make_sample_video(tmp_path / "street.avi", frames=6, fps=10)
+    ranked: list[float] = []
+    quality = CameraWorker._quality
+
+    def counted(image: object, box: tuple[float, float, float, float], score: float) -> float:
+        ranked.append(quality(image, box, score))
+        return ranked[-1]
+
+    monkeypatch.setattr(CameraWorker, "_quality", staticmethod(counted))
+    config = CropConfig(mode="every_detection", budget_bytes_per_s=budget)
+
+    # when it plays a video
+    worker, crops = run_camera({"type": "video", "path": str(video)}, CentreDetector(), config)
+    try:
+        assert worker.finished.wait(15)
+    finally:
+        worker.stop()
+
+    # then every detection went; its usefulness (sharpness) was measured only to rank crops
+    # waiting for the budget
+    assert len(crops) == 6
+    assert len(ranked) == (0 if budget is None else 6)
