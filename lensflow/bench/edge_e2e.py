@@ -18,10 +18,10 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -55,6 +55,22 @@ class EndToEnd:
     service_only_fps: float = 0.0
     crop_mode: CropMode = "best_per_track"
     in_flight: int = 1  # frames each camera kept in the detector service at most
+    cpu_ms_per_frame: float = 0.0  # this process's CPU (every thread) over the run, per frame
+    engine_cpu_ms_per_frame: float = 0.0  # the same for the engine limit's runs
+
+    @property
+    def cores(self) -> float:
+        """CPU cores the agent kept busy on average (CPU time over wall time)."""
+        return self.cpu_ms_per_frame * self.frames / 1e3 / self.seconds
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Engine CPU per frame over the agent's: the limit ratio it reaches when CPU-bound.
+
+        What the rest of the agent (decoding, pre/post-processing, tracking, crops,
+        publishing) costs beside inference, whatever share of the cores it got.
+        """
+        return self.engine_cpu_ms_per_frame / self.cpu_ms_per_frame
 
     @property
     def fps(self) -> float:
@@ -108,22 +124,26 @@ def run_end_to_end(
                         agent = EdgeAgent(config, load=default_loader, realtime=False)
                         if depth is not None:  # cameras keep as many as the service allows
                             agent.service.per_camera = depth
-                        before = engine_limit_fps(artifact, backend, decoded, count=calls)
-                        start = time.perf_counter()
+                        before = engine_limit(artifact, backend, decoded, count=calls)
+                        start, cpu = time.perf_counter(), time.process_time()
                         _play(agent)
                         seconds = time.perf_counter() - start
-                        after = engine_limit_fps(artifact, backend, decoded, count=calls)
+                        cpu = time.process_time() - cpu
+                        after = engine_limit(artifact, backend, decoded, count=calls)
+                        frames_done = agent.counters()["frames"]
                         results.append(
                             EndToEnd(
                                 cameras=count,
-                                frames=agent.counters()["frames"],
+                                frames=frames_done,
                                 crops=agent.publisher.stats()["acked"],
                                 seconds=seconds,
                                 detector_only_fps=detector_fps,
-                                engine_limit_fps=(before + after) / 2,
+                                engine_limit_fps=(before.fps + after.fps) / 2,
                                 service_only_fps=service_fps,
                                 crop_mode=mode,
                                 in_flight=agent.service.per_camera,
+                                cpu_ms_per_frame=cpu * 1e3 / max(1, frames_done),
+                                engine_cpu_ms_per_frame=(before.cpu_ms + after.cpu_ms) / 2,
                             )
                         )
     return results
@@ -223,35 +243,82 @@ def service_only_fps(
     return cameras * len(decoded) / seconds
 
 
+class Limit(NamedTuple):
+    """The engine's throughput limit and the CPU it took per frame (every thread)."""
+
+    fps: float
+    cpu_ms: float
+
+
 def engine_limit_fps(
     artifact: Path, backend: Backend, decoded: list[Image], *, count: int
 ) -> float:
     """The engine's throughput on one prepared input, with no pre- or post-processing."""
+    return engine_limit(artifact, backend, decoded, count=count).fps
+
+
+def engine_limit(artifact: Path, backend: Backend, decoded: list[Image], *, count: int) -> Limit:
+    """The engine's throughput and CPU per frame on one prepared input, no pre/post.
+
+    OpenVINO: the THROUGHPUT hint and its optimal number of requests in an
+    ``AsyncInferQueue`` (as ``lensflow bench edge`` measures it); LiteRT: see
+    :func:`_litert_limit`; ONNX Runtime: one ``detect`` after another.
+    """
     if backend == "openvino" and artifact.suffix != ".tflite":
-        from lensflow.bench.edge import engine_limit
         from lensflow.shared.detectors.preprocess import preprocess
 
         with load_detector(artifact, backend=backend) as detector:
             size = detector.info.input_size
-        tensor = preprocess([decoded[0]], input_size=size).tensor
-        return engine_limit(artifact, backend, tensor, count=count, raw_ms=0.0, notes=[])
+        return _openvino_limit(artifact, preprocess([decoded[0]], input_size=size).tensor, count)
     if backend == "litert":
         return _litert_limit(artifact, decoded[0], count=count)
     with load_detector(artifact, backend=backend) as detector:  # no async engine API here
         detector.detect([decoded[0]])
-        start = time.perf_counter()
+        return _timed(lambda: [detector.detect([decoded[0]]) for _ in range(count)], count)
+
+
+def _timed(run: Callable[[], object], count: int) -> Limit:
+    """Frames/s and CPU ms per frame of ``run``, which handles ``count`` frames."""
+    start, cpu = time.perf_counter(), time.process_time()
+    run()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return Limit(count / seconds, cpu * 1e3 / count)
+
+
+def _openvino_limit(artifact: Path, tensor: np.ndarray, count: int) -> Limit:
+    """OpenVINO's THROUGHPUT hint with its optimal number of async requests, one input."""
+    import openvino as ov
+
+    from lensflow.shared.detectors.openvino import resolve_model_file
+
+    core = ov.Core()
+    compiled = core.compile_model(
+        core.read_model(str(resolve_model_file(artifact))),
+        "CPU",
+        {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"},
+    )
+    queue = ov.AsyncInferQueue(
+        compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    )
+    for _ in range(4):
+        queue.start_async({0: tensor})
+    queue.wait_all()
+
+    def run() -> None:
         for _ in range(count):
-            detector.detect([decoded[0]])
-        return count / (time.perf_counter() - start)
+            queue.start_async({0: tensor})
+        queue.wait_all()
+
+    return _timed(run, count)
 
 
-def _litert_limit(artifact: Path, frame: Image, *, count: int) -> float:
+def _litert_limit(artifact: Path, frame: Image, *, count: int) -> Limit:
     """The best of 1, one per core and 4 interpreters, each invoked from a thread of its own."""
     counts = sorted({1, max(1, os.cpu_count() or 1), 4})
     return max(_litert_fps(artifact, frame, count=count, parallel=p) for p in counts)
 
 
-def _litert_fps(artifact: Path, frame: Image, *, count: int, parallel: int) -> float:
+def _litert_fps(artifact: Path, frame: Image, *, count: int, parallel: int) -> Limit:
     """``parallel`` interpreters invoked from as many threads on a prepared input."""
     from lensflow.shared.detectors.litert import LiteRtDetector, resize_rgb
 
@@ -261,14 +328,15 @@ def _litert_fps(artifact: Path, frame: Image, *, count: int, parallel: int) -> f
         detector.invoke(tensor)
     share = [count // parallel + (1 if i < count % parallel else 0) for i in range(parallel)]
 
-    def run(calls: int) -> None:
+    def run_one(calls: int) -> None:
         for _ in range(calls):
             detector.invoke(tensor)
 
-    threads = [threading.Thread(target=run, args=(calls,)) for calls in share]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return count / (time.perf_counter() - start)
+    def run() -> None:
+        threads = [threading.Thread(target=run_one, args=(calls,)) for calls in share]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return _timed(run, count)
