@@ -19,6 +19,7 @@ the engine's async path shared by all cameras, each camera waiting only for its 
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -26,9 +27,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
-from typing import Protocol
 
 from lensflow.edge.camera import CameraWorker, ReadyCrop
+from lensflow.edge.detector_loading import DetectorLoader, detector_parallelism
 from lensflow.edge.detector_service import DetectorService
 from lensflow.edge.metrics import EdgeMetrics
 from lensflow.edge.model_fetch import BundleFetcher, default_fetcher
@@ -40,7 +41,6 @@ from lensflow.edge.remote_config import parse_pushed_config
 from lensflow.edge.spool import Spool
 from lensflow.shared.config.edge import (
     CameraConfig,
-    DetectorConfig,
     EdgeConfig,
     config_hash,
     payload_hash,
@@ -71,22 +71,13 @@ RETIRE_WAIT_S = 2.0
 """How long a replaced detector is kept for the batches still in it."""
 
 
-class DetectorLoader(Protocol):
-    """Loads the detector a config names for ``parallel`` cameras; it and its sha256."""
-
-    def __call__(
-        self, config: DetectorConfig, /, *, parallel: int = 1
-    ) -> tuple[DetectorBackend, str]:
-        """Load it (``parallel``: see :func:`~lensflow.shared.detectors.factory.load_detector`)."""
-        ...
-
-
 HEALTH_COUNTERS = ("frames", "detections", "detect_errors", "source_failures")
 """Heartbeat counters that are running totals over every camera the agent ran."""
 
 
+@functools.cache
 def agent_version() -> str:
-    """The installed lensflow version."""
+    """The installed lensflow version (read once: every crop carries it)."""
     try:
         return version("lensflow")
     except PackageNotFoundError:
@@ -357,8 +348,9 @@ class EdgeAgent:
     def _apply(self, new: EdgeConfig) -> None:
         """Swap in ``new``: detector first (may fail: nothing changed yet), then cameras."""
         detector, sha, old_detector = self.detector, self.model_sha256, self.detector
-        # a new camera count reloads it too: the engine is compiled for that many at once
-        if new.detector != self.config.detector or len(new.cameras) != len(self.config.cameras):
+        # so does a new number of frames in flight: the engine is compiled for that many
+        parallel = detector_parallelism(new)
+        if new.detector != self.config.detector or parallel != detector_parallelism(self.config):
             detector, sha = self._prepare(new)  # the cameras keep running on the old one
         with self._lock:
             if detector is not old_detector:  # atomic: the next batch of any camera goes to it
@@ -387,7 +379,7 @@ class EdgeAgent:
 
         A registry bundle is fetched, checked and warmed up; an artifact goes to the loader.
         """
-        load = partial(self._load, parallel=max(1, len(config.cameras)))
+        load = partial(self._load, parallel=detector_parallelism(config))
         digest = parse_model_ref(config.detector.model)
         if digest is None:
             return load(config.detector)
