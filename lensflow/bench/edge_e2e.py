@@ -289,7 +289,7 @@ def _openvino_limit(artifact: Path, tensor: np.ndarray, count: int) -> Limit:
     """OpenVINO's THROUGHPUT hint with its optimal number of async requests, one input."""
     import openvino as ov
 
-    from lensflow.shared.detectors.openvino import resolve_model_file
+    from lensflow.shared.detectors.openvino_model import resolve_model_file
 
     core = ov.Core()
     compiled = core.compile_model(

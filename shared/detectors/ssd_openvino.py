@@ -35,7 +35,7 @@ from lensflow.shared.detectors.base import (
     ModelInfo,
     StageTimes,
 )
-from lensflow.shared.detectors.openvino import compile_model, read_model, resolve_model_file
+from lensflow.shared.detectors.openvino_model import compile_model, read_model, resolve_model_file
 from lensflow.shared.errors import DetectorError, ImageError, ModelError
 
 logger = logging.getLogger(__name__)

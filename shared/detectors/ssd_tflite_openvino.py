@@ -26,7 +26,7 @@ from lensflow.shared.classifiers.base import Image
 from lensflow.shared.detectors.base import DetectionBatch, DetectorBackend, ModelInfo, StageTimes
 from lensflow.shared.detectors.labels import labels_beside, read_labels
 from lensflow.shared.detectors.litert import resize_rgb
-from lensflow.shared.detectors.openvino import compile_model
+from lensflow.shared.detectors.openvino_model import compile_model
 from lensflow.shared.detectors.ssd_decode import decode_ssd
 from lensflow.shared.detectors.tflite_ssd import SsdGraph, read_ssd
 from lensflow.shared.errors import DetectorError, ModelError

@@ -286,3 +286,34 @@ def test_ssd_batch_gives_what_single_frames_give(ssdlite_person_pb, sample_image
     batched = detector.detect(images).detections
     singles = [detector.detect([image]).detections[0] for image in images]
     assert boxes_of(batched) == boxes_of(singles)
+
+
+def test_openvino_frames_in_flight_give_what_detect_gives(person_onnx, sample_images):
+    # given the real person model on OpenVINO's async queue (its inputs shared, not copied)
+    import threading
+
+    detector = OpenVinoDetector(person_onnx, performance_hint="THROUGHPUT", requests=3)
+    images = [sample_images["bus"], sample_images["zidane"]] * 3
+    expected = [detector.detect([image]).detections[0] for image in images]
+
+    # when every frame is submitted before any is answered
+    answers: dict[int, object] = {}
+    done = threading.Semaphore(0)
+
+    def finish(index: int):
+        def call(result: object) -> None:
+            answers[index] = result
+            done.release()
+
+        return call
+
+    for index, image in enumerate(images):
+        detector.submit([image.copy()], done=finish(index))  # the caller drops its copy
+    for _ in images:
+        assert done.acquire(timeout=60)
+
+    # then each frame's detections are those of its own frame, as detect gives them
+    assert all(len(found) >= 3 for found in expected[::2])  # the people in front of the bus
+    for index, want in enumerate(expected):
+        assert answers[index].detections[0] == want
+    detector.close()
