@@ -189,6 +189,33 @@ def _sustained(
     return streamed, len(frames) / elapsed
 
 
+def throughput_queue(model_file: Path, tensor: np.ndarray) -> Any:
+    """An OpenVINO ``AsyncInferQueue`` on the THROUGHPUT hint, warmed up on ``tensor``.
+
+    As many requests as OpenVINO finds optimal, f32 inference precision.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(
+        core.read_model(str(model_file)),
+        "CPU",
+        {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"},
+    )
+    queue = ov.AsyncInferQueue(
+        compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    )
+    run_queue(queue, tensor, 4)
+    return queue
+
+
+def run_queue(queue: Any, tensor: np.ndarray, count: int) -> None:
+    """Infer ``tensor`` ``count`` times on ``queue``, as many at once as it has requests."""
+    for _ in range(count):
+        queue.start_async({0: tensor})
+    queue.wait_all()
+
+
 def engine_limit(
     artifact: Path, backend: str, tensor: np.ndarray, *, count: int, raw_ms: float, notes: list[str]
 ) -> float:
@@ -196,22 +223,7 @@ def engine_limit(
     if backend != "openvino":
         notes.append("onnxruntime has no async engine API: its limit is 1 / raw call")
         return 1000.0 / raw_ms
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(
-        core.read_model(str(artifact)),
-        "CPU",
-        {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"},
-    )
-    queue = ov.AsyncInferQueue(
-        compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    )
-    for _ in range(4):
-        queue.start_async({0: tensor})
-    queue.wait_all()
+    queue = throughput_queue(artifact, tensor)
     start = time.perf_counter()
-    for _ in range(count):
-        queue.start_async({0: tensor})
-    queue.wait_all()
+    run_queue(queue, tensor, count)
     return count / (time.perf_counter() - start)

@@ -287,29 +287,11 @@ def _timed(run: Callable[[], object], count: int) -> Limit:
 
 def _openvino_limit(artifact: Path, tensor: np.ndarray, count: int) -> Limit:
     """OpenVINO's THROUGHPUT hint with its optimal number of async requests, one input."""
-    import openvino as ov
-
+    from lensflow.bench.edge import run_queue, throughput_queue
     from lensflow.shared.detectors.openvino_model import resolve_model_file
 
-    core = ov.Core()
-    compiled = core.compile_model(
-        core.read_model(str(resolve_model_file(artifact))),
-        "CPU",
-        {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"},
-    )
-    queue = ov.AsyncInferQueue(
-        compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    )
-    for _ in range(4):
-        queue.start_async({0: tensor})
-    queue.wait_all()
-
-    def run() -> None:
-        for _ in range(count):
-            queue.start_async({0: tensor})
-        queue.wait_all()
-
-    return _timed(run, count)
+    queue = throughput_queue(resolve_model_file(artifact), tensor)
+    return _timed(lambda: run_queue(queue, tensor, count), count)
 
 
 def _litert_limit(artifact: Path, frame: Image, *, count: int) -> Limit:
