@@ -67,8 +67,9 @@ from lensflow.shared.protocol import (
 
 logger = logging.getLogger(__name__)
 
-RETIRE_WAIT_S = 2.0
-"""How long a replaced detector is kept for the batches still in it."""
+RETIRE_WAIT_S = 10.0
+"""Longest a replaced detector is kept for the batches still in it (up to two frames per
+camera); it is closed as soon as they are done."""
 
 
 HEALTH_COUNTERS = ("frames", "detections", "detect_errors", "source_failures")

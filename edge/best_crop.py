@@ -21,8 +21,12 @@ from lensflow.shared.detectors.base import Detection
 
 logger = logging.getLogger(__name__)
 
-EDGE_MARGIN_PX = 1.0
-"""A box this close to the frame's edge (pixels) counts as cut off by it."""
+EDGE_MARGIN_PX = 2.0
+"""A box this close to the frame's edge (pixels) counts as cut off by it ..."""
+EDGE_MARGIN_FRACTION = 0.005
+"""... or this close, as a fraction of the frame's longer side, when that is more."""
+WHOLE_OVER_CUT_OFF = 0.5
+"""A whole crop replaces a cut-off one of its track when at least this fraction as useful."""
 
 EmitReason = Literal["track_end", "periodic", "every_detection", "flush"]
 QualityFn = Callable[[Image, Box, float], float]
@@ -50,9 +54,16 @@ class CropCandidate:
         """Whether this is a better crop of its track than ``other``.
 
         A crop whose box touches the frame's edge (an object entering or leaving, cut off)
-        loses to any that does not, as Frigate's best thumbnail; otherwise higher quality wins.
+        never replaces one that does not, as in Frigate's best thumbnail; a whole one
+        replaces a cut-off one unless it is far worse (under ``WHOLE_OVER_CUT_OFF`` of its
+        quality: a head away from the edge does not replace a person cut by it); otherwise
+        higher quality wins.
         """
-        return (not self.cut_off, self.quality) > (not other.cut_off, other.quality)
+        if self.cut_off and not other.cut_off:
+            return False
+        if other.cut_off and not self.cut_off:
+            return self.quality >= WHOLE_OVER_CUT_OFF * other.quality
+        return self.quality > other.quality
 
 
 def default_quality(image: Image, box: Box, score: float) -> float:
@@ -74,15 +85,16 @@ def default_quality(image: Image, box: Box, score: float) -> float:
 def on_edge(box: Box, size: tuple[int, int]) -> bool:
     """Whether ``box`` touches the edge of a frame of ``size`` (width, height).
 
-    Within ``EDGE_MARGIN_PX``: what it shows may be cut off by the frame.
+    Within ``EDGE_MARGIN_PX`` or half a percent of the frame's longer side, whichever is more
+    (boxes come from a detector input smaller than the frame): what it shows may be cut off.
     """
     width, height = size
-    margin = EDGE_MARGIN_PX
+    margin = max(EDGE_MARGIN_PX, EDGE_MARGIN_FRACTION * max(width, height))
     return (
         box[0] <= margin
         or box[1] <= margin
-        or box[2] >= width - 1 - margin
-        or box[3] >= height - 1 - margin
+        or box[2] >= width - margin
+        or box[3] >= height - margin
     )
 
 

@@ -3,12 +3,13 @@
 Each camera runs in a thread of its own; the agent's cameras share one detector service
 (:mod:`lensflow.edge.detector_service`), which runs their frames together on the engine. A
 camera keeps up to ``pipeline_depth`` frames in the service (its ``per_camera`` bound by
-default): it reads and decodes frame k+1, and tracks and crops frame k, while the engine
-works on the frames after k. Answers are taken strictly in frame order, so the filters, the
-tracker, the crop selector and the sink see the frames in order, as with one frame at a
-time. With motion gating on, a camera keeps one frame in flight: the gate decides on the
-tracker's state after the frame before. Nothing a frame can do — a corrupt image, a detector failure
-on one frame, a stream that drops — ends the loop: it is counted, logged and the next frame
+default): its thread reads, decodes and sends frame k+1 while the engine works on frame k,
+and a second thread takes the answers strictly in frame order as soon as each comes, so the
+filters, the tracker, the crop selector and the sink see the frames in order (as with one
+frame at a time) and a source that stalls holds back no frame already detected. With
+motion gating on, a camera keeps one frame in flight: the gate decides on the tracker's
+state after the frame before. Nothing a frame can do (a corrupt image, a detector failure
+on one frame, a stream that drops) ends the loop: it is counted, logged and the next frame
 is taken. A source that cannot be had (a missing file, a dead stream) is retried by the
 source itself; its failures reach the ``lensflow_edge_source_failures_total`` counter by
 camera and reason.
@@ -17,9 +18,9 @@ camera and reason.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,6 +96,9 @@ class CameraWorker:
             raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
         self.config = config
         self.pipeline_depth = pipeline_depth
+        self._queue: queue.SimpleQueue[_InFlight | None] = queue.SimpleQueue()  # to complete
+        self._slots = threading.Condition()  # the frames sent and not yet completed
+        self._outstanding = 0
         self.crops = crops
         self._detector = detector
         self._sink = sink
@@ -163,14 +167,13 @@ class CameraWorker:
         )
         self.source, self.source_stats = source, source.stats
         self._started = time.monotonic()
-        inflight: deque[_InFlight] = deque()
+        done = threading.Thread(target=self._completer, name=f"camera-{name}-done", daemon=True)
+        done.start()
         try:
             for frame in source:
                 if self._stop.is_set():
                     break
-                self._admit(frame, inflight)
-            while inflight:  # the source ended or the camera stops: answer what was sent
-                self._complete(inflight.popleft())
+                self._admit(frame)
         except LensflowError as err:  # expected failures are one line, not a traceback
             logger.warning(
                 "camera %s: source %s: error: %s; camera stopped", name, source.target, err
@@ -178,7 +181,9 @@ class CameraWorker:
             self._metrics.source_failures.labels(name, "error").inc()
         except Exception:  # a camera must never take the agent down
             logger.exception("camera %s: frame loop failed; camera stopped", name)
-        finally:
+        finally:  # answer what was sent, in order, before the last crops go
+            self._queue.put(None)
+            done.join()
             self._emit_all(self._selector.flush())
             self._send(self._budget.poll())
             source.close()
@@ -215,18 +220,42 @@ class CameraWorker:
                 self._metrics.source_failures.labels(name, reason).inc(new)
                 synced.failures[reason] = count
 
-    def _admit(self, frame: Frame, inflight: deque[_InFlight]) -> None:
-        """Send ``frame`` on its way; complete the oldest frames while too many are out."""
+    def _admit(self, frame: Frame) -> None:
+        """Send ``frame`` on its way once fewer than the camera's depth are out.
+
+        Its answer is taken by the completer thread, in frame order, as soon as it comes:
+        a source that stalls holds back no frame already detected.
+        """
         detector = self._detector()
-        depth = 1
+        depth = 1  # with gating: the gate needs the tracks after the frame before
         if isinstance(detector, CameraDetector) and not self.config.motion.enabled:
             depth = min(self.pipeline_depth or detector.per_camera, detector.per_camera)
-        elif self.config.motion.enabled:  # the gate needs the tracks after the frame before
-            while inflight:
-                self._complete(inflight.popleft())
-        inflight.append(self._begin(frame, detector))
-        while len(inflight) >= depth:
-            self._complete(inflight.popleft())
+        with self._slots:
+            while self._outstanding >= depth:
+                self._slots.wait()
+            self._outstanding += 1
+        try:
+            item = self._begin(frame, detector)
+        except BaseException:
+            with self._slots:
+                self._outstanding -= 1
+                self._slots.notify_all()
+            raise
+        self._queue.put(item)
+
+    def _completer(self) -> None:
+        """Complete the frames sent, in their order, until the camera loop ends."""
+        while (item := self._queue.get()) is not None:
+            try:
+                self._complete(item)
+            except Exception:  # one frame's failure is logged; the next is completed
+                logger.exception(
+                    "camera %s: frame %d failed after detection", self.config.name, item.frame.index
+                )
+            finally:
+                with self._slots:
+                    self._outstanding -= 1
+                    self._slots.notify_all()
 
     def _begin(self, frame: Frame, detector: DetectorBackend) -> _InFlight:
         """Gate ``frame`` and submit it to the detector (or detect it here, for a plain one)."""

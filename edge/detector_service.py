@@ -56,13 +56,13 @@ DEFAULT_PER_CAMERA = 2
 class _Work:
     """One submitted batch and, once it is done, its detections or its error."""
 
-    __slots__ = ("abandoned", "camera", "done", "engine", "finish", "images", "result")
+    __slots__ = ("camera", "done", "engine", "finish", "images", "released", "result")
 
     def __init__(self, images: Sequence[Image], *, camera: str, engine: _Engine) -> None:
         self.images, self.camera, self.engine = images, camera, engine
         self.result: DetectionBatch | BaseException | None = None
         self.done = threading.Event()
-        self.abandoned = False  # its camera stopped waiting: it no longer counts
+        self.released = False  # answered or given up on: it no longer counts (once)
         self.finish: Callable[[DetectionBatch | BaseException], None] = self._store
 
     def _store(self, result: DetectionBatch | BaseException) -> None:
@@ -247,8 +247,7 @@ class DetectorService(DetectorBackend):
 
         def finish(result: DetectionBatch | BaseException) -> None:
             with self._lock:
-                if not work.abandoned:
-                    self._release(work)
+                self._release(work)
             store(result)
 
         return finish
@@ -260,12 +259,13 @@ class DetectorService(DetectorBackend):
         failed): counted for ever, it would keep its camera from detecting again.
         """
         with self._lock:
-            if not work.done.is_set() and not work.abandoned:
-                work.abandoned = True
-                self._release(work)
+            self._release(work)
 
     def _release(self, work: _Work) -> None:
-        """Uncount a finished or abandoned batch (the lock is held)."""
+        """Uncount a finished or abandoned batch, once (the lock is held)."""
+        if work.released:  # its answer and its camera's time-out raced: counted off already
+            return
+        work.released = True
         work.engine.inflight -= 1
         self._pending[work.camera] -= 1
         if not self._pending[work.camera]:

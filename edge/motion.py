@@ -153,8 +153,8 @@ class MotionDetector:
                 d = min(height, math.ceil((y2 + pad_y) / sy))
                 outside[b:d, a:c] = False
         most = 0
-        for x1, y1, x2, y2 in boxes:
-            a, b = max(0, int(x1 / sx)), max(0, int(y1 / sy))
+        for x1, y1, x2, y2 in boxes:  # boxes from _to_frame: round back, not down
+            a, b = max(0, round(x1 / sx)), max(0, round(y1 / sy))
             c, d = min(width, math.ceil(x2 / sx)), min(height, math.ceil(y2 / sy))
             most = max(most, int(np.count_nonzero(outside[b:d, a:c])))
         return most
@@ -202,7 +202,10 @@ class MotionDetector:
 
     def _small(self, image: Image) -> np.ndarray:
         """The frame as a small, contrast-stretched, masked and blurred grey image."""
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        if image.ndim == 3 and image.shape[2] == 3:
+            grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        else:  # grey already, H x W or H x W x 1
+            grey = image.reshape(image.shape[0], image.shape[1])
         if self._step > 1:  # an exact integer reduction first: OpenCV's fast area average
             height, width = grey.shape[:2]
             grey = cv2.resize(
@@ -329,9 +332,9 @@ class MotionGate:
                 (:attr:`lensflow.edge.tracking.ObjectTracker.followed_boxes`); motion within
                 them (and where motion was on the last frame detected) is rate-limited by
                 ``track_interval_frames``.
-            tracks_pending: A track is not confirmed yet or was missed on the last
-                detected frame (:attr:`lensflow.edge.tracking.ObjectTracker.pending`): it
-                needs the next detection, so nothing is rate-limited.
+            tracks_pending: A track is not confirmed yet
+                (:attr:`lensflow.edge.tracking.ObjectTracker.pending`): it needs the next
+                detection, so nothing is rate-limited.
 
         Returns:
             The decision; when it says detect, the periodic check's clock restarts.

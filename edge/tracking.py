@@ -113,11 +113,12 @@ class ObjectTracker:
 
     @property
     def pending(self) -> bool:
-        """Whether a track waits on the next detection: not confirmed yet, or missed.
+        """Whether a track waits on the next detection to be confirmed.
 
-        A new track needs ``minimum_consecutive_frames`` detections in a row for its id, and
-        a track missed on the last detected frame is lost unless seen again: the motion
-        gate does not rate-limit detection while either is so.
+        A new track needs ``minimum_consecutive_frames`` detections in a row for its id: the
+        motion gate does not rate-limit detection while one waits. (A confirmed track missed
+        on the last detected frame is not pending: it coasts, detected every N frames, until
+        it is retired; counting it made vtest.avi detect every frame.)
         """
         return any(t.tracker_id < 0 for t in self._tracker.tracks)
 

@@ -317,3 +317,31 @@ def test_with_motion_gating_each_frame_is_gated_after_the_frame_before_is_done(
     # then the gate saw each frame once every frame before it was tracked and sent
     assert seen == [(index, index) for index in range(12)]
     assert worker.frames == 12
+
+
+def test_a_stalled_source_holds_back_no_frame_already_detected(
+    sources: dict[str, TagSource],
+) -> None:
+    # given a pipelined camera (no gating, two frames in flight) whose stream stalls
+    # before frame 5
+    service = DetectorService(TagDetector(), per_camera=2)
+    crops: list[ReadyCrop] = []
+    source = TagSource(1, 10, hold_at=5)
+    worker = camera(sources, source, service, crops)
+    worker.start()
+    try:
+        # when the stall lasts
+        assert source.reached.wait(DEADLINE_S)
+        deadline = threading.Event()
+        for _ in range(int(DEADLINE_S * 10)):
+            if len(crops) == 5:
+                break
+            deadline.wait(0.1)
+        during = [crop.detection.class_id for crop in crops]
+    finally:
+        source.release.set()
+        worker.stop()
+        service.close()
+
+    # then frames 0-4, read and detected before it, were all sent during it
+    assert during == [0, 1, 2, 3, 4]

@@ -376,3 +376,31 @@ def test_cameras_through_the_service_skip_and_count_failed_frames_and_ignore_a_d
     assert playing.detect_errors == 6
     assert len(crops) == 6
     assert missing.frames == 0
+
+
+def test_an_answer_racing_its_cameras_time_out_is_uncounted_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given an engine whose answer is handed over slowly (after its counts were released),
+    # and a camera that times out in between
+    from lensflow.edge import detector_service as service_module
+
+    store = service_module._Work._store
+
+    def slow_store(self: object, result: object) -> None:
+        time.sleep(0.4)
+        store(self, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module._Work, "_store", slow_store)
+    service = DetectorService(TagDetector(parallel=1), timeout_s=0.2, per_camera=2)
+    pending = service.submit([tagged(1, 0)], camera="cam")
+
+    # when the camera gives up on the batch while the answer is being handed over
+    with pytest.raises(DetectorError):
+        pending.result()
+    time.sleep(0.5)
+
+    # then the batch was uncounted once: nothing in flight, nothing pending for the camera
+    counts = (service._engine.inflight, dict(service._pending))
+    service.close()
+    assert counts == (0, {})

@@ -336,3 +336,20 @@ def test_a_track_waiting_for_confirmation_is_never_rate_limited() -> None:
 
     # then every frame is detected
     assert all(d.detect for d in decisions)
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (480, 640, 1)])
+def test_grey_frames_are_taken_as_they_come(shape: tuple[int, ...]) -> None:
+    # given grey frames, H x W or H x W x 1, a still one then one with an object
+    detector = MotionDetector(motion_config(improve_contrast=False))
+    still = np.full(shape, 100, np.uint8)
+    moved = still.copy()
+    moved[200:320, 300:360] = 250
+
+    # when the detector compares them
+    detector.detect(still)
+    result = detector.detect(moved)
+
+    # then the object is motion, in frame pixels
+    [(x1, y1, x2, y2)] = result.boxes
+    assert x1 <= 300 <= 360 <= x2 + 10 and y1 <= 200 <= 320 <= y2 + 10

@@ -317,11 +317,12 @@ def test_held_tracks_do_not_end_and_send_nothing_until_they_are_no_longer_held()
 
 
 def test_a_crop_cut_off_by_the_frame_edge_loses_to_a_whole_one() -> None:
-    # given a track first seen entering (its box on the frame's left edge), with a sharp,
-    # confident, large box, then whole inside the frame with a smaller, less confident box
+    # given a track first seen entering (its box on the frame's left edge), with a confident,
+    # large box, then whole inside the frame with a smaller box (0.6 of its quality), then
+    # leaving on the right edge with a large box again
     selector = BestCropSelector(CropConfig(track_lost_after_s=1), quality=default_quality)
     edge = TrackedDetection(Detection(0, "person", 0.99, (0.0, 100.0, 300.0, 400.0)), 1)
-    whole = TrackedDetection(Detection(0, "person", 0.6, (50.0, 100.0, 150.0, 300.0)), 1)
+    whole = TrackedDetection(Detection(0, "person", 0.9, (50.0, 100.0, 210.0, 350.0)), 1)
     later_edge = TrackedDetection(Detection(0, "person", 0.99, (700.0, 100.0, 959.0, 400.0)), 1)
 
     # when the track ends
@@ -334,3 +335,33 @@ def test_a_crop_cut_off_by_the_frame_edge_loses_to_a_whole_one() -> None:
     assert sent.detection == whole.detection and not sent.cut_off
     assert on_edge(edge.detection.box, (960, 480)) and on_edge(later_edge.detection.box, (960, 480))
     assert not on_edge(whole.detection.box, (960, 480))
+
+
+def test_a_far_worse_whole_crop_does_not_replace_a_cut_off_one() -> None:
+    # given a person always cut by the bottom edge, and once a small low-score box of them
+    # (a head) away from it
+    selector = BestCropSelector(CropConfig(track_lost_after_s=1), quality=default_quality)
+    cut = TrackedDetection(Detection(0, "person", 0.95, (300.0, 40.0, 600.0, 480.0)), 1)
+    head = TrackedDetection(Detection(0, "person", 0.30, (400.0, 40.0, 430.0, 80.0)), 1)
+
+    # when the track ends
+    selector.update(0, at(0), FRAME, [cut])
+    selector.update(1, at(0.1), FRAME, [head])
+    [sent] = selector.update(2, at(5), FRAME, [])
+
+    # then the cut-off person went, not the head
+    assert sent.detection == cut.detection and sent.cut_off
+
+
+@pytest.mark.parametrize(
+    ("box", "cut"),
+    [
+        ((1.5, 10.0, 50.0, 50.0), True),  # 1.5 px from the left
+        ((500.0, 10.0, 958.5, 50.0), True),  # 1.5 px from the right: the same
+        ((6.0, 10.0, 50.0, 50.0), False),  # beyond 0.5 % of 960 px (4.8)
+        ((500.0, 10.0, 954.0, 470.0), False),
+        ((500.0, 10.0, 956.0, 50.0), True),
+    ],
+)
+def test_the_edge_margin_is_the_same_on_every_side(box: tuple[float, ...], cut: bool) -> None:
+    assert on_edge(box, (960, 480)) is cut  # type: ignore[arg-type]
