@@ -30,7 +30,7 @@ from lensflow.edge.crops import ByteBudget, sharpness, usefulness
 from lensflow.edge.detector_service import CameraDetector, PendingBatch
 from lensflow.edge.filters import DetectionFilter
 from lensflow.edge.metrics import EdgeMetrics
-from lensflow.edge.motion import GateDecision, MotionGate
+from lensflow.edge.motion_gate import GateDecision, MotionGate
 from lensflow.edge.sources import Frame, FrameSource, SourceStats, open_source
 from lensflow.edge.tracking import ObjectTracker
 from lensflow.shared.classifiers.base import Image

@@ -1,4 +1,4 @@
-"""Motion at low resolution, and the gate that decides when a camera's detector runs.
+"""Motion at low resolution, for the gate that decides when a camera's detector runs.
 
 :class:`MotionDetector` keeps a running-average background of a small grey frame (about
 ``frame_height`` rows) and returns the boxes of what differs from it, in frame pixels: the
@@ -6,12 +6,8 @@ scheme of Frigate's ``ImprovedMotionDetector`` (contrast stretched over recent f
 pixels zeroed, blur, difference, threshold, dilate, contours; a change of most of the frame
 recalibrates instead of counting as motion; a difference that persists is learnt slowly).
 
-:class:`MotionGate` uses it to say, frame by frame, whether the detector runs: on the first
-frame, on frames with motion, while the tracker has tracks that move or are not settled, and
-at least every ``check_every_s``. On the other frames the tracker carries its objects.
-With ``track_interval_frames`` above 1, detection wanted only for what is already known to
-move (motion within followed objects or where motion was when the detector last ran, tracks
-that move) is rate-limited to every that many frames.
+:class:`~lensflow.edge.motion_gate.MotionGate` uses it to say, frame by frame, whether the
+detector runs.
 """
 
 from __future__ import annotations
@@ -20,8 +16,6 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -31,7 +25,6 @@ from lensflow.shared.config.edge import MotionConfig
 
 IntBox = tuple[int, int, int, int]
 Box = tuple[float, float, float, float]
-GateReason = Literal["always", "startup", "motion", "tracks", "periodic"]
 
 _CONTRAST_HISTORY = 50  # frames whose 4th/96th percentiles are averaged
 _PERSIST_FRAMES = 10  # frames a difference must last before the background learns it
@@ -39,7 +32,7 @@ _CALIBRATING_ALPHA = 0.2  # background learning rate while recalibrating
 _CALM_FRACTION = 0.05  # below this fraction in motion (and few boxes) calibration ends
 _CALM_BOXES = 4
 _KERNEL = np.ones((3, 3), np.uint8)  # OpenCV's default dilation kernel
-_STILL_PAD = 0.15  # a still object's own motion may reach this fraction of its size beyond it
+STILL_PAD = 0.15  # a still object's own motion may reach this fraction of its size beyond it
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +124,7 @@ class MotionDetector:
 
         Counted in low-resolution pixels on the last frame given to :meth:`detect` (the
         unit of ``contour_area``); ``known`` boxes are padded as a still object's
-        (``_STILL_PAD`` of their size and :attr:`pixel_size`).
+        (``STILL_PAD`` of their size and :attr:`pixel_size`).
 
         Args:
             boxes: Motion boxes of the last frame, frame pixels.
@@ -147,7 +140,7 @@ class MotionDetector:
             outside = outside.copy()
             slack = self.pixel_size
             for x1, y1, x2, y2 in known:
-                pad_x, pad_y = _STILL_PAD * (x2 - x1) + slack, _STILL_PAD * (y2 - y1) + slack
+                pad_x, pad_y = STILL_PAD * (x2 - x1) + slack, STILL_PAD * (y2 - y1) + slack
                 a, b = max(0, int((x1 - pad_x) / sx)), max(0, int((y1 - pad_y) / sy))
                 c = min(width, math.ceil((x2 + pad_x) / sx))
                 d = min(height, math.ceil((y2 + pad_y) / sy))
@@ -253,182 +246,3 @@ class MotionDetector:
         """A low-resolution ``x, y, w, h`` rectangle as a box in frame pixels."""
         sx, sy = self._scale
         return (int(x * sx), int(y * sy), int((x + w) * sx), int((y + h) * sy))
-
-
-@dataclass(frozen=True, slots=True)
-class GateDecision:
-    """Whether the detector runs on a frame, and why.
-
-    Attributes:
-        detect: Run the detector on this frame.
-        reason: Why it runs (``always`` when gating is off); ``None`` when it does not.
-        motion: The frame's motion boxes in frame pixels (empty when gating is off).
-        limited: The detector was wanted for tracked objects only and rests because of
-            ``track_interval_frames``: the tracker should coast them in real time.
-    """
-
-    detect: bool
-    reason: GateReason | None
-    motion: tuple[IntBox, ...] = ()
-    limited: bool = False
-
-
-_ALWAYS = GateDecision(detect=True, reason="always")
-
-
-class MotionGate:
-    """Decides, per frame of one camera, whether its detector runs.
-
-    With ``config.enabled`` false every frame is detected and no motion is computed. With
-    it, the detector runs on the first frame (and after a change of frame size), on frames
-    with motion (not while the background recalibrates), while the tracker has tracks that
-    move or are not settled, and whenever ``check_every_s`` of capture time has passed
-    since it last ran. Motion that lies within a stationary object (a stopped car the
-    background has not learnt yet) does not count: that object is tracked already, and
-    motion reaching beyond it (it leaves, something passes) does count.
-
-    With ``track_interval_frames`` N above 1, motion the detector has accounted for — within
-    the boxes of tracks being followed, or where there was motion on the frame it last ran
-    on (both padded as for still objects) — and tracks that move run the detector only when
-    N frames have passed since it last ran; in between the tracker coasts the tracks. This
-    rate-limits detection of what is already known to move (Frigate's ``detect.fps``), so an
-    object that appears next to one is seen within N frames. Motion elsewhere (more than
-    ``contour_area`` low-resolution pixels of one motion box outside those boxes: a new
-    object), startup and the periodic check run it at once.
-
-    Args:
-        config: The camera's ``motion`` section.
-    """
-
-    def __init__(self, config: MotionConfig) -> None:
-        self.config = config
-        self._motion = MotionDetector(config) if config.enabled else None
-        self._last_run: datetime | None = None
-        self._since_run = 0  # frames decided since the detector last ran, this one included
-        self._examined: tuple[Box, ...] = ()  # motion boxes of the last frame detected
-
-    def decide(
-        self,
-        image: Image,
-        *,
-        captured_at: datetime,
-        tracks_active: bool,
-        still_boxes: Sequence[Box] = (),
-        tracked_boxes: Sequence[Box] = (),
-        tracks_pending: bool = False,
-    ) -> GateDecision:
-        """Look at one frame and say whether the detector runs on it.
-
-        Call once per frame, in capture order: the background learns from every frame.
-
-        Args:
-            image: The frame.
-            captured_at: When it was captured; the clock of the periodic check.
-            tracks_active: The tracker holds tracks that move or are not settled
-                (:attr:`lensflow.edge.tracking.ObjectTracker.needs_detection`).
-            still_boxes: Boxes of the stationary tracks
-                (:attr:`lensflow.edge.tracking.ObjectTracker.stationary_boxes`).
-            tracked_boxes: Boxes of the tracks being followed
-                (:attr:`lensflow.edge.tracking.ObjectTracker.followed_boxes`); motion within
-                them (and where motion was on the last frame detected) is rate-limited by
-                ``track_interval_frames``.
-            tracks_pending: A track is not confirmed yet
-                (:attr:`lensflow.edge.tracking.ObjectTracker.pending`): it needs the next
-                detection, so nothing is rate-limited.
-
-        Returns:
-            The decision; when it says detect, the periodic check's clock restarts.
-        """
-        if self._motion is None:
-            return _ALWAYS
-        result = self._motion.detect(image)
-        self._since_run += 1
-        slack = self._motion.pixel_size
-        moving = [
-            box for box in result.boxes if not any(_within(box, s, slack) for s in still_boxes)
-        ]
-        new = False
-        if self.config.track_interval_frames > 1 and moving:
-            known = [*tracked_boxes, *self._examined]
-            new = self._motion.uncovered(moving, known) > self.config.contour_area
-        reason = self._reason(
-            result,
-            moving=bool(moving),
-            captured_at=captured_at,
-            tracks_active=tracks_active,
-        )
-        limited = False
-        if (
-            reason in ("motion", "tracks")
-            and not (new and reason == "motion")
-            and not tracks_pending
-        ):
-            # wanted only for objects already followed: at most every N frames
-            limited = self._since_run < self.config.track_interval_frames
-            if limited:
-                reason = self._periodic(captured_at)
-        if reason is None:
-            return GateDecision(detect=False, reason=None, motion=result.boxes, limited=limited)
-        self._last_run = captured_at
-        self._since_run = 0
-        self._examined = tuple((float(a), float(b), float(c), float(d)) for a, b, c, d in moving)
-        return GateDecision(detect=True, reason=reason, motion=result.boxes)
-
-    def absorb_empty(self, decision: GateDecision, found: Sequence[Box]) -> None:
-        """Tell the gate what the detector found on a frame it let through.
-
-        Motion boxes that touch none of ``found`` become background at once: the detector
-        looked and there was nothing of interest, so they no longer keep it running.
-
-        Args:
-            decision: The gate's decision for the frame.
-            found: Boxes of what the detector found (after the camera's filters).
-        """
-        if self._motion is None or not decision.motion:
-            return
-        empty = [box for box in decision.motion if not any(_touch(box, f) for f in found)]
-        self._motion.absorb(empty)
-
-    def _reason(
-        self,
-        result: MotionResult,
-        *,
-        moving: bool,
-        captured_at: datetime,
-        tracks_active: bool,
-    ) -> GateReason | None:
-        """Why the detector should run on this frame, or ``None``."""
-        if result.fresh or self._last_run is None:
-            return "startup"
-        if moving and not result.calibrating:
-            return "motion"
-        if tracks_active:
-            return "tracks"
-        return self._periodic(captured_at)
-
-    def _periodic(self, captured_at: datetime) -> GateReason | None:
-        """``periodic`` when ``check_every_s`` has passed since the detector last ran."""
-        last = self._last_run
-        if last is None:
-            return "startup"
-        elapsed = (captured_at - last).total_seconds()
-        if elapsed >= self.config.check_every_s or elapsed < 0:  # < 0: the clock went back
-            return "periodic"
-        return None
-
-
-def _within(box: IntBox, still: Box, slack: float) -> bool:
-    """Whether a motion box lies within a still object's box, padded (``_STILL_PAD``, slack)."""
-    pad_x = _STILL_PAD * (still[2] - still[0]) + slack
-    pad_y = _STILL_PAD * (still[3] - still[1]) + slack
-    return (
-        box[0] >= still[0] - pad_x
-        and box[1] >= still[1] - pad_y
-        and box[2] <= still[2] + pad_x
-        and box[3] <= still[3] + pad_y
-    )
-
-
-def _touch(box: IntBox, other: Box) -> bool:
-    """Whether two ``x1, y1, x2, y2`` boxes overlap."""
-    return box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]

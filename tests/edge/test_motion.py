@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from lensflow.edge.motion import GateDecision, MotionDetector, MotionGate
+from lensflow.edge.motion import MotionDetector
+from lensflow.edge.motion_gate import GateDecision, MotionGate
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.edge import CameraConfig, MotionConfig
 
