@@ -237,9 +237,7 @@ class CameraWorker:
         try:
             item = self._begin(frame, detector)
         except BaseException:
-            with self._slots:
-                self._outstanding -= 1
-                self._slots.notify_all()
+            self._free_slot()
             raise
         self._queue.put(item)
 
@@ -253,9 +251,13 @@ class CameraWorker:
                     "camera %s: frame %d failed after detection", self.config.name, item.frame.index
                 )
             finally:
-                with self._slots:
-                    self._outstanding -= 1
-                    self._slots.notify_all()
+                self._free_slot()
+
+    def _free_slot(self) -> None:
+        """One frame sent is done with (completed, or never sent): the next may go."""
+        with self._slots:
+            self._outstanding -= 1
+            self._slots.notify_all()
 
     def _begin(self, frame: Frame, detector: DetectorBackend) -> _InFlight:
         """Gate ``frame`` and submit it to the detector (or detect it here, for a plain one)."""
