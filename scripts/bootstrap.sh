@@ -47,3 +47,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
 fi
+
+# The Triton Inference Server of the tests and benchmarks (runtime: triton): the tritonserver
+# that the nvidia-pytriton wheel bundles, in a venv of its own because that wheel pins numpy<2.
+# Its Python backend runs the ONNX files with onnxruntime from this venv. Production runs
+# NVIDIA's tritonserver container on the repository `lensflow models triton-repo` writes.
+case "$EXTRAS" in
+  *all*|*test*)
+    triton_stamp=".venv-triton/.lensflow-installed"
+    triton_want="$(sha256sum constraints-triton.txt | cut -d' ' -f1)"
+    if [ ! -f "$triton_stamp" ] || [ "$(cat "$triton_stamp")" != "$triton_want" ]; then
+      echo "bootstrap: installing the Triton server venv .venv-triton (nvidia-pytriton, onnxruntime)"
+      [ -x .venv-triton/bin/python ] || "$PYTHON" -m venv .venv-triton
+      .venv-triton/bin/python -m pip install -q -c constraints-triton.txt nvidia-pytriton onnxruntime
+      echo "$triton_want" > "$triton_stamp"
+    fi
+    ;;
+esac

@@ -77,3 +77,11 @@ class ModelError(LensflowError):
 
 class DetectorError(LensflowError):
     """A detector runtime failed while running a model."""
+
+
+class ServiceUnavailableError(LensflowError):
+    """A service a node needs (an inference server) cannot be reached or is not ready.
+
+    The input is not at fault: the DAG does not record it as the node's error; the worker holds
+    the batch's acks and retries it once the service is back, as for a database outage.
+    """
