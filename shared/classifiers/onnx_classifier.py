@@ -5,7 +5,9 @@ one row of logits per image. :meth:`OnnxClassifier.process_batch` resizes the wh
 runs it in one ONNX Runtime call (a model exported with a dynamic batch axis, as
 :func:`lensflow.models.export.classifier.export_timm_classifier` does; a fixed-batch model gets the
 batch in chunks).
-Give the node a ``batch:`` setting so the cloud worker hands it batches.
+Give the node a ``batch:`` setting so the cloud worker hands it batches. With ``runtime: triton``
+the same model runs on a Triton Inference Server (:mod:`.triton_client`): the preprocessing and
+the outputs stay here, each batch is one request.
 
 Example node::
 
@@ -17,18 +19,23 @@ Example node::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, Self
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.triton_client import TritonParams, TritonSession
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import PluginError
+
+Runtime = Literal["onnxruntime", "triton"]
 
 FloatArray = npt.NDArray[np.float32]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,7 +45,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class OnnxClassifierParams(StrictModel):
     """Parameters of the ``onnx_classifier`` node."""
 
-    model: str = Field(description="Path of the .onnx file: (N, 3, H, W) RGB in, logits out.")
+    model: str | None = Field(
+        None,
+        description="Path of the .onnx file: (N, 3, H, W) RGB in, logits out. Optional with "
+        "runtime triton (when given, the served model must be this file).",
+    )
     mean: tuple[float, float, float] = Field(
         IMAGENET_MEAN, description="Per-channel RGB mean of pixels scaled to [0, 1]."
     )
@@ -51,13 +62,19 @@ class OnnxClassifierParams(StrictModel):
     threads: int | None = Field(
         None, ge=1, description="ONNX Runtime intra-op threads; its own default when absent."
     )
+    runtime: Runtime = Field(
+        "onnxruntime", description="onnxruntime (in the worker) or triton (a Triton server)."
+    )
+    triton: TritonParams | None = Field(
+        None, description="Server and model name of runtime triton."
+    )
 
-    @field_validator("model")
-    @classmethod
-    def _model_exists(cls, value: str) -> str:
-        if not Path(value).is_file():
-            raise ValueError(f"model must be an existing .onnx file, but {value!r} is not a file")
-        return value
+    @model_validator(mode="after")
+    def _model_exists(self) -> Self:
+        problem = runtime_problem(self.model, runtime=self.runtime, triton=self.triton)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @field_validator("std")
     @classmethod
@@ -84,18 +101,15 @@ class OnnxClassifier(BaseClassifier):
 
         """
         super().__init__(params)
-        options = ort.SessionOptions()
-        if self.params.threads is not None:
-            options.intra_op_num_threads = self.params.threads
-        try:
-            self._session = ort.InferenceSession(
-                self.params.model, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as err:  # onnxruntime raises its own untyped exceptions
-            raise PluginError(f"cannot load ONNX model {self.params.model}: {err}") from err
+        p = self.params
+        self._session = open_session(p.model, runtime=p.runtime, triton=p.triton, threads=p.threads)
+        self.description = getattr(self._session, "description", f"onnxruntime {p.model}")
         tensor = self._session.get_inputs()[0]
         self._input = tensor.name
-        self.batch_limit, self.input_size = _input_layout(tensor.shape, self.params.model)
+        where = p.model if p.triton is None else f"{p.triton.model} at {p.triton.url}"
+        self.batch_limit, self.input_size = _input_layout(tensor.shape, str(where))
+        if isinstance(self._session, TritonSession):
+            self.batch_limit = None  # the session splits by the server's max_batch_size
         self._mean = np.array(self.params.mean, dtype=np.float32) * 255.0
         self._scale = 1.0 / (np.array(self.params.std, dtype=np.float32) * 255.0)
 
@@ -155,6 +169,60 @@ class OnnxClassifier(BaseClassifier):
         """Run one black image, so the first real batch is not slow."""
         height, width = self.input_size
         self.process_batch([np.zeros((height, width, 3), dtype=np.uint8)], [{}])
+
+
+def runtime_problem(model: str | None, *, runtime: Runtime, triton: TritonParams | None) -> str:
+    """Why a node's model/runtime settings cannot work, or '' when they can."""
+    if runtime == "triton":
+        if triton is None:
+            return "runtime triton needs triton: {url, model} (the model's name on the server)"
+        if model is not None and not Path(model).is_file():
+            return f"model must be an existing .onnx file or left out, but {model!r} is not a file"
+        return ""
+    if triton is not None:
+        return "triton: is set but runtime is onnxruntime; set runtime: triton or drop triton:"
+    if model is None or not Path(model).is_file():
+        return f"model must be an existing .onnx file, but {model!r} is not a file"
+    return ""
+
+
+def open_session(
+    model: str | None, *, runtime: Runtime, triton: TritonParams | None, threads: int | None
+) -> Any:
+    """An ONNX Runtime session on ``model``, or a :class:`TritonSession` for runtime triton.
+
+    Raises:
+        PluginError: The local model cannot be loaded.
+        ServiceUnavailableError: The Triton server or model is not ready.
+        ModelError: Triton serves another file than ``model``.
+
+    """
+    if runtime == "triton":
+        if triton is None:
+            raise PluginError("runtime triton needs triton: {url, model}")
+        expected = None if model is None else file_sha256(Path(model))
+        return TritonSession(triton, expected_sha256=expected)
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own untyped exceptions
+        raise PluginError(f"cannot load ONNX model {model}: {err}") from err
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a model file.
+
+    Raises:
+        PluginError: The file cannot be read.
+
+    """
+    try:
+        with path.open("rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as err:
+        raise PluginError(f"cannot read model file {path}: {err}") from err
 
 
 def _input_layout(shape: Sequence[object], source: str) -> tuple[int | None, tuple[int, int]]:

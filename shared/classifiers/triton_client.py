@@ -1,0 +1,246 @@
+"""``runtime: triton``: a classifier's ONNX model served by a Triton Inference Server.
+
+:class:`TritonSession` stands in for an ONNX Runtime session where the classifier plugins use
+one (``get_inputs``, ``get_outputs``, ``run``): the plugins keep their preprocessing and
+postprocessing, and each batch becomes one KServe v2 request (gRPC by default, with
+``tritonclient``) that Triton's dynamic batcher may merge with other workers' requests.
+
+At load the server must be live and ready and the model ready, else the pipeline does not load
+(:class:`~lensflow.shared.errors.ServiceUnavailableError`, naming the url and the model). When
+the node also names the ONNX file, the sha256 the model's Triton config carries
+(``lensflow_sha256``, written by ``lensflow models triton-repo``) must be that file's: a node
+never runs another model than its config says. A request that fails for the connection's sake
+(server down, restarting, overloaded, deadline passed) is retried ``retries`` times, then
+raised as ``ServiceUnavailableError``: the worker holds the batch and tries it again later,
+nothing is recorded as the node's error. A request the server refuses (wrong shape) is a
+:class:`~lensflow.shared.errors.ModelError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from lensflow.shared.config.base import StrictModel
+from lensflow.shared.errors import ModelError, PluginUnavailableError, ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
+
+SHA256_PARAMETER = "lensflow_sha256"
+_UNAVAILABLE = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"})
+_NUMPY = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64}
+
+
+class TritonParams(StrictModel):
+    """Where a ``runtime: triton`` node's model is served."""
+
+    url: str = Field(
+        "127.0.0.1:8001",
+        description="host:port of the server's gRPC endpoint (HTTP endpoint with protocol http).",
+    )
+    model: str = Field(description="The model's name in the repository (triton-repo's NAME).")
+    version: str = Field("", description="Model version; the server's latest when empty.")
+    protocol: Literal["grpc", "http"] = Field("grpc", description="KServe v2 over gRPC or HTTP.")
+    timeout_s: float = Field(10.0, gt=0, description="Deadline of one request.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a request the server missed.")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output as the plugins read it from a session."""
+
+    name: str
+    shape: list[int | str]
+    datatype: str
+
+
+class TritonSession:
+    """An ONNX Runtime-like session whose ``run`` is a request to a Triton server.
+
+    Args:
+        params: The node's ``triton`` params.
+        expected_sha256: The sha256 of the ONNX file the node names, checked against the
+            model's ``lensflow_sha256`` parameter when both exist.
+
+    Raises:
+        PluginUnavailableError: ``tritonclient`` is not installed.
+        ServiceUnavailableError: The server is not live and ready, or the model not ready.
+        ModelError: The server runs another file than ``expected_sha256``.
+
+    """
+
+    def __init__(self, params: TritonParams, *, expected_sha256: str | None = None) -> None:
+        self.params = params
+        self._client, self._module = _connect(params)
+        self.where = f"Triton model {params.model!r} at {params.url} ({params.protocol})"
+        self._check_ready()
+        metadata = self._call(self._client.get_model_metadata, params.model, params.version)
+        config = self._call(self._client.get_model_config, params.model, params.version)
+        self._inputs = [_tensor(t) for t in _field(metadata, "inputs")]
+        self._outputs = [_tensor(t) for t in _field(metadata, "outputs")]
+        config = config.get("config", config) if isinstance(config, dict) else config
+        self.max_batch_size = int(_field(config, "max_batch_size") or 0)
+        parameters = _field(config, "parameters") or {}
+        served = (parameters.get(SHA256_PARAMETER) or {}).get("string_value")
+        self.sha256: str | None = served or None
+        if expected_sha256 is not None and served and served != expected_sha256:
+            raise ModelError(
+                f"{self.where} serves an ONNX file with sha256 {served[:16]}…, but the node's "
+                f"model file has {expected_sha256[:16]}…: rebuild the repository with "
+                "`lensflow models triton-repo` from the same file"
+            )
+        self.description = f"triton {params.model} at {params.url}"
+
+    def get_inputs(self) -> list[TensorInfo]:
+        """The model's inputs, batch axis first (``-1``) for a batching model."""
+        return self._inputs
+
+    def get_outputs(self) -> list[TensorInfo]:
+        """The model's outputs."""
+        return self._outputs
+
+    def run(self, names: Sequence[str] | None, feeds: Mapping[str, npt.NDArray[Any]]) -> list[Any]:
+        """Run one batch: ``feeds`` by input name; the outputs ``names`` (all when None).
+
+        Raises:
+            ServiceUnavailableError: The server did not answer after the retries.
+            ModelError: The server refused the request.
+
+        """
+        wanted = list(names) if names else [t.name for t in self._outputs]
+        rows = len(next(iter(feeds.values())))
+        step = self.max_batch_size or rows
+        parts = [
+            self._infer(wanted, {k: v[start : start + step] for k, v in feeds.items()})
+            for start in range(0, rows, step)
+        ]
+        return [np.concatenate([part[i] for part in parts]) for i in range(len(wanted))]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
+
+    def _infer(
+        self, names: list[str], feeds: Mapping[str, npt.NDArray[Any]]
+    ) -> list[npt.NDArray[Any]]:
+        module = self._module
+        inputs = []
+        for name, array in feeds.items():
+            tensor = module.InferInput(name, list(array.shape), _datatype(array))
+            tensor.set_data_from_numpy(np.ascontiguousarray(array))
+            inputs.append(tensor)
+        outputs = [module.InferRequestedOutput(name) for name in names]
+        result = self._call(
+            self._client.infer,
+            self.params.model,
+            inputs,
+            model_version=self.params.version,
+            outputs=outputs,
+            timeout=self.params.timeout_s,
+        )
+        return [result.as_numpy(name) for name in names]
+
+    def _check_ready(self) -> None:
+        problem = None
+        if not self._call(self._client.is_server_live):
+            problem = "is not live"
+        elif not self._call(self._client.is_server_ready):
+            problem = "is not ready"
+        elif not self._call(self._client.is_model_ready, self.params.model, self.params.version):
+            problem = "does not have the model ready (is it in the repository, and did it load?)"
+        if problem:
+            raise ServiceUnavailableError(f"{self.where}: the server {problem}")
+
+    def _call(self, method: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call the client, retrying what the connection missed; translate its errors."""
+        if method != self._client.infer:
+            kwargs.update(_json_kwargs(self.params.protocol, method.__name__))
+        if timeout is not None:
+            kwargs["client_timeout"] = timeout
+        attempts = self.params.retries + 1
+        for attempt in range(attempts):
+            try:
+                return method(*args, **kwargs)
+            except Exception as err:  # tritonclient raises InferenceServerException, gRPC errors
+                if not _unavailable(err):
+                    raise ModelError(f"{self.where} refused the request: {_message(err)}") from err
+                if attempt + 1 == attempts:
+                    raise ServiceUnavailableError(
+                        f"{self.where} did not answer after {attempts} tries: {_message(err)}"
+                    ) from err
+                time.sleep(min(0.1 * 2**attempt, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _connect(params: TritonParams) -> tuple[Any, Any]:
+    try:
+        if params.protocol == "grpc":
+            import tritonclient.grpc as module
+        else:
+            import tritonclient.http as module
+    except ImportError as err:
+        raise PluginUnavailableError(
+            f"runtime 'triton' needs tritonclient[{params.protocol}] (pip install "
+            f"'lensflow[cloud]'): {err}"
+        ) from err
+    try:
+        if params.protocol == "http":
+            client = module.InferenceServerClient(
+                params.url, connection_timeout=params.timeout_s, network_timeout=params.timeout_s
+            )
+        else:
+            client = module.InferenceServerClient(params.url)
+    except Exception as err:  # a malformed url
+        raise ModelError(f"cannot make a Triton client for {params.url!r}: {err}") from err
+    return client, module
+
+
+def _json_kwargs(protocol: str, method: str) -> dict[str, Any]:
+    """GRPC answers metadata and config as protobufs unless asked for JSON (dicts)."""
+    if protocol == "grpc" and method in {"get_model_metadata", "get_model_config"}:
+        return {"as_json": True}
+    return {}
+
+
+def _unavailable(err: Exception) -> bool:
+    """Whether the connection, not the request, failed (worth a retry, then an outage)."""
+    status = getattr(err, "status", None)
+    status = status() if callable(status) else status
+    if status is None:  # HTTP client: no status on connection errors (they are OSErrors)
+        return isinstance(err, (OSError, ConnectionError)) or "connect" in str(err).lower()
+    return str(status) in _UNAVAILABLE or str(status) in {"503", "504", "None"}
+
+
+def _message(err: Exception) -> str:
+    text = getattr(err, "message", None)
+    text = text() if callable(text) else text
+    return str(text or err).splitlines()[0][:300]
+
+
+def _field(document: Any, name: str) -> Any:
+    if isinstance(document, dict):
+        return document.get(name)
+    return getattr(document, name, None)
+
+
+def _tensor(raw: Any) -> TensorInfo:
+    shape = [int(dim) for dim in _field(raw, "shape")]
+    return TensorInfo(
+        name=str(_field(raw, "name")),
+        shape=[dim if dim >= 0 else "N" for dim in shape],
+        datatype=str(_field(raw, "datatype")),
+    )
+
+
+def _datatype(array: npt.NDArray[Any]) -> str:
+    for name, kind in _NUMPY.items():
+        if array.dtype == kind:
+            return name
+    raise ModelError(f"expected a float32/float16/float64/int64 tensor, got {array.dtype}")
