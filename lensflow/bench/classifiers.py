@@ -153,7 +153,8 @@ def build_plugin(
         params = validate_params(VehicleType, {"threads": threads}, context=models)
         assert isinstance(params, VehicleTypeParams)
         vehicle = VehicleType(params)
-        return vehicle, f"efficientnet-lite0 ({vehicle.model_path.parent.name})"
+        where = vehicle.model_path.parent.name if vehicle.model_path else "on Triton"
+        return vehicle, f"efficientnet-lite0 ({where})"
     if name == "embeddings":
         from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
 

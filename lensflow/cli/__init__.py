@@ -17,6 +17,7 @@ from lensflow.cli import (
     models_classifier,
     models_export,
     models_push,
+    models_triton,
     review,
     train,
 )
@@ -42,6 +43,7 @@ app.add_typer(broker_app, name="broker")
 models_export.register(models_app)
 models_classifier.register(models_app)
 models_push.register(models_app)
+models_triton.register(models_app)
 app.add_typer(models_app, name="models")
 bench_search.register(bench_app)
 review.register(app, bench_app)

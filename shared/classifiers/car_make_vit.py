@@ -40,8 +40,10 @@ from lensflow.shared.classifiers.hf_runtime import (
     LogitsRuntime,
     OnnxRuntimeLogits,
     TransformersLogits,
+    TritonLogits,
     download_from_hub,
 )
+from lensflow.shared.classifiers.triton_client import TritonParams
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import ModelError
 
@@ -55,8 +57,13 @@ class CarMakeViTParams(StrictModel):
         description="Folder of the model: a save_pretrained checkpoint (runtime transformers) "
         "or a 'lensflow models export-hf' output (runtime onnxruntime); a hub id with hub: true."
     )
-    runtime: Literal["onnxruntime", "transformers"] = Field(
-        "onnxruntime", description="onnxruntime (exported .onnx, no torch) or transformers (torch)."
+    runtime: Literal["onnxruntime", "transformers", "triton"] = Field(
+        "onnxruntime",
+        description="onnxruntime (exported .onnx, no torch), transformers (torch) or triton "
+        "(the export served by a Triton server; the folder gives labels and preprocessing).",
+    )
+    triton: TritonParams | None = Field(
+        None, description="Server and model name of runtime triton."
     )
     onnx_file: str = Field(
         "model.onnx", description="ONNX file inside the folder, e.g. model.int8.onnx."
@@ -76,6 +83,11 @@ class CarMakeViTParams(StrictModel):
 
     @model_validator(mode="after")
     def _check_model(self) -> Self:
+        if (self.runtime == "triton") != (self.triton is not None):
+            raise ValueError(
+                "runtime triton and triton: {url, model} go together; got runtime "
+                f"{self.runtime!r} and triton {'set' if self.triton else 'missing'}"
+            )
         if self.hub:
             if self.runtime != "transformers":
                 raise ValueError("hub: true needs runtime: transformers (exports are folders)")
@@ -103,6 +115,11 @@ class CarMakeViTParams(StrictModel):
 
 def _expected_files(params: CarMakeViTParams) -> tuple[list[str], str]:
     """The files the runtime needs in the model folder, and a phrase describing the folder."""
+    if params.runtime == "triton":
+        return (
+            [CONFIG_FILE, PREPROCESSOR_FILE],
+            f"{CONFIG_FILE} and {PREPROCESSOR_FILE} of the export Triton serves",
+        )
     if params.runtime == "onnxruntime":
         return (
             [params.onnx_file, CONFIG_FILE, PREPROCESSOR_FILE],
@@ -150,6 +167,15 @@ class CarMakeViT(BaseClassifier):
                 num_labels=len(self.labels),
                 providers=p.providers,
                 threads=p.threads,
+            )
+        elif p.runtime == "triton":
+            assert p.triton is not None  # checked by the params
+            local = folder / p.onnx_file
+            self.runtime = TritonLogits(
+                p.triton,
+                local=local if local.is_file() else None,
+                input_size=size,
+                num_labels=len(self.labels),
             )
         else:
             self.runtime = TransformersLogits(folder, num_labels=len(self.labels), device=p.device)

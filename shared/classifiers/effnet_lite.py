@@ -18,6 +18,10 @@ Where the model comes from (the node's ``model`` param):
   copy the folder).
 * a path ending in ``.onnx``: a file of that kind, used as is.
 
+With ``runtime: triton`` (and ``triton: {url, model}``) the model runs on a Triton server
+instead (``lensflow models triton-repo`` serves the same export): nothing is exported here, and
+when the export is on this machine anyway the server must run that very file (sha256).
+
 Either way the pipeline fails when it is loaded — not per crop — if the model is not there:
 the params check (at compile time) names the expected path and the command that makes it.
 Compiled without a model store (the desktop, the API's validate route), a manifest name is
@@ -33,7 +37,12 @@ from typing import Self
 from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from lensflow.shared.classifiers.model_store import ModelStore, store_from_context, warn
-from lensflow.shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
+from lensflow.shared.classifiers.onnx_classifier import (
+    OnnxClassifier,
+    OnnxClassifierParams,
+    Runtime,
+)
+from lensflow.shared.classifiers.triton_client import TritonParams
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import LensflowError, ModelError
 
@@ -65,11 +74,24 @@ class EffNetParams(StrictModel):
     threads: int | None = Field(
         None, ge=1, description="ONNX Runtime intra-op threads; its own default when absent."
     )
+    runtime: Runtime = Field(
+        "onnxruntime", description="onnxruntime (in the worker) or triton (a Triton server)."
+    )
+    triton: TritonParams | None = Field(
+        None, description="Server and model name of runtime triton."
+    )
     _models: ModelStore | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check_model(self, info: ValidationInfo) -> Self:
         self._models = store_from_context(info.context)
+        if self.runtime == "triton" or self.triton is not None:
+            if self.runtime != "triton" or self.triton is None:
+                raise ValueError(
+                    "runtime triton and triton: {url, model} go together; got runtime "
+                    f"{self.runtime!r} and triton {'set' if self.triton else 'missing'}"
+                )
+            return self  # the server has the model; a local export is only checked against it
         problem = model_problem(self.model, self.manifest, models=self._models)
         if problem is None:
             return self
@@ -123,7 +145,7 @@ def _path(manifest: str | None) -> Path | None:
     return None if manifest is None else Path(manifest)
 
 
-def load_effnet(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, Path]:
+def load_effnet(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, Path | None]:
     """The model of a node, exported first if it is a manifest model without an export yet.
 
     Args:
@@ -131,13 +153,15 @@ def load_effnet(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, P
         plugin: the plugin's key, for error messages.
 
     Returns:
-        The loaded model, and the path of its .onnx file.
+        The loaded model, and the path of its .onnx file (None on Triton without a local copy).
 
     Raises:
         ModelError: the model cannot be fetched, exported or loaded, or lacks the
             ``logits``/``features`` outputs.
 
     """
+    if params.runtime == "triton":
+        return _load_on_triton(params, plugin=plugin)
     if is_path(params.model):
         path = Path(params.model)
     else:
@@ -161,10 +185,36 @@ def load_effnet(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, P
         net = OnnxClassifier(OnnxClassifierParams(model=str(path), threads=params.threads))
     except (LensflowError, ValueError) as err:  # ValueError: the file vanished since the check
         raise ModelError(f"{plugin}: {err}") from err
+    _check_outputs(net, str(path), plugin=plugin)
+    return net, path
+
+
+def _load_on_triton(params: EffNetParams, *, plugin: str) -> tuple[OnnxClassifier, Path | None]:
+    """The node's model on its Triton server; the local export, if any, is what it must run."""
+    local: Path | None = None
+    if is_path(params.model):
+        local = Path(params.model) if Path(params.model).is_file() else None
+    elif params._models is not None:
+        try:
+            where = params._models.locate(
+                params.model, manifest=_path(params.manifest), features=True
+            )
+            local = where.path if where.exists else None
+        except LensflowError:
+            local = None  # no manifest entry here: the server's model is taken as it is
+    net_params = OnnxClassifierParams(
+        model=None if local is None else str(local), runtime="triton", triton=params.triton
+    )
+    net = OnnxClassifier(net_params)
+    assert params.triton is not None  # checked by the params
+    _check_outputs(net, f"Triton model {params.triton.model!r}", plugin=plugin)
+    return net, local
+
+
+def _check_outputs(net: OnnxClassifier, where: str, *, plugin: str) -> None:
     missing = {LOGITS, FEATURES} - set(net.output_names)
     if missing:
         raise ModelError(
-            f"{plugin}: {path} has outputs {list(net.output_names)}, expected {LOGITS!r} and "
+            f"{plugin}: {where} has outputs {list(net.output_names)}, expected {LOGITS!r} and "
             f"{FEATURES!r}; re-export it with `{make_command(DEFAULT_MODEL)}`"
         )
-    return net, path

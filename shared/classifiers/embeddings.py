@@ -65,7 +65,9 @@ class Embeddings(BaseClassifier):
         """
         super().__init__(params)
         self.net, self.model_path = load_effnet(self.params, plugin=self.key)
-        self.model_id = model_identifier(self.params.model, self.model_path, self.version)
+        self.model_id = model_identifier(
+            self.params.model, self.model_path, self.version, served_sha256=self.net.served_sha256
+        )
         logger.info("embeddings: %s", self.model_id)
 
     def embed(self, images: Sequence[Image]) -> FloatArray:
@@ -100,15 +102,29 @@ class Embeddings(BaseClassifier):
         self.net.warmup()
 
 
-def model_identifier(model: str, path: Path, version: str) -> str:
+def model_identifier(
+    model: str, path: Path | None, version: str, *, served_sha256: str | None = None
+) -> str:
     """``embeddings-v<version>/<name>@sha256:<16 hex>``: which vectors are comparable.
 
-    ``name`` is the manifest model name, or the file's name for a path.
+    ``name`` is the manifest model name, or the file's name for a path. The hash is the local
+    file's, or (runtime triton without a local copy) the one the server's model config carries,
+    so a node gives the same identifier on either runtime.
     """
-    try:
-        with path.open("rb") as stream:
-            digest = hashlib.file_digest(stream, "sha256").hexdigest()
-    except OSError as err:
-        raise ModelError(f"embeddings: cannot read {path}: {err}") from err
-    name = f"{path.parent.name}/{path.name}" if is_path(model) else model
+    if path is not None:
+        try:
+            with path.open("rb") as stream:
+                digest = hashlib.file_digest(stream, "sha256").hexdigest()
+        except OSError as err:
+            raise ModelError(f"embeddings: cannot read {path}: {err}") from err
+    elif served_sha256:
+        digest = served_sha256
+    else:
+        raise ModelError(
+            "embeddings: the Triton model's config has no lensflow_sha256 parameter, which "
+            "tells comparable vectors apart; write the repository with `lensflow models "
+            "triton-repo`, or give the node the local model file"
+        )
+    named = Path(model)
+    name = f"{named.parent.name}/{named.name}" if is_path(model) else model
     return f"embeddings-v{version}/{name}@sha256:{digest[:16]}"

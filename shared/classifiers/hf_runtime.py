@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from lensflow.shared.classifiers.triton_client import TritonParams, TritonSession, file_sha256
 from lensflow.shared.errors import ModelError, PluginUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,36 @@ def _check_signature(session: Any, path: Path, input_size: tuple[int, int], num_
             f"the model takes {shape} and returns {out_shape}"
         )
     return str(inputs[0].name)
+
+
+class TritonLogits:
+    """The exported classifier served by a Triton server (``runtime: triton``)."""
+
+    def __init__(
+        self,
+        params: TritonParams,
+        *,
+        local: Path | None,
+        input_size: tuple[int, int],
+        num_labels: int,
+    ) -> None:
+        """Connect, check readiness, the served file (against ``local``) and the signature.
+
+        Raises:
+            ServiceUnavailableError: The server or the model is not ready.
+            ModelError: It serves another file than ``local``, or its input is not
+                ``(N, 3, H, W)`` at ``input_size`` or its output not ``num_labels`` wide.
+
+        """
+        expected = None if local is None else file_sha256(local)
+        self._session = TritonSession(params, expected_sha256=expected)
+        self._input = _check_signature(self._session, Path(params.model), input_size, num_labels)
+        self.description = self._session.description
+
+    def logits(self, pixels: FloatArray) -> FloatArray:
+        """Run one batch (one request; the server may batch it with others)."""
+        logits: FloatArray = self._session.run(None, {self._input: pixels})[0]
+        return logits
 
 
 class TransformersLogits:

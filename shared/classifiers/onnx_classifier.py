@@ -19,7 +19,6 @@ Example node::
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -31,7 +30,7 @@ import onnxruntime as ort
 from pydantic import Field, field_validator, model_validator
 
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
-from lensflow.shared.classifiers.triton_client import TritonParams, TritonSession
+from lensflow.shared.classifiers.triton_client import TritonParams, TritonSession, file_sha256
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import PluginError
 
@@ -108,8 +107,10 @@ class OnnxClassifier(BaseClassifier):
         self._input = tensor.name
         where = p.model if p.triton is None else f"{p.triton.model} at {p.triton.url}"
         self.batch_limit, self.input_size = _input_layout(tensor.shape, str(where))
+        self.served_sha256: str | None = None
         if isinstance(self._session, TritonSession):
             self.batch_limit = None  # the session splits by the server's max_batch_size
+            self.served_sha256 = self._session.sha256
         self._mean = np.array(self.params.mean, dtype=np.float32) * 255.0
         self._scale = 1.0 / (np.array(self.params.std, dtype=np.float32) * 255.0)
 
@@ -209,20 +210,6 @@ def open_session(
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own untyped exceptions
         raise PluginError(f"cannot load ONNX model {model}: {err}") from err
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a model file.
-
-    Raises:
-        PluginError: The file cannot be read.
-
-    """
-    try:
-        with path.open("rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest()
-    except OSError as err:
-        raise PluginError(f"cannot read model file {path}: {err}") from err
 
 
 def _input_layout(shape: Sequence[object], source: str) -> tuple[int | None, tuple[int, int]]:

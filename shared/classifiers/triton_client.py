@@ -18,10 +18,12 @@ nothing is recorded as the node's error. A request the server refuses (wrong sha
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +31,12 @@ import numpy.typing as npt
 from pydantic import Field
 
 from lensflow.shared.config.base import StrictModel
-from lensflow.shared.errors import ModelError, PluginUnavailableError, ServiceUnavailableError
+from lensflow.shared.errors import (
+    ModelError,
+    PluginError,
+    PluginUnavailableError,
+    ServiceUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -244,3 +251,17 @@ def _datatype(array: npt.NDArray[Any]) -> str:
         if array.dtype == kind:
             return name
     raise ModelError(f"expected a float32/float16/float64/int64 tensor, got {array.dtype}")
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a model file.
+
+    Raises:
+        PluginError: The file cannot be read.
+
+    """
+    try:
+        with path.open("rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as err:
+        raise PluginError(f"cannot read model file {path}: {err}") from err
