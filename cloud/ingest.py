@@ -177,6 +177,8 @@ class IngestService:
                 before the detector loads) or does not decode; it becomes a dead letter.
             StorageError: If the database or the crop store fails.
             DetectorError: If the detector's runtime fails on the image.
+            ServiceUnavailableError: If an inference server a node needs is down; nothing is
+                stored and no dead letter kept (the API answers 503 ``inference_unavailable``).
 
         """
         start = time.perf_counter()

@@ -23,6 +23,7 @@ from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.dag.compiler import load_pipeline
 from lensflow.shared.dag.engine import ImageResult, Pipeline
+from lensflow.shared.errors import ServiceUnavailableError
 from lensflow.shared.images import decode_image
 from lensflow.shared.protocol import CropHeader
 
@@ -132,7 +133,8 @@ class CropProcessor:
         """Run the DAG on a batch; if the engine itself raises, on each crop alone.
 
         The engine isolates a failing node (its result says ``error``); an exception out of
-        the engine is a bug, not bad input, so the batch is retried crop by crop.
+        the engine is a bug, not bad input, so the batch is retried crop by crop. An inference
+        service that is down is neither: it propagates, and no crop gets a result.
 
         Args:
             crops: Decoded crops.
@@ -140,17 +142,25 @@ class CropProcessor:
         Returns:
             Each crop's result, in order; None for a crop the engine raised on (logged).
 
+        Raises:
+            ServiceUnavailableError: If a node's inference service is down (the caller
+                retries the batch once it is back).
+
         """
         images = [crop.image for crop in crops]
         inputs = [dag_inputs(crop.header) for crop in crops]
         try:
             return list(self.pipeline.run_batch(images, inputs=inputs))
+        except ServiceUnavailableError:
+            raise
         except Exception:  # see above: logged, then each crop alone
             logger.exception("pipeline failed on a batch of %d; running one by one", len(crops))
         results: list[ImageResult | None] = []
         for image, meta in zip(images, inputs, strict=True):
             try:
                 results.append(self.pipeline.run(image, inputs=meta))
+            except ServiceUnavailableError:
+                raise
             except Exception:
                 logger.exception("pipeline failed on crop_id=%s", meta["crop_id"])
                 results.append(None)

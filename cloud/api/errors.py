@@ -2,7 +2,8 @@
 
 Every failure leaves the API in that shape: errors raised by routes (:class:`ApiError`),
 FastAPI's request validation, Starlette's HTTP errors (404 for an unknown path, 405), the
-middlewares' 413 and 429, storage outages (503) and unexpected errors (500, logged).
+middlewares' 413 and 429, storage and inference service outages (503) and unexpected errors
+(500, logged).
 
 A message says what the client sent and what was expected of it. What failed inside the
 server — file paths, SQL, a library's or the OS's own words, tracebacks — goes to the log only:
@@ -24,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lensflow.cloud.storage.errors import StorageError
+from lensflow.shared.errors import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +171,21 @@ async def _on_storage_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_service_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """An inference server a pipeline node needs is down (the input is not at fault): 503."""
+    logger.error(
+        "inference service unavailable on %s %s: %s", request.method, request.url.path, exc
+    )
+    return error_response(
+        503,
+        code="inference_unavailable",
+        message=(
+            "an inference service the pipeline needs is unavailable; nothing was stored, "
+            "send the request again later (the server log has the details)"
+        ),
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     """Anything else: 500 with no internals in the body, the traceback in the log."""
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -188,4 +205,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StorageError, _on_storage_error)
     app.add_exception_handler(OperationalError, _on_storage_error)
+    app.add_exception_handler(ServiceUnavailableError, _on_service_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -29,7 +29,7 @@ from lensflow.cloud.worker.versions import PipelineText, compile_text
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.dag.engine import Pipeline
-from lensflow.shared.errors import ImageError
+from lensflow.shared.errors import ImageError, ServiceUnavailableError
 from lensflow.shared.images import decode_image
 from lensflow.shared.protocol.messages import Detection
 
@@ -102,6 +102,12 @@ def run_job(
     try:
         pipeline = compile_text(candidate, registry=registry.with_heads(DbHeadStore(engine)))
         report = _replay(pipeline, crop_pks, sessions=sessions, crops=crops, job_id=job_id)
+    except ServiceUnavailableError as err:  # not the crops' fault: say so, and how to go on
+        logger.warning("replay job %s: inference service unavailable: %s", job_id, err)
+        reason = " ".join(str(err).split()) or type(err).__name__
+        why = f"an inference service the pipeline needs is unavailable ({reason}); replay again"
+        _finish(sessions, job_id, state="failed", error=f"{why} once it is back")
+        return
     except Exception as err:  # the job fails, with the reason; the process goes on
         logger.exception("replay job %s failed", job_id)
         _finish(sessions, job_id, state="failed", error=" ".join(str(err).split()) or repr(err))

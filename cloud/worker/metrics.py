@@ -25,6 +25,8 @@ class WorkerMetrics:
             (mosquitto ``$SYS/broker/publish/messages/dropped``).
         intake_connects: Successful intake (re)connections.
         storage_retries: Failed storage attempts that were retried.
+        service_retries: DAG runs of a batch retried because an inference service was down.
+        service_outages: Outages of an inference service (a first failure after a success).
 
     """
 
@@ -69,6 +71,16 @@ class WorkerMetrics:
         )
         self.storage_retries = Counter(
             "lensflow_worker_storage_retries_total", "Storage failures retried.", registry=r
+        )
+        self.service_retries = Counter(
+            "lensflow_worker_service_retries_total",
+            "DAG runs retried because an inference service was unavailable.",
+            registry=r,
+        )
+        self.service_outages = Counter(
+            "lensflow_worker_service_outages_total",
+            "Inference service outages seen (batches held until the service is back).",
+            registry=r,
         )
         self.receipts = Counter(
             "lensflow_worker_receipts_total",

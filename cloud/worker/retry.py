@@ -1,8 +1,9 @@
-"""Retrying the worker's storage writes: which failures pass by themselves, and the backoff.
+"""Retrying the worker's storage writes and DAG runs: which failures pass, and the backoff.
 
 A transient failure (the database down or locked, the disk full) is retried with exponential
 backoff until it succeeds or the worker stops; any other failure is the data refused, and is
-returned at once.
+returned at once. An inference service that is down (:class:`ServiceUnavailableError`) is
+retried the same way: the batch waits for it, its acks held.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import tenacity
 from sqlalchemy import exc as sa_exc
 
 from lensflow.cloud.storage import StorageError
+from lensflow.shared.errors import ServiceUnavailableError
 
 _Written = TypeVar("_Written")
+_Ran = TypeVar("_Ran")
 
 _RETRY_FIRST_S = 0.2
 _RETRY_MAX_S = 10.0
@@ -64,3 +67,38 @@ def retry_storage(
         return retrying(write)
     except StorageError as err:
         return None if is_transient(err) else err
+
+
+def retry_service(
+    run: Callable[[], _Ran],
+    *,
+    stopping: threading.Event,
+    before_sleep: Callable[[tenacity.RetryCallState], None],
+) -> _Ran | None:
+    """Call ``run`` until no inference service it needs is unavailable; back off in between.
+
+    Args:
+        run: The DAG run.
+        stopping: Set when the worker stops: it ends the retries (and the pause between two).
+        before_sleep: Called before each pause (to count and log the retry).
+
+    Returns:
+        What ``run`` returned; None if stopping while the service is still unavailable.
+
+    """
+
+    def pause(seconds: float) -> None:  # ends early when the worker stops
+        stopping.wait(seconds)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(ServiceUnavailableError),
+        wait=tenacity.wait_exponential(multiplier=_RETRY_FIRST_S, max=_RETRY_MAX_S),
+        stop=tenacity.stop_when_event_set(stopping),
+        sleep=pause,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(run)
+    except ServiceUnavailableError:
+        return None

@@ -28,7 +28,7 @@ from lensflow.cloud.worker.batcher import Batcher
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.cloud.worker.receipts import ReceiptBook
-from lensflow.cloud.worker.retry import retry_storage
+from lensflow.cloud.worker.retry import retry_service, retry_storage
 from lensflow.cloud.worker.startup import build_intake, fitted_window, open_versions
 from lensflow.cloud.worker.triage import Letter, Triage, triage
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
@@ -192,8 +192,9 @@ class Worker:
         Re-deliveries and conflicts are recognised before any JPEG is decoded
         (:func:`~lensflow.cloud.worker.triage.triage`). Once the batch is committed, the
         receipts of its crops (stored, duplicate or dead letter) go to their cameras. A stop
-        request lets the batch finish, but ends the retries of a failing store: what is not
-        committed then is not acknowledged, and the broker delivers it again.
+        request lets the batch finish, but ends the retries of a failing store or of an
+        inference service that is down: what is not committed then is not acknowledged, and
+        the broker delivers it again.
 
         Args:
             batch: Deliveries from this worker's intake.
@@ -219,8 +220,8 @@ class Worker:
             [*sorted_out.letters, *bad_images], key=lambda x: arrival[id(x.delivery)]
         ):
             self._dead_letter(letter)  # in arrival order
-        if decoded:
-            results = self.processor.run([item.crop for item in decoded])
+        results = self._run_dag([item.crop for item in decoded]) if decoded else []
+        if decoded and results is not None:  # None: stopping in an outage, nothing acked
             done: list[tuple[_Decoded, ImageResult]] = []
             for item, result in zip(decoded, results, strict=True):
                 if result is None:
@@ -237,6 +238,36 @@ class Worker:
         self._acked.clear()
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
+
+    def _run_dag(self, crops: list[DecodedCrop]) -> list[ImageResult | None] | None:
+        """Run the DAG on a batch; while an inference service is down, wait and run it again.
+
+        Returns:
+            Each crop's result (None for a crop the engine raised on); None if the worker
+            stops while the service is still unavailable (the batch stays unacknowledged).
+
+        """
+        outage_since: list[float] = []  # when this outage began, once it has
+
+        def retrying_soon(state: tenacity.RetryCallState) -> None:
+            self.metrics.service_retries.inc()
+            if not outage_since:  # one warning per outage, not per retry
+                outage_since.append(time.monotonic())
+                self.metrics.service_outages.inc()
+                error = state.outcome.exception() if state.outcome else None
+                logger.warning(
+                    "worker %s: inference service unavailable, holding a batch of %d and "
+                    "retrying with backoff: %s",
+                    *(self.name, len(crops), error),
+                )
+
+        results = retry_service(
+            lambda: self.processor.run(crops), stopping=self._stopping, before_sleep=retrying_soon
+        )
+        if outage_since and results is not None:
+            waited = time.monotonic() - outage_since[0]
+            logger.info("worker %s: inference service back after %.1f s", self.name, waited)
+        return results
 
     def _decode(
         self, fresh: list[tuple[Delivery, CropMessage]]

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from lensflow.shared.classifiers.base import BaseClassifier, Image, Output
 from lensflow.shared.dag.compiler import INPUT_KEY, CompiledNode, CompiledPipeline
+from lensflow.shared.errors import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,11 @@ class Pipeline:
         A node's condition is evaluated per image; a node whose dependency did not succeed is
         skipped (dependency skipped) or fails (dependency failed); a node that raises records
         an error for the images concerned and for its dependants, while other nodes still run.
+
+        Raises:
+            ServiceUnavailableError: If a node's inference service is down: not the images'
+                fault, so no result is recorded; the caller retries the batch later.
+
         """
         metas = list(inputs) if inputs is not None else [{} for _ in images]
         if len(metas) != len(images):
@@ -145,6 +151,8 @@ class Pipeline:
                 raise RuntimeError(
                     f"process_batch returned {len(outputs)} outputs for {len(batch)} images"
                 )
+        except ServiceUnavailableError:
+            raise  # the service is down, not the images at fault: the caller retries later
         except Exception as err:
             logger.warning(
                 "node %s failed on a batch of %d: %r; retrying one by one",
@@ -166,6 +174,8 @@ class Pipeline:
         for image, context in zip(batch, contexts, strict=True):
             try:
                 outputs.append(plugin.process(image, context))
+            except ServiceUnavailableError:
+                raise
             except Exception as err:
                 outputs.append(err)
         return outputs

@@ -13,6 +13,7 @@ from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Out
 from lensflow.shared.classifiers.model_store import CONTEXT_KEY, ModelStore
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.base import StrictModel
+from lensflow.shared.errors import ServiceUnavailableError
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)
 
@@ -154,6 +155,43 @@ class QuadrantEmbeddings(ColorEmbedding):
     key = "embeddings"
 
 
+class OutageParams(StrictModel):
+    unavailable_calls: int = Field(0, ge=0, description="Calls refused before it answers.")
+
+
+class RemoteBrightness(BaseClassifier):
+    """Brightness, as a remote inference server would answer it; the server is down (it raises
+    ServiceUnavailableError) for the first ``unavailable_calls`` calls of this instance."""
+
+    key = "remote_brightness"
+    version = "test-1"
+    outputs = ("label", "score")
+    Params = OutageParams
+    params: OutageParams
+
+    def __init__(self, params: OutageParams | None = None) -> None:
+        super().__init__(params)
+        self.calls = 0
+
+    def process(self, image: Image, context: Context) -> Output:
+        return self.process_batch([image], [context])[0]
+
+    def process_batch(self, images: Sequence[Image], contexts: Sequence[Context]) -> list[Output]:
+        self.calls += 1
+        if self.calls <= self.params.unavailable_calls:
+            raise ServiceUnavailableError(
+                f"triton at 127.0.0.1:1 is not ready (call {self.calls} of "
+                f"{self.params.unavailable_calls} refused)"
+            )
+        return [brightness_label(image) for image in images]
+
+
+def brightness_label(image: Image) -> Output:
+    """What :class:`RemoteBrightness` answers for an image once its server is up."""
+    score = round(float(image.mean()) / 255.0, 4)
+    return {"label": "bright" if score >= 0.5 else "dark", "score": score}
+
+
 def make_registry() -> PluginRegistry:
     """The default registry plus the test plugins above, which replace built-ins of their key.
 
@@ -165,6 +203,7 @@ def make_registry() -> PluginRegistry:
     registry = PluginRegistry(models=ManifestModelStore()).discover()
     for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo, ColorEmbedding):
         registry.register(plugin, replace=True)
+    registry.register(RemoteBrightness, replace=True)
     for fake in (AspectVehicleType, QuadrantEmbeddings):  # the EfficientNet-Lite0 plugins
         registry.register(fake, replace=True)
     return registry
