@@ -43,13 +43,13 @@ from lensflow.cloud.replay.runner import ReplayRunner
 from lensflow.cloud.search.embedder import NodeEmbedder
 from lensflow.cloud.search.service import SearchService
 from lensflow.cloud.storage import (
-    CropStore,
     ResultStore,
     create_engine_for,
     migrate,
+    open_crop_store,
     session_factory,
 )
-from lensflow.cloud.storage.bundles import BundleStore
+from lensflow.cloud.storage.bundles import open_bundle_store
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.cloud import CloudConfig
 
@@ -138,6 +138,7 @@ def create_app(
             config.control, configs=configs, results=ResultStore(engine), rollouts=rollout_service
         )
 
+    bundles = open_bundle_store(config.crop_store)
     replay_runner = ReplayRunner(
         db_url=config.database.url.get_secret_value(),
         crop_store=config.crop_store,
@@ -153,7 +154,7 @@ def create_app(
         if searcher is not None:
             searcher.start()
         replay_runner.recover()
-        BundleStore(config.crop_store).sweep()  # uploads killed in an earlier run
+        bundles.sweep()  # uploads killed in an earlier run
         yield
         replay_runner.close()
         if searcher is not None:
@@ -176,7 +177,8 @@ def create_app(
         config=config,
         engine=engine,
         sessions=session_factory(engine),
-        crops=CropStore(config.crop_store),
+        crops=open_crop_store(config.crop_store),
+        bundles=bundles,
         keys=keys,
         registry=registry,
     )

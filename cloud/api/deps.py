@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lensflow.cloud.api.errors import ApiError
 from lensflow.cloud.api.keys import KeyStore
 from lensflow.cloud.api.model_index import ModelIndex
+from lensflow.cloud.storage.bundles import BundleStorage
 from lensflow.cloud.storage.crops import CropStore
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.cloud import CloudConfig
@@ -26,6 +27,7 @@ class ApiState:
     engine: Engine
     sessions: sessionmaker[Session]
     crops: CropStore
+    bundles: BundleStorage
     keys: KeyStore
     registry: PluginRegistry
     """Plugins, and the model store their model names resolve through (search, ingest)."""

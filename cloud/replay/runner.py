@@ -25,10 +25,11 @@ from multiprocessing.process import BaseProcess
 from sqlalchemy import Engine, select
 
 from lensflow.cloud.replay.job import run_job
-from lensflow.cloud.storage import CropStore, create_engine_for
+from lensflow.cloud.storage import create_engine_for, open_crop_store
 from lensflow.cloud.storage.db import session_factory
 from lensflow.cloud.storage.models_loop import ReplayJob
 from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.config.cloud import CropStoreConfig
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +37,14 @@ _STOP_WAIT_S = 10.0
 """How long a stopping API waits for a terminated child."""
 
 
-def _child(job_id: int, db_url: str, crop_store: str, registry: PluginRegistry) -> None:
+def _child(job_id: int, db_url: str, crop_store: CropStoreConfig, registry: PluginRegistry) -> None:
     """The child process's side: open the database and run the job."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     engine = create_engine_for(db_url)
     try:
         runner = f"{socket.gethostname()}:{os.getpid()}"
-        run_job(
-            job_id, engine=engine, crops=CropStore(crop_store), registry=registry, runner=runner
-        )
+        crops = open_crop_store(crop_store)
+        run_job(job_id, engine=engine, crops=crops, registry=registry, runner=runner)
     finally:
         engine.dispose()
 
@@ -54,14 +54,19 @@ class ReplayRunner:
 
     Args:
         db_url: The results database (the child opens its own engine).
-        crop_store: The crop store folder.
+        crop_store: Where the crops are (``crop_store:`` of the cloud config).
         registry: Plugins and model store the candidate versions compile with.
         engine: The API's engine on the same database, to fail jobs whose child died.
 
     """
 
     def __init__(
-        self, *, db_url: str, crop_store: str, registry: PluginRegistry, engine: Engine
+        self,
+        *,
+        db_url: str,
+        crop_store: CropStoreConfig,
+        registry: PluginRegistry,
+        engine: Engine,
     ) -> None:
         self._db_url = db_url
         self._crop_store = crop_store

@@ -1,6 +1,11 @@
-"""Model bundles in the registry: their files in the crop store's folder, their rows in the DB.
+"""Model bundles in the registry: their files beside the crops, their rows in the DB.
 
-A bundle with sha256 ``abcdef…`` lives at ``<crop_store>/models/abcdef….tar`` (the crop
+:class:`BundleStorage` is what the registry's routes use; :func:`open_bundle_store` opens the
+one ``crop_store:`` names: :class:`BundleStore` (a folder, below) or
+:class:`~lensflow.cloud.storage.bundles_s3.S3BundleStore` (``<prefix>models/<sha>.tar`` in
+a bucket, uploaded with a conditional put once validated in a local temporary file).
+
+In a folder, a bundle with sha256 ``abcdef…`` lives at ``<crop_store>/models/abcdef….tar`` (the crop
 tree uses two-hex-digit folders, so ``models`` never collides). An upload is written to a
 ``.upload-*.tmp`` file in the same folder and renamed over the target only once it is
 complete and valid: a killed upload leaves no visible bundle, only a temporary file that
@@ -16,19 +21,26 @@ import re
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from lensflow.cloud.storage.bundles_s3 import S3BundleStore
+from lensflow.cloud.storage.crops_base import LocalFile, NotStoredError, ObjectStream, Redirect
 from lensflow.cloud.storage.errors import StorageError
 from lensflow.cloud.storage.models import Base, JsonDoc, UtcDateTime, utcnow
+from lensflow.cloud.storage.s3_client import S3Location
+from lensflow.shared.config.cloud import FolderCropStoreConfig, S3CropStoreConfig
 
 logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 FOLDER = "models"
-"""The bundles' folder under the crop store's root."""
+"""The bundles' folder under the crop store's root (and their key prefix in a bucket)."""
+
+ServedBundle = LocalFile | Redirect | ObjectStream
+"""How a bundle reaches an API client."""
 
 
 class ModelBundleRow(Base):
@@ -45,8 +57,28 @@ class ModelBundleRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
 
 
+class BundleStorage(Protocol):
+    """Model bundle files, content-addressed by sha256, written only once complete and valid."""
+
+    def temp_file(self) -> Path:
+        """A new local path to receive an upload into (validated there before :meth:`commit`)."""
+        ...
+
+    def commit(self, temp: Path, sha256: str) -> None:
+        """Make a complete, validated upload available under its sha256."""
+        ...
+
+    def serve(self, sha256: str, *, byte_range: str | None = None) -> ServedBundle:
+        """How the API hands the bundle out (:class:`NotStoredError` if it is not stored)."""
+        ...
+
+    def sweep(self) -> int:
+        """Remove what uploads that never finished left behind; how many."""
+        ...
+
+
 class BundleStore:
-    """Bundle files in ``<root>/models``, content-addressed by sha256."""
+    """Bundle files in ``<root>/models``, content-addressed by sha256 (a :class:`BundleStorage`)."""
 
     def __init__(self, root: Path | str) -> None:
         """Keep bundles under ``root`` (the crop store's folder); created on the first upload."""
@@ -68,13 +100,27 @@ class BundleStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder / f".upload-{uuid.uuid4().hex}.tmp"
 
-    def commit(self, temp: Path, sha256: str) -> Path:
+    def commit(self, temp: Path, sha256: str) -> None:
         """Make a complete, validated upload visible under its sha256 (fsync, then rename)."""
         with temp.open("rb") as stream:
             os.fsync(stream.fileno())
+        os.replace(temp, self.path(sha256))
+
+    def serve(self, sha256: str, *, byte_range: str | None = None) -> LocalFile:
+        """The bundle's file (the API answers ``Range`` requests from it itself).
+
+        Raises:
+            NotStoredError: No such bundle file.
+            StorageError: ``sha256`` is malformed, or the folder cannot be read.
+
+        """
         target = self.path(sha256)
-        os.replace(temp, target)
-        return target
+        try:
+            return LocalFile(path=target, stat=target.stat())
+        except FileNotFoundError:
+            raise NotStoredError(f"expected a bundle file at {target}, got none") from None
+        except OSError as err:
+            raise StorageError(f"could not read bundle {sha256} at {target}: {err}") from err
 
     def sweep(self) -> int:
         """Remove the temporary files of uploads that never finished; how many."""
@@ -86,3 +132,15 @@ class BundleStore:
         if stale:
             logger.info("model registry: removed %d unfinished uploads", len(stale))
         return len(stale)
+
+
+def open_bundle_store(config: FolderCropStoreConfig | S3CropStoreConfig) -> BundleStorage:
+    """The bundle store beside the crops a config names (``crop_store:`` of the cloud config).
+
+    Raises:
+        StorageError: The S3 client cannot be built from the config.
+
+    """
+    if config.type == "folder":
+        return BundleStore(config.path)
+    return S3BundleStore(S3Location.from_config(config, connections=4), serve=config.serve)

@@ -1,187 +1,67 @@
-"""Crop JPEGs on a local folder, keyed by the sha256 of their bytes.
+"""The crop store: crop JPEGs keyed by the sha256 of their bytes, in a folder or a bucket.
 
-A crop with hash ``abcdef…`` lives at ``<root>/ab/cd/abcdef….jpg``. Writes go to a temporary
-file in the same folder, are fsynced, then renamed over the target (``os.replace``), so a
-reader never sees a partial file and a crash leaves at most a stray ``.tmp`` file. The same
-bytes always land at the same path, so storing a crop twice is harmless.
+:class:`CropStore` is the interface the worker, the API, replays and the bench use; two
+implementations keep the same content-addressed layout (``ab/cd/<sha>.jpg``):
+
+- :class:`~lensflow.cloud.storage.crops_folder.FolderCropStore`: a local or mounted folder,
+  written atomically (temporary file, fsync, rename);
+- :class:`~lensflow.cloud.storage.crops_s3.S3CropStore`: an S3-compatible bucket, written with
+  a conditional put (``If-None-Match: *``), so a second writer of the same bytes is a no-op.
+
+:func:`open_crop_store` builds the one a config names (``crop_store:`` in the cloud config).
+Failures are :class:`~lensflow.cloud.storage.errors.StorageError`; one that may pass by itself
+(the store unreachable, a 5xx, throttling) has an ``OSError`` as its ``__cause__``, which is
+how the worker's retry tells it from refused data (a wrong sha256), which has none.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import re
-import threading
-import uuid
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from pathlib import Path
+from lensflow.cloud.storage.crops_base import (
+    Content,
+    CropStore,
+    LocalFile,
+    NotStoredError,
+    ObjectStream,
+    Redirect,
+    Served,
+    checked_sha256,
+    crop_key,
+)
+from lensflow.cloud.storage.crops_folder import FolderCropStore
+from lensflow.cloud.storage.crops_s3 import S3CropStore
+from lensflow.cloud.storage.s3_client import S3Location
+from lensflow.shared.config.cloud import FolderCropStoreConfig, S3CropStoreConfig
 
-from lensflow.cloud.storage.errors import StorageError
-
-logger = logging.getLogger(__name__)
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_WRITERS = 8
-"""Threads that write (and fsync) the files of one :meth:`CropStore.put_many` at once."""
-
-
-class CropStore:
-    """Crop JPEGs in a folder, content-addressed by sha256."""
-
-    def __init__(self, root: Path | str) -> None:
-        """Use ``root`` as the store's folder (created on the first write).
-
-        Args:
-            root: The folder that holds the ``ab/cd/<sha>.jpg`` tree.
-
-        """
-        self.root = Path(root)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-
-    def close(self) -> None:
-        """Stop the writer threads of :meth:`put_many` (a later call starts them again)."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-
-    def path(self, sha256: str) -> Path:
-        """Where the crop with this hash is (or would be) stored.
-
-        Args:
-            sha256: 64 lowercase hex digits.
-
-        Returns:
-            ``<root>/ab/cd/<sha256>.jpg``.
-
-        Raises:
-            StorageError: If ``sha256`` is not 64 lowercase hex digits.
-
-        """
-        if not isinstance(sha256, str) or not _SHA256.match(sha256):
-            raise StorageError(f"expected a sha256 of 64 lowercase hex digits, got {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.jpg"
-
-    def put(self, data: bytes, *, expected_sha256: str | None = None) -> str:
-        """Store ``data`` (atomically, idempotently) and return its sha256.
-
-        Args:
-            data: The JPEG bytes.
-            expected_sha256: The hash the sender announced (the header's ``jpeg_sha256``);
-                when given, bytes with another hash are refused.
-
-        Returns:
-            The sha256 of ``data``, the key to :meth:`get` it back.
-
-        Raises:
-            StorageError: If the bytes do not have the expected hash, or cannot be written.
-
-        """
-        sha256 = hashlib.sha256(data).hexdigest()
-        if expected_sha256 is not None and expected_sha256 != sha256:
-            raise StorageError(
-                f"expected crop bytes with sha256 {expected_sha256!r}, got bytes with {sha256!r}"
-            )
-        target = self.path(sha256)
-        try:
-            if target.is_file() and target.stat().st_size == len(data):
-                return sha256  # same name, same size: the same bytes are already there
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, data)
-        except OSError as err:
-            raise StorageError(f"could not write crop {sha256} to {target}: {err}") from err
-        logger.debug("stored crop %s (%d bytes)", sha256, len(data))
-        return sha256
-
-    def put_many(self, items: Sequence[tuple[bytes, str | None]]) -> list[str]:
-        """Store several crops at once, writing and fsyncing their files concurrently.
-
-        Each file is still written atomically and made durable before this returns; doing
-        the fsyncs from several threads lets the filesystem journal merge them, which is
-        what makes a worker's batch cheaper than its crops one by one.
-
-        Args:
-            items: ``(data, expected_sha256)`` pairs, as :meth:`put` takes them.
-
-        Returns:
-            The sha256 of each item, in order.
-
-        Raises:
-            StorageError: The first error of an item (the others are still attempted).
-
-        """
-        if len(items) <= 1:
-            return [self.put(data, expected_sha256=expected) for data, expected in items]
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="crop-store")
-            pool = self._pool
-        futures = [
-            pool.submit(self.put, data, expected_sha256=expected) for data, expected in items
-        ]
-        wait(futures)
-        return [future.result() for future in futures]
-
-    def get(self, sha256: str) -> bytes:
-        """Read back the crop with this hash.
-
-        Args:
-            sha256: The key :meth:`put` returned.
-
-        Returns:
-            The JPEG bytes.
-
-        Raises:
-            StorageError: If the hash is malformed, or no such crop is stored or readable.
-
-        """
-        target = self.path(sha256)
-        try:
-            return target.read_bytes()
-        except FileNotFoundError as err:
-            raise StorageError(f"expected a stored crop {sha256} at {target}, got none") from err
-        except OSError as err:
-            raise StorageError(f"could not read crop {sha256} at {target}: {err}") from err
-
-    def exists(self, sha256: str) -> bool:
-        """Whether a crop with this hash is stored.
-
-        Args:
-            sha256: 64 lowercase hex digits.
-
-        Returns:
-            True if its file exists.
-
-        """
-        return self.path(sha256).is_file()
+__all__ = [
+    "Content",
+    "CropStore",
+    "FolderCropStore",
+    "LocalFile",
+    "NotStoredError",
+    "ObjectStream",
+    "Redirect",
+    "S3CropStore",
+    "Served",
+    "checked_sha256",
+    "crop_key",
+    "open_crop_store",
+]
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, fsync it, and rename it over ``target``."""
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_folder(target.parent)
+def open_crop_store(config: FolderCropStoreConfig | S3CropStoreConfig) -> CropStore:
+    """The crop store a config names (``crop_store:`` of the cloud config).
 
+    Args:
+        config: ``type: folder`` (a path) or ``type: s3`` (a bucket; credentials from the
+            environment, boto3's usual chain).
 
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable where the platform allows opening a folder (POSIX)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # e.g. Windows: folders cannot be opened; the rename is still atomic
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    Returns:
+        A :class:`FolderCropStore` or an :class:`S3CropStore`; nothing is contacted yet.
+
+    Raises:
+        StorageError: The S3 client cannot be built from the config.
+
+    """
+    if config.type == "folder":
+        return FolderCropStore(config.path)
+    return S3CropStore(S3Location.from_config(config), serve=config.serve)

@@ -23,7 +23,13 @@ import tenacity
 
 from lensflow.cloud.heads.store import DbHeadStore
 from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
-from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
+from lensflow.cloud.storage import (
+    ResultStore,
+    StorageError,
+    create_engine_for,
+    migrate,
+    open_crop_store,
+)
 from lensflow.cloud.worker.batcher import Batcher
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
@@ -89,7 +95,7 @@ class Worker:
         self.engine = create_engine_for(config.database.url.get_secret_value())
         migrate(self.engine)
         self.results = ResultStore(self.engine)
-        self.crops = CropStore(config.crop_store)
+        self.crops = open_crop_store(config.crop_store)
         self.registry = (registry or default_registry()).with_heads(DbHeadStore(self.engine))
         self.intake = intake or build_intake(config.intake, metrics=self.metrics)
         running = open_versions(

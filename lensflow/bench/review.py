@@ -26,7 +26,7 @@ from lensflow.bench.cloud_api import ApiServer, api_config
 from lensflow.bench.cloud_rows import load_rows
 from lensflow.bench.samples import crop_images
 from lensflow.cloud.api import KeyStore
-from lensflow.cloud.storage import CropStore, migrate
+from lensflow.cloud.storage import CropStore, FolderCropStore, migrate
 from lensflow.services.postgres import PostgresCluster
 
 FIRST_PAGE_TARGET_S = 1.0
@@ -78,7 +78,7 @@ def run_review_bench(*, rows: int, scroll_rows: int, folder: Path) -> ReviewBenc
         started = time.perf_counter()
         with cluster.connect() as connection:
             load_rows(connection, rows=rows)
-            hashes = _real_jpegs(CropStore(folder / "api-crops"))
+            hashes = _real_jpegs(FolderCropStore(folder / "api-crops"))
             connection.execute(
                 "UPDATE crops SET jpeg_sha256 = (%s::text[])[1 + id %% %s]", (hashes, len(hashes))
             )

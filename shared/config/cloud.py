@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.config.common import LoggingConfig, MqttConfig, TlsConfig
@@ -38,6 +38,88 @@ class AmqpIntake(StrictModel):
 
 
 Intake = Annotated[MqttIntake | AmqpIntake, Field(discriminator="type")]
+
+
+class FolderCropStoreConfig(StrictModel):
+    """Crop JPEGs and model bundles in a local (or shared, mounted) folder."""
+
+    type: Literal["folder"] = "folder"
+    path: str = Field("var/crops", description="Folder of crop JPEGs, keyed by sha256.")
+
+
+class S3CropStoreConfig(StrictModel):
+    """Crop JPEGs and model bundles in an S3-compatible bucket (AWS S3, MinIO, Ceph...).
+
+    Credentials are never part of the config: boto3 finds them in its usual chain
+    (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` in the environment, a profile, an
+    instance or pod role).
+    """
+
+    type: Literal["s3"] = "s3"
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="The bucket (it must exist): 3-63 lowercase letters, digits, dots, dashes.",
+    )
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+/?$",
+        description="URL of an S3-compatible store (``http://minio:9000``); AWS when absent.",
+    )
+    prefix: str = Field(
+        "", description="Key prefix inside the bucket: empty, or ending with '/' (``lensflow/``)."
+    )
+    region: str | None = Field(None, description="Region; boto3's default chain when absent.")
+    addressing_style: Literal["path", "virtual"] | None = Field(
+        None,
+        description="Bucket in the URL path or host name; path with an endpoint, "
+        "boto3's choice otherwise.",
+    )
+    serve: Literal["stream", "redirect"] = Field(
+        "stream",
+        description="How the API hands out crops and bundles: stream them through itself "
+        "(clients need no access to the store), or redirect (307) to a presigned URL.",
+    )
+    presign_ttl_s: int = Field(
+        300, ge=1, le=7 * 86400, description="How long a presigned URL stays valid."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Connect and read timeout.")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Tries of one request (boto3 standard retries) before a transient "
+        "failure reaches the caller (the worker then retries with backoff).",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, prefix: str) -> str:
+        if prefix and (prefix.startswith("/") or not prefix.endswith("/")):
+            raise ValueError(
+                f"expected an empty prefix or one ending with '/' and not starting with it "
+                f"(lensflow/), got {prefix!r}"
+            )
+        return prefix
+
+
+def _folder_from_string(value: Any) -> Any:
+    """A plain string is the folder store's path (the form of every older config)."""
+    if isinstance(value, str):
+        return {"type": "folder", "path": value}
+    if isinstance(value, dict) and "type" not in value:
+        raise ValueError(
+            "expected a folder path, or a mapping with type: folder or type: s3, "
+            f"got a mapping without type (keys {sorted(value)})"
+        )
+    return value
+
+
+CropStoreConfig = Annotated[
+    FolderCropStoreConfig | S3CropStoreConfig,
+    Field(discriminator="type"),
+    BeforeValidator(_folder_from_string),
+]
+"""Where crops and model bundles are kept: ``type: folder`` (or a plain path) or ``type: s3``."""
 
 
 class DatabaseConfig(StrictModel):
@@ -142,7 +224,11 @@ class CloudConfig(StrictModel):
 
     pipeline: str = Field("configs/pipeline.yaml", description="Pipeline DAG file.")
     database: DatabaseConfig = Field(default_factory=DatabaseConfig, description="Database.")
-    crop_store: str = Field("var/crops", description="Folder of crop JPEGs, keyed by sha256.")
+    crop_store: CropStoreConfig = Field(
+        default_factory=FolderCropStoreConfig,
+        description="Crop JPEGs and model bundles: a folder path, {type: folder, path}, or "
+        "{type: s3, bucket, endpoint, prefix, ...}.",
+    )
     intake: Intake = Field(default_factory=MqttIntake, description="Where crops come from.")
     max_message_bytes: int = Field(
         DEFAULT_MAX_MESSAGE_BYTES,

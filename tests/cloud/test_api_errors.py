@@ -22,7 +22,7 @@ import yaml
 
 from lensflow.cloud.api.routes.ingest import use_ingest
 from lensflow.cloud.ingest import IngestService
-from lensflow.cloud.storage import CropStore
+from lensflow.cloud.storage import FolderCropStore
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.config.cloud import CloudConfig, DatabaseConfig, IngestConfig
 from lensflow.shared.config.edge import DetectorConfig
@@ -158,7 +158,7 @@ def test_a_crop_store_that_cannot_be_written_answers_503_without_paths(
     service = IngestService(
         config,
         results=api.results,
-        crops=CropStore(blocked),
+        crops=FolderCropStore(blocked),
         load=lambda _config: (CentreDetector(), "0" * 64),
     )
     use_ingest(api.app, service)

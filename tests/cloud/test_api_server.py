@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from lensflow.cli import app
 from lensflow.cloud.api.keys import ApiKey, hash_token
-from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from lensflow.cloud.storage import FolderCropStore, ResultStore, create_engine_for, migrate
 from lensflow.services.process import free_port
 from lensflow.shared.images import sample_image_paths
 from tests.support.bombs import BOMBS
@@ -84,7 +84,7 @@ def served(config: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real uvicorn process serving the API, a stored crop, and an operator key."""
     engine = create_engine_for(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     migrate(engine)
-    CropStore(tmp_path / "crops").put(real_jpeg())
+    FolderCropStore(tmp_path / "crops").put(real_jpeg())
     ResultStore(engine).save_crop_results(
         make_header(crop_id="served"), jpeg_size=len(real_jpeg()), results={}, pipeline="p"
     )

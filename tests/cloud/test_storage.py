@@ -1,6 +1,8 @@
 """Storage specs: migrations, idempotent crop writes, dead letters, edge status, crop store.
 
-Database tests run on SQLite and on a real PostgreSQL (``db_url`` is parametrised).
+Database tests run on SQLite and on a real PostgreSQL (``db_url`` is parametrised); crop store
+tests on a folder and on an S3 bucket of a real moto_server (``crop_backend``, see
+:mod:`tests.support.s3` for what moto cannot show).
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, inspect, select
 
-from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
+from lensflow.cloud.storage import (
+    FolderCropStore,
+    ResultStore,
+    StorageError,
+    create_engine_for,
+    migrate,
+)
+from lensflow.cloud.storage.crops import crop_key
 from lensflow.cloud.storage.db import alembic_config
 from lensflow.cloud.storage.models import Base, Camera, ClassifierResult
 from lensflow.cloud.storage.repository import DEAD_LETTER_HEAD, DEAD_LETTER_MAX_PAYLOAD
 from lensflow.shared.dag.engine import NodeResult
 from lensflow.shared.protocol import StatusMessage
 from tests.support.protocol_samples import CAPTURED, make_header, real_jpeg
+from tests.support.s3 import CropBackend, crop_backend, moto_s3, s3_env  # noqa: F401
 
 TABLES = {
     "alembic_version", "cameras", "classifier_results", "crop_embeddings", "crop_reviews", "crops",
@@ -346,39 +356,40 @@ def test_unsupported_urls_are_refused(url: str) -> None:
         create_engine_for(url)
 
 
-# --- crop store ----------------------------------------------------------------------------------
+# --- crop store (each test runs on a folder and on an S3 bucket of a real moto_server) -------
 
 
-def test_crop_store_puts_by_hash_and_gets_back(tmp_path: Path) -> None:
-    crops = CropStore(tmp_path)
+def test_crop_store_puts_by_hash_and_gets_back(crop_backend: CropBackend) -> None:  # noqa: F811
+    crops = crop_backend.store
     data = real_jpeg()
 
     sha = crops.put(data, expected_sha256=hashlib.sha256(data).hexdigest())
 
     assert sha == hashlib.sha256(data).hexdigest()
-    assert crops.path(sha) == tmp_path / sha[:2] / sha[2:4] / f"{sha}.jpg"
     assert crops.get(sha) == data
     assert crops.exists(sha)
+    # content-addressed, the same layout in both: ab/cd/<sha>.jpg (under crops/ in a bucket)
+    expected = {"folder": f"{sha[:2]}/{sha[2:4]}/{sha}.jpg", "s3": crop_key(sha)}
+    assert crop_backend.stored() == [expected[crop_backend.kind]]
 
 
-def test_crop_store_put_is_idempotent(tmp_path: Path) -> None:
-    crops = CropStore(tmp_path)
+def test_crop_store_put_is_idempotent(crop_backend: CropBackend) -> None:  # noqa: F811
+    crops = crop_backend.store
     sha = crops.put(b"jpeg")
-    first = crops.path(sha).stat().st_mtime_ns
+    crop_backend.mark(sha)
 
     assert crops.put(b"jpeg") == sha
 
-    assert crops.path(sha).stat().st_mtime_ns == first  # not rewritten
-    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{sha}.jpg"]
+    assert crop_backend.is_marked(sha)  # not rewritten
+    assert len(crop_backend.stored()) == 1
 
 
-def test_crop_store_refuses_bytes_with_another_hash(tmp_path: Path) -> None:
-    crops = CropStore(tmp_path)
+def test_crop_store_refuses_bytes_with_another_hash(crop_backend: CropBackend) -> None:  # noqa: F811
+    with pytest.raises(StorageError, match="expected crop bytes with sha256 '0{64}', got") as info:
+        crop_backend.store.put(b"jpeg", expected_sha256="0" * 64)
 
-    with pytest.raises(StorageError, match="expected crop bytes with sha256 '0{64}', got"):
-        crops.put(b"jpeg", expected_sha256="0" * 64)
-
-    assert list(tmp_path.iterdir()) == []
+    assert crop_backend.stored() == []
+    assert not isinstance(info.value.__cause__, OSError)  # refused data: not retried
 
 
 @pytest.mark.parametrize(
@@ -390,7 +401,17 @@ def test_crop_store_refuses_bytes_with_another_hash(tmp_path: Path) -> None:
     ],
 )
 def test_crop_store_get_of_unknown_or_malformed_hash_fails(
-    tmp_path: Path, sha: str, match: str
+    crop_backend: CropBackend,  # noqa: F811
+    sha: str,
+    match: str,
 ) -> None:
     with pytest.raises(StorageError, match=match):
-        CropStore(tmp_path).get(sha)
+        crop_backend.store.get(sha)
+
+
+def test_the_folder_store_keeps_its_layout(tmp_path: Path) -> None:
+    crops = FolderCropStore(tmp_path)
+
+    sha = crops.put(b"jpeg")
+
+    assert crops.path(sha) == tmp_path / sha[:2] / sha[2:4] / f"{sha}.jpg"

@@ -1,21 +1,24 @@
-"""Batched writes: a worker's batch is one transaction and its JPEGs are written together."""
+"""Batched writes: a worker's batch is one transaction and its JPEGs are written together.
+
+The JPEG batch runs on both crop stores: a folder and an S3 bucket of a real moto_server.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from lensflow.cloud.storage import CropStore, ResultStore, StorageError, create_engine_for, migrate
+from lensflow.cloud.storage import ResultStore, StorageError, create_engine_for, migrate
 from lensflow.cloud.storage.models import ClassifierResult, CropEmbedding
 from lensflow.cloud.storage.repository import CropEntry
 from lensflow.shared.dag.engine import NodeResult
 from tests.support.protocol_samples import make_header
+from tests.support.s3 import CropBackend, crop_backend, moto_s3, s3_env  # noqa: F401
 
 RESULTS = {"color": NodeResult(node="color", status="ok", output={"color": "red", "score": 0.9})}
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -88,8 +91,8 @@ def test_a_batch_the_database_refuses_is_rolled_back_whole(engine: Engine) -> No
     assert store.save_many([entry("a"), entry("c")], pipeline="p") == [True, True]
 
 
-def test_put_many_stores_every_file_and_reports_a_bad_hash(tmp_path: Path) -> None:
-    crops = CropStore(tmp_path)
+def test_put_many_stores_every_file_and_reports_a_bad_hash(crop_backend: CropBackend) -> None:  # noqa: F811
+    crops = crop_backend.store
     blobs = [f"jpeg {i}".encode() for i in range(12)]
 
     shas = crops.put_many([(blob, hashlib.sha256(blob).hexdigest()) for blob in blobs])
@@ -99,7 +102,7 @@ def test_put_many_stores_every_file_and_reports_a_bad_hash(tmp_path: Path) -> No
     with pytest.raises(StorageError, match="expected crop bytes with sha256 '0{64}'"):
         crops.put_many([(b"fine", None), (b"wrong", "0" * 64)])
     assert crops.exists(hashlib.sha256(b"fine").hexdigest())
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert len(crop_backend.stored()) == len(blobs) + 1  # no temporary files left
 
 
 def test_an_output_vector_is_stored_as_an_embedding_not_in_the_payload(engine: Engine) -> None:

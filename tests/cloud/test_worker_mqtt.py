@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, session_factory
+from lensflow.cloud.storage import FolderCropStore, ResultStore, create_engine_for, session_factory
 from lensflow.cloud.storage.models import DeadLetter
 from lensflow.cloud.worker import Worker
 from lensflow.cloud.worker.intake_mqtt import MqttIntake
@@ -80,7 +80,7 @@ def test_published_crops_become_rows_and_jpegs_with_conditional_nodes(
         assert wait_for(lambda: store.count_crops() == len(crops), timeout_s=20)
 
     # then each crop is one row whose results ran or skipped the nodes by its class
-    jpegs = CropStore(tmp_path / "crops")
+    jpegs = FolderCropStore(tmp_path / "crops")
     for crop in crops:
         row = store.get_crop(crop.crop_id)
         assert row is not None, crop.crop_id
@@ -246,7 +246,7 @@ def test_storage_outage_holds_the_ack_and_the_crop_is_stored_when_it_ends(
         # and once the folder can be made, the crop is stored
         (tmp_path / "crops").unlink()
         assert wait_for(lambda: store.count_crops() == 1, timeout_s=15)
-    assert CropStore(tmp_path / "crops").exists(crop.sha256)
+    assert FolderCropStore(tmp_path / "crops").exists(crop.sha256)
     assert dead_letters(store) == []
     store.engine.dispose()
 

@@ -18,7 +18,7 @@ from lensflow.cloud.api import KeyStore, create_app
 from lensflow.cloud.api.routes.search import use_search
 from lensflow.cloud.search.embedder import NodeEmbedder
 from lensflow.cloud.search.service import SearchService
-from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for
+from lensflow.cloud.storage import CropStore, FolderCropStore, ResultStore, create_engine_for
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config.cloud import ApiConfig, CloudConfig, ControlConfig, DatabaseConfig
 from lensflow.shared.config.search import SearchConfig
@@ -39,7 +39,7 @@ class ApiHarness:
     client: TestClient
     engine: Engine
     results: ResultStore
-    crops: CropStore
+    crops: FolderCropStore
     tokens: dict[str, str] = field(default_factory=dict)
 
     def headers(self, who: str = "admin") -> dict[str, str]:
@@ -118,7 +118,7 @@ def running_api(
                 client=client,
                 engine=engine,
                 results=ResultStore(engine),
-                crops=CropStore(tmp_path / "crops"),
+                crops=FolderCropStore(tmp_path / "crops"),
                 tokens=issue_keys(engine),
             )
     finally:

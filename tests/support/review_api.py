@@ -16,7 +16,7 @@ from typing import Any
 from lensflow.bench.cloud_api import ApiServer, api_config
 from lensflow.cloud.api import KeyStore
 from lensflow.cloud.api.keys import ROLES
-from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from lensflow.cloud.storage import FolderCropStore, ResultStore, create_engine_for, migrate
 from tests.support.review_data import (
     SEARCH_NODE,
     SYNC_INTERVAL_S,
@@ -53,9 +53,9 @@ class ReviewApi:
         return self.database_url or f"sqlite:///{self.folder / 'review.sqlite3'}"
 
     @property
-    def crops(self) -> CropStore:
+    def crops(self) -> FolderCropStore:
         """The crop store the API serves JPEGs from."""
-        return CropStore(self.folder / "api-crops")
+        return FolderCropStore(self.folder / "api-crops")
 
     def seed(self, count: int, **options: Any) -> list[SeededCrop]:
         """Store ``count`` crops while the API runs (see :func:`seed_crops` for ``options``).

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from lensflow.cloud.storage import CropStore, ResultStore, create_engine_for, migrate
+from lensflow.cloud.storage import FolderCropStore, ResultStore, create_engine_for, migrate
 from tests.support.review_real import EMBEDDING_DIM, EMBEDDING_NODE, demo_frames
 from tests.support.review_real import seed_detected_crops as seed
 
@@ -26,7 +26,7 @@ def test_seeds_real_crops_with_the_demo_dags_results(tmp_path: Path) -> None:
     frames = demo_frames(views=0, clip_frames=4, every=2)
     engine = create_engine_for(f"sqlite:///{tmp_path / 'review.sqlite3'}")
     migrate(engine)
-    store = CropStore(tmp_path / "crops")
+    store = FolderCropStore(tmp_path / "crops")
 
     # when they are detected, cut, classified and stored
     seeded = seed(ResultStore(engine), store, frames=frames)

@@ -5,7 +5,9 @@ named by its sha256. An upload (operator or admin) streams to a temporary file i
 bundles' folder, bounded by ``api.max_model_bytes`` (413 naming the limit); it is validated —
 a model card, every file hashing as the card declares — and only then renamed into place and
 listed, so a killed or refused upload leaves nothing visible. Any key lists the bundles with
-their cards and downloads one (``ETag`` is the sha256; ``Range`` resumes a download).
+their cards and downloads one (``ETag`` is the sha256; ``Range`` resumes a download). With an
+S3 store (``crop_store: {type: s3}``) the validated upload is put in the bucket, and a
+download is streamed from it or, with ``serve: redirect``, answered 307 to a presigned URL.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from lensflow.cloud.api.auth import Operator, Viewer
 from lensflow.cloud.api.deps import DbSession, State
-from lensflow.cloud.api.errors import ApiError
+from lensflow.cloud.api.errors import ApiError, server_fault
 from lensflow.cloud.api.limits import BodyTooLargeError
-from lensflow.cloud.storage.bundles import BundleStore, ModelBundleRow
+from lensflow.cloud.storage.bundles import BundleStorage, ModelBundleRow
+from lensflow.cloud.storage.crops import LocalFile, NotStoredError, ObjectStream, Redirect
+from lensflow.cloud.storage.errors import StorageError
 from lensflow.shared.model_bundle import (
     BundleCard,
     BundleError,
@@ -68,9 +72,9 @@ class BundleList(BaseModel):
     items: list[BundleOut]
 
 
-def bundles_of(state: State) -> BundleStore:
-    """The bundle store in the crop store's folder."""
-    return BundleStore(state.config.crop_store)
+def bundles_of(state: State) -> BundleStorage:
+    """The bundle store beside the crops (``crop_store:``)."""
+    return state.bundles
 
 
 @router.post(
@@ -100,7 +104,11 @@ async def upload_bundle(
             response.status_code = 200
             return to_out(existing)
         size = temp.stat().st_size
-        await anyio.to_thread.run_sync(store.commit, temp, sha256)
+        try:
+            await anyio.to_thread.run_sync(store.commit, temp, sha256)
+        except StorageError as err:
+            summary = f"model bundle {sha256} cannot be written to the store"
+            raise server_fault(503, "storage_unavailable", summary, err) from err
     finally:
         temp.unlink(missing_ok=True)
     row = ModelBundleRow(
@@ -125,20 +133,56 @@ def list_bundles(session: DbSession, _caller: Viewer) -> BundleList:
     responses={
         200: {"content": {MEDIA_TYPE: {}}, "description": "The bundle."},
         206: {"content": {MEDIA_TYPE: {}}, "description": "The requested byte range."},
+        307: {"description": "Fetch it from this presigned URL (S3 store, `serve: redirect`)."},
     },
 )
-def download_bundle(sha256: Sha256, state: State, session: DbSession, _caller: Viewer) -> Any:
+def download_bundle(
+    sha256: Sha256, request: Request, state: State, session: DbSession, _caller: Viewer
+) -> Any:
     """The bundle's bytes; ``ETag`` is its sha256 and ``Range`` requests resume a download."""
-    path = bundles_of(state).path(sha256)
-    if session.get(ModelBundleRow, sha256) is None or not path.is_file():
-        raise ApiError(
-            404, "unknown_model", f"expected a model bundle with sha256 {sha256}, got none"
+    unknown = ApiError(
+        404, "unknown_model", f"expected a model bundle with sha256 {sha256}, got none"
+    )
+    if session.get(ModelBundleRow, sha256) is None:
+        raise unknown
+    try:
+        served = bundles_of(state).serve(sha256, byte_range=request.headers.get("range"))
+    except NotStoredError:
+        raise unknown from None
+    except StorageError as err:
+        summary = f"model bundle {sha256} cannot be read from the store"
+        raise server_fault(503, "storage_unavailable", summary, err) from err
+    headers = {"ETag": f'"{sha256}"', "Cache-Control": "private, immutable"}
+    return _bundle_response(served, sha256=sha256, headers=headers)
+
+
+def _bundle_response(
+    served: LocalFile | Redirect | ObjectStream, *, sha256: str, headers: dict[str, str]
+) -> Response:
+    """The download's answer: the file (ranges included), a 307, or the streamed object."""
+    if isinstance(served, Redirect):  # the URL expires: the redirect itself is not cached
+        redirect = {**headers, "Location": served.url, "Cache-Control": "no-store"}
+        return Response(status_code=307, headers=redirect)
+    if isinstance(served, LocalFile):
+        return FileResponse(
+            served.path,
+            media_type=MEDIA_TYPE,
+            filename=f"{sha256}.tar",
+            headers=headers,
+            stat_result=served.stat,
         )
-    return FileResponse(
-        path,
+    headers |= {
+        "Content-Length": str(served.size),
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'attachment; filename="{sha256}.tar"',
+    }
+    if served.content_range is not None:
+        headers["Content-Range"] = served.content_range
+    return StreamingResponse(
+        served.chunks,
+        status_code=206 if served.content_range is not None else 200,
         media_type=MEDIA_TYPE,
-        filename=f"{sha256}.tar",
-        headers={"ETag": f'"{sha256}"', "Cache-Control": "private, immutable"},
+        headers=headers,
     )
 
 

@@ -50,6 +50,8 @@ from lensflow.cloud.api.schemas import (
     Text,
     UtcTime,
 )
+from lensflow.cloud.storage.crops import Content, NotStoredError, Redirect
+from lensflow.cloud.storage.errors import StorageError
 from lensflow.cloud.storage.models import Crop, LabelEvent
 
 logger = logging.getLogger(__name__)
@@ -210,6 +212,7 @@ def get_result(crop_id: CropIdPath, _caller: Viewer, session: DbSession) -> Resu
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "The JPEG."},
         304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
+        307: {"description": "Fetch it from this presigned URL (S3 store, `serve: redirect`)."},
     },
 )
 def get_crop_jpeg(
@@ -223,21 +226,27 @@ def get_crop_jpeg(
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE}
     if _etags(request.headers.get("if-none-match", "")) & {etag, "*"}:
         return Response(status_code=304, headers=headers)
-    path = state.crops.path(sha256)
     try:
-        found = path.stat()
-    except FileNotFoundError:
-        logger.warning("crop %s: its JPEG %s is not in the crop store at %s", crop_id, sha256, path)
+        served = state.crops.serve(sha256)
+    except NotStoredError as err:
+        logger.warning("crop %s: its JPEG is not in the crop store: %s", crop_id, err)
         raise ApiError(
             404,
             "crop_missing",
             f"expected the JPEG of crop {crop_id!r} in the crop store, got none (the crop is "
             "stored, its image file is not)",
         ) from None
-    except OSError as err:
+    except StorageError as err:
         summary = f"the JPEG of crop {crop_id!r} cannot be read from the crop store"
         raise server_fault(503, "storage_unavailable", summary, err) from err
-    return FileResponse(path, media_type="image/jpeg", headers=headers, stat_result=found)
+    if isinstance(served, Redirect):  # the URL expires: the redirect itself is not cached
+        redirect = {**headers, "Location": served.url, "Cache-Control": "no-store"}
+        return Response(status_code=307, headers=redirect)
+    if isinstance(served, Content):
+        return Response(served.data, media_type="image/jpeg", headers=headers)
+    return FileResponse(
+        served.path, media_type="image/jpeg", headers=headers, stat_result=served.stat
+    )
 
 
 @router.get("/aggregates", summary="Crop counts per time bucket")

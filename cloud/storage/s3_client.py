@@ -1,0 +1,256 @@
+"""The S3 side of the object stores: a boto3 client on one bucket and prefix, its errors mapped.
+
+:class:`S3Location` wraps the few calls the crop and bundle stores make (conditional put,
+head, get, presign) and translates botocore's failures into
+:class:`~lensflow.cloud.storage.errors.StorageError` once, here:
+
+- the store unreachable, a timeout, a 5xx, throttling: transient; the error's ``__cause__``
+  is a :class:`ConnectionError` (an ``OSError``, chained to botocore's own), which is what
+  :func:`lensflow.cloud.worker.retry.is_transient` retries;
+- anything else (access denied, no such bucket, no credentials): raised from botocore's
+  error, not transient: retrying would not help.
+
+Credentials come only from boto3's chain (``AWS_ACCESS_KEY_ID``, a profile, a role).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+from lensflow.cloud.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from lensflow.shared.config.cloud import S3CropStoreConfig
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1024 * 1024
+_THROTTLED = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"}
+)
+_ALREADY_THERE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def _client_error_code(err: Exception) -> tuple[str, int]:
+    """The S3 error code and HTTP status of a botocore ``ClientError``."""
+    response: dict[str, Any] = getattr(err, "response", {}) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def fail(err: Exception, *, doing: str) -> NoReturn:
+    """Raise the StorageError for a botocore failure of ``doing`` (``put s3://b/k``).
+
+    Transient failures are raised from a :class:`ConnectionError` (chained to ``err``), the
+    others from ``err`` itself (see the module).
+
+    Raises:
+        StorageError: Always.
+
+    """
+    from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    message = f"could not {doing}: {err}"
+    transient = isinstance(err, BotoConnectionError | HTTPClientError)
+    if isinstance(err, ClientError):
+        code, status = _client_error_code(err)
+        transient = status >= 500 or code in _THROTTLED
+    if isinstance(err, NoCredentialsError):
+        message = (
+            f"could not {doing}: expected S3 credentials from the environment "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or a role), got none"
+        )
+    if not transient:
+        raise StorageError(message) from err
+    cause = ConnectionError(f"object store unavailable: {err}")
+    cause.__cause__ = err
+    raise StorageError(message) from cause
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """A bucket and key prefix, with the client that reaches them and how URLs are presigned.
+
+    Attributes:
+        client: A boto3 S3 client (thread-safe: shared by the writer threads).
+        bucket: The bucket.
+        prefix: Prepended to every key (empty, or ending with ``/``).
+        presign_ttl_s: How long a presigned GET URL stays valid.
+
+    """
+
+    client: Any
+    bucket: str
+    prefix: str = ""
+    presign_ttl_s: int = 300
+
+    @classmethod
+    def from_config(cls, config: S3CropStoreConfig, *, connections: int = 16) -> S3Location:
+        """Build the client a ``type: s3`` config describes (credentials from the environment).
+
+        Args:
+            config: The bucket, endpoint, region, timeouts and retries.
+            connections: Size of the client's connection pool (the writer threads).
+
+        Raises:
+            StorageError: botocore refuses the settings (an unknown region name, say).
+
+        """
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError
+
+        style = config.addressing_style or ("path" if config.endpoint else None)
+        settings = Config(
+            connect_timeout=config.timeout_s,
+            read_timeout=config.timeout_s,
+            retries={"max_attempts": config.max_attempts, "mode": "standard"},
+            max_pool_connections=connections,
+            signature_version="s3v4",
+            s3={"addressing_style": style} if style else None,
+        )
+        try:
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=config.endpoint, region_name=config.region, config=settings
+            )
+        except (BotoCoreError, ValueError) as err:
+            raise StorageError(
+                f"expected usable S3 settings for bucket {config.bucket!r}, got {err}"
+            ) from err
+        return cls(
+            client=client,
+            bucket=config.bucket,
+            prefix=config.prefix,
+            presign_ttl_s=config.presign_ttl_s,
+        )
+
+    def url(self, key: str) -> str:
+        """``s3://bucket/key``, for messages and logs."""
+        return f"s3://{self.bucket}/{key}"
+
+    def put_if_absent(self, key: str, body: bytes | IO[bytes], *, sha256: str) -> bool:
+        """Create ``key`` unless it exists (``If-None-Match: *``); whether this call created it.
+
+        The store checks the body against ``sha256`` (``x-amz-checksum-sha256``), so bytes
+        damaged on the way are refused rather than stored under their would-be hash.
+
+        Raises:
+            StorageError: The put failed (transient or not, see :func:`fail`).
+
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                IfNoneMatch="*",
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+            )
+        except ClientError as err:
+            if _client_error_code(err)[0] in _ALREADY_THERE:
+                return False
+            fail(err, doing=f"put {self.url(key)}")
+        except BotoCoreError as err:
+            fail(err, doing=f"put {self.url(key)}")
+        return True
+
+    def size(self, key: str) -> int | None:
+        """The stored size of ``key``; None if there is no such object.
+
+        Raises:
+            StorageError: The store could not be asked.
+
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if _client_error_code(err)[0] in _NOT_FOUND:
+                return None
+            fail(err, doing=f"look up {self.url(key)}")
+        except BotoCoreError as err:
+            fail(err, doing=f"look up {self.url(key)}")
+        return int(head["ContentLength"])
+
+    def open(self, key: str, *, byte_range: str | None = None) -> dict[str, Any] | None:
+        """The ``get_object`` answer for ``key`` (its ``Body`` unread); None if not stored.
+
+        Args:
+            key: The object key.
+            byte_range: An HTTP ``Range`` value (``bytes=100-``) to read only that part.
+
+        Raises:
+            StorageError: The store could not be read.
+
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra = {} if byte_range is None else {"Range": byte_range}
+        try:
+            answer: dict[str, Any] = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
+        except ClientError as err:
+            if _client_error_code(err)[0] in _NOT_FOUND:
+                return None
+            fail(err, doing=f"read {self.url(key)}")
+        except BotoCoreError as err:
+            fail(err, doing=f"read {self.url(key)}")
+        return answer
+
+    def read(self, key: str) -> bytes | None:
+        """The whole object ``key``; None if not stored.
+
+        Raises:
+            StorageError: The store could not be read.
+
+        """
+        from botocore.exceptions import BotoCoreError
+
+        answer = self.open(key)
+        if answer is None:
+            return None
+        try:
+            data: bytes = answer["Body"].read()
+        except (BotoCoreError, OSError) as err:
+            fail(err, doing=f"read {self.url(key)}")
+        return data
+
+    @staticmethod
+    def chunks(body: Any) -> Iterator[bytes]:
+        """Iterate a ``get_object`` body in 1 MiB chunks, closing it at the end."""
+        try:
+            yield from body.iter_chunks(_CHUNK)
+        finally:
+            body.close()
+
+    def presign(self, key: str) -> str:
+        """A GET URL for ``key`` valid ``presign_ttl_s`` seconds (signed here, no request made).
+
+        Raises:
+            StorageError: The URL cannot be signed (no credentials).
+
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=self.presign_ttl_s,
+            )
+        except (BotoCoreError, ClientError) as err:
+            fail(err, doing=f"presign {self.url(key)}")
+        return url
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self.client.close()
