@@ -42,6 +42,14 @@ logger = logging.getLogger(__name__)
 
 SHA256_PARAMETER = "lensflow_sha256"
 _UNAVAILABLE = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"})
+_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),  # tritonclient's defaults, which these replace
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    # reconnect soon after a server restart (gRPC's default backoff grows to 120 s)
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 _NUMPY = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64}
 
 
@@ -182,7 +190,7 @@ class TritonSession:
                     raise ServiceUnavailableError(
                         f"{self.where} did not answer after {attempts} tries: {_message(err)}"
                     ) from err
-                time.sleep(min(0.1 * 2**attempt, 1.0))
+                time.sleep(min(0.25 * 2**attempt, 2.0))  # past the channel's reconnect backoff
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -203,7 +211,7 @@ def _connect(params: TritonParams) -> tuple[Any, Any]:
                 params.url, connection_timeout=params.timeout_s, network_timeout=params.timeout_s
             )
         else:
-            client = module.InferenceServerClient(params.url)
+            client = module.InferenceServerClient(params.url, channel_args=_CHANNEL_ARGS)
     except Exception as err:  # a malformed url
         raise ModelError(f"cannot make a Triton client for {params.url!r}: {err}") from err
     return client, module

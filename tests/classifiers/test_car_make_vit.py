@@ -32,6 +32,7 @@ from lensflow.shared.dag.compiler import load_pipeline
 from lensflow.shared.dag.engine import Pipeline
 from lensflow.shared.errors import ConfigError, ModelError
 from tests.support.plugins import BrightnessCarMake, make_registry
+from tests.support.triton import serving
 
 MAKES = ["audi", "bmw", "ford", "toyota", "volvo"]
 
@@ -293,3 +294,25 @@ def test_the_int8_check_fails_when_top1_agreement_is_too_low() -> None:
     assert check_top1(reference, got, minimum=0.5) == 0.5
     with pytest.raises(ExportCheckError, match="on 50% of 4 images; expected at least 90%"):
         check_top1(reference, got, minimum=0.9)
+
+
+@pytest.mark.integration
+def test_on_a_real_triton_server_the_export_gives_the_local_results(
+    exported: Path, crops: list[Image], tmp_path: Path
+) -> None:
+    # given the export served by Triton (Python backend, dynamic batching) under a name
+    with serving([("car-make", exported / "model.onnx")], tmp_path) as server:
+        triton = {"url": server.grpc_url, "model": "car-make"}
+        remote = plugin(exported, runtime="triton", triton=triton, top_k=3)
+        # when the same crops run on Triton and in the worker
+        there = remote.process_batch(crops, [{}] * len(crops))
+    here = plugin(exported, top_k=3).process_batch(crops, [{}] * len(crops))
+    # then the makes are the same and the scores equal within tolerance
+    assert [r["label"] for r in there] == [r["label"] for r in here]
+    assert np.allclose([r["score"] for r in there], [r["score"] for r in here], atol=1e-5)
+    assert remote.runtime.description == f"triton car-make at {server.grpc_url}"
+
+
+def test_triton_params_go_with_runtime_triton(exported: Path) -> None:
+    with pytest.raises(ValueError, match="runtime triton and triton"):
+        plugin(exported, runtime="triton")
