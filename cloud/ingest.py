@@ -309,7 +309,8 @@ class IngestService:
             provenance=loaded.provenance,
             attributes={"source": "http", "uploaded_by": upload.uploaded_by},
         )
-        return decode_crop_image(header, jpeg)  # the DAG sees what is stored, as for the edge
+        read = loaded.processor.pipeline.needs_pixels  # as the worker: decode only if read
+        return decode_crop_image(header, jpeg, pixels=read)  # the DAG sees what is stored
 
     def _dead_letter(self, upload: Upload, *, reason: str, payload: bytes) -> int:
         """Keep an upload (or a crop of it) that could not be processed, with the reason."""

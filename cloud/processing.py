@@ -17,14 +17,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from lensflow.cloud.storage import CropStore, ResultStore
 from lensflow.cloud.storage.repository import CropEntry
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.dag.compiler import load_pipeline
 from lensflow.shared.dag.engine import ImageResult, Pipeline
-from lensflow.shared.errors import ServiceUnavailableError
-from lensflow.shared.images import decode_image
+from lensflow.shared.errors import ImageError, ServiceUnavailableError
+from lensflow.shared.images import check_image_header, decode_image
 from lensflow.shared.protocol import CropHeader
 
 logger = logging.getLogger(__name__)
@@ -37,31 +39,53 @@ Outcome = Literal["stored", "duplicate"]
 """What a save of a crop did: stored it, or found its ``crop_id`` already stored."""
 
 
+_JPEG_EOI = b"\xff\xd9"
+_BLACK = np.zeros((1, 1, 3), dtype=np.uint8)
+
+
 @dataclass(frozen=True)
 class DecodedCrop:
-    """A crop whose JPEG decoded: its header, its JPEG and the pixels the DAG runs on."""
+    """A crop ready for the DAG: its header, its JPEG and the pixels the DAG runs on.
+
+    When no node of the pipeline needs pixels, ``image`` is a read-only all-zero view of the
+    crop's size (no memory, nothing decoded).
+    """
 
     header: CropHeader
     jpeg: bytes
     image: Image
 
 
-def decode_crop_image(header: CropHeader, jpeg: bytes) -> DecodedCrop:
-    """Decode a crop's JPEG.
+def decode_crop_image(header: CropHeader, jpeg: bytes, *, pixels: bool = True) -> DecodedCrop:
+    """Decode a crop's JPEG; or, when no node needs its pixels, check only its header.
 
     Args:
         header: The crop's validated header.
         jpeg: Its JPEG bytes.
+        pixels: Decode the pixels (some node reads them). When False, the JPEG must only
+            start like one, declare a size within :data:`MAX_CROP_PIXELS` and end with its
+            end-of-image marker; the image is then a read-only zero view of that size.
 
     Returns:
-        The crop with its BGR pixels.
+        The crop with its BGR pixels (or the zero view).
 
     Raises:
-        ImageError: If the JPEG does not decode.
+        ImageError: If the JPEG does not decode (or, without pixels, its header is invalid
+            or it is cut short).
 
     """
     what = f"crop {header.crop_id} JPEG"
-    return DecodedCrop(header, jpeg, decode_image(jpeg, what=what, max_pixels=MAX_CROP_PIXELS))
+    if pixels:
+        return DecodedCrop(header, jpeg, decode_image(jpeg, what=what, max_pixels=MAX_CROP_PIXELS))
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise ImageError(f"{what}: expected a JPEG (starting ff d8), got {jpeg[:8].hex()}")
+    width, height = check_image_header(jpeg, what=what, max_pixels=MAX_CROP_PIXELS)
+    if not jpeg.rstrip(b"\0").endswith(_JPEG_EOI):  # some encoders pad after the marker
+        raise ImageError(
+            f"{what}: expected a whole JPEG ending with its end-of-image marker ff d9, got "
+            f"{len(jpeg)} bytes ending {jpeg[-4:].hex()} (cut short?)"
+        )
+    return DecodedCrop(header, jpeg, np.broadcast_to(_BLACK, (height, width, 3)))
 
 
 def dag_inputs(header: CropHeader) -> dict[str, Any]:

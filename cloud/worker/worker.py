@@ -14,15 +14,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import tenacity
 
 from lensflow.cloud.heads.store import DbHeadStore
-from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome, decode_crop_image
+from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome
 from lensflow.cloud.storage import (
     ResultStore,
     StorageError,
@@ -31,6 +29,7 @@ from lensflow.cloud.storage import (
     open_crop_store,
 )
 from lensflow.cloud.worker.batcher import Batcher
+from lensflow.cloud.worker.decoding import BatchDecoder, Decoded
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.cloud.worker.receipts import ReceiptBook
@@ -41,23 +40,11 @@ from lensflow.shared.classifiers.registry import PluginRegistry, default_registr
 from lensflow.shared.config.cloud import CloudConfig
 from lensflow.shared.dag.compiler import CompiledPipeline
 from lensflow.shared.dag.engine import ImageResult
-from lensflow.shared.errors import ImageError
-from lensflow.shared.protocol import CropHeader, CropMessage
+from lensflow.shared.protocol import CropHeader
 
 logger = logging.getLogger(__name__)
 
 _Written = TypeVar("_Written")
-
-_DECODERS = 2
-"""Threads that decode a batch's JPEGs at once."""
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    """A delivery whose envelope and JPEG decoded."""
-
-    delivery: Delivery
-    crop: DecodedCrop
 
 
 class Worker:
@@ -110,7 +97,7 @@ class Worker:
             self.processor.pipeline.compiled, max_batch=max_batch, max_wait_ms=max_wait_ms
         )
         self._stopping = threading.Event()
-        self._decoders = ThreadPoolExecutor(_DECODERS, thread_name_prefix="jpeg-decode")
+        self._decoder = BatchDecoder()
         self._receipts = ReceiptBook(self.intake.name)  # owed for the batch in progress
         self._acked: set[str] = set()  # crop ids committed in the batch in progress
 
@@ -176,7 +163,7 @@ class Worker:
             self.intake.stop()
             self.follower.stop()
             self.processor.crops.close()
-            self._decoders.shutdown(wait=True)
+            self._decoder.close()
             self.engine.dispose()
             logger.info("worker %s stopped", self.name)
 
@@ -220,7 +207,8 @@ class Worker:
             return  # stopping, or the lookup refused: nothing acked, the broker re-sends
         for delivery, message in sorted_out.duplicates:
             self._ack_crop(delivery, message.header, "duplicate")
-        decoded, bad_images = self._decode(sorted_out.fresh)
+        pixels = self.processor.pipeline.needs_pixels  # else only the JPEG headers are checked
+        decoded, bad_images = self._decoder.decode(sorted_out.fresh, pixels=pixels)
         arrival = {id(delivery): index for index, delivery in enumerate(batch)}
         for letter in sorted(
             [*sorted_out.letters, *bad_images], key=lambda x: arrival[id(x.delivery)]
@@ -228,7 +216,7 @@ class Worker:
             self._dead_letter(letter)  # in arrival order
         results = self._run_dag([item.crop for item in decoded]) if decoded else []
         if decoded and results is not None:  # None: stopping in an outage, nothing acked
-            done: list[tuple[_Decoded, ImageResult]] = []
+            done: list[tuple[Decoded, ImageResult]] = []
             for item, result in zip(decoded, results, strict=True):
                 if result is None:
                     reason = "the pipeline raised on this crop (see the worker log)"
@@ -275,30 +263,7 @@ class Worker:
             logger.info("worker %s: inference service back after %.1f s", self.name, waited)
         return results
 
-    def _decode(
-        self, fresh: list[tuple[Delivery, CropMessage]]
-    ) -> tuple[list[_Decoded], list[Letter]]:
-        """Decode the new crops' JPEGs on the decoder threads (OpenCV releases the GIL).
-
-        Returns:
-            The decoded crops in order, and the dead letters of the JPEGs that do not decode
-            (or declare too many pixels).
-
-        """
-        messages = [message for _, message in fresh]
-        if len(messages) > 1:
-            images = list(self._decoders.map(_decode_image, messages))
-        else:
-            images = [_decode_image(message) for message in messages]
-        decoded, letters = [], []
-        for (delivery, message), crop in zip(fresh, images, strict=True):
-            if isinstance(crop, ImageError):
-                letters.append(Letter(delivery, str(crop), "image", message.header.crop_id))
-            else:
-                decoded.append(_Decoded(delivery, crop))
-        return decoded, letters
-
-    def _store_batch_and_ack(self, done: list[tuple[_Decoded, ImageResult]]) -> None:
+    def _store_batch_and_ack(self, done: list[tuple[Decoded, ImageResult]]) -> None:
         """Store a batch in one commit (retrying transient failures), then ack each crop.
 
         If the database refuses the batch (not a transient failure), its crops are stored
@@ -324,7 +289,7 @@ class Worker:
         for (item, _), outcome in zip(done, outcomes, strict=True):
             self._ack_stored(item, outcome)
 
-    def _store_and_ack(self, item: _Decoded, result: ImageResult) -> None:
+    def _store_and_ack(self, item: Decoded, result: ImageResult) -> None:
         """Store the JPEG and the results (retrying transient failures), then ack."""
         header, delivery = item.crop.header, item.delivery
         outcome = self._retrying(
@@ -339,7 +304,7 @@ class Worker:
             return
         self._ack_stored(item, outcome)
 
-    def _ack_stored(self, item: _Decoded, outcome: Outcome) -> None:
+    def _ack_stored(self, item: Decoded, outcome: Outcome) -> None:
         """Acknowledge a stored (or duplicate) crop, count it and owe its receipt."""
         self._ack_crop(item.delivery, item.crop.header, outcome)
 
@@ -409,11 +374,3 @@ class Worker:
             logger.warning("storage failed for %s (retry in %.1f s): %s", what, delay, error)
 
         return retry_storage(write, stopping=self._stopping, before_sleep=retrying_soon)
-
-
-def _decode_image(message: CropMessage) -> DecodedCrop | ImageError:
-    """A crop's pixels, or why its JPEG does not decode (run on a decoder thread)."""
-    try:
-        return decode_crop_image(message.header, message.jpeg)
-    except ImageError as err:
-        return err

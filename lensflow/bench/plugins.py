@@ -20,6 +20,7 @@ class NoOp(BaseClassifier):
     key = "bench_noop"
     version = "1"
     outputs = ("label",)
+    needs_pixels = False
 
     def process(self, image: Image, context: Context) -> Output:
         """Return the constant label."""

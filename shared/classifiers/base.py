@@ -46,12 +46,18 @@ class BaseClassifier(ABC):
         outputs: the keys :meth:`process` always returns; the engine checks them.
         Params: a pydantic model of the node's ``params:``; validated when the pipeline is
             loaded, so a bad parameter or a missing model file fails at load, not per image.
+        needs_pixels: whether :meth:`process` reads the image's pixels. A plugin that reads
+            only its context (the edge's detection, upstream outputs) sets False: when no
+            node of a pipeline needs pixels, the cloud worker checks each JPEG's header and
+            decodes nothing, and such a plugin gets a read-only image of the crop's size
+            whose pixels are all zero.
     """
 
     key: ClassVar[str] = ""
     version: ClassVar[str] = "0"
     outputs: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[BaseModel]] = NoParams
+    needs_pixels: ClassVar[bool] = True
 
     def __init__(self, params: BaseModel | None = None) -> None:
         """Create the plugin from validated params (defaults when None)."""

@@ -30,6 +30,7 @@ class EdgeDetection(BaseClassifier):
     key = "edge_detection"
     version = "1"
     outputs = ("detected_classes", "detections", "count")
+    needs_pixels = False  # the edge's detection, from the context
     Params = EdgeDetectionParams
     params: EdgeDetectionParams
 

@@ -80,6 +80,7 @@ class EmbeddingHead(BaseClassifier):
     key = "embedding_head"
     version = "1"
     outputs = ("label", "score", "top_k", "head")
+    needs_pixels = False  # the upstream node's vector
     Params = EmbeddingHeadParams
     params: EmbeddingHeadParams
 

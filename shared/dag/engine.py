@@ -57,6 +57,11 @@ class Pipeline:
         """The pipeline's name."""
         return self.compiled.name
 
+    @property
+    def needs_pixels(self) -> bool:
+        """Whether some enabled node reads the images' pixels (else none need decoding)."""
+        return any(plugin.needs_pixels for plugin in self.plugins.values())
+
     def warmup(self) -> None:
         """Warm every plugin up (load models, first inference)."""
         for plugin in self.plugins.values():

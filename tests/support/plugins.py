@@ -192,6 +192,20 @@ def brightness_label(image: Image) -> Output:
     return {"label": "bright" if score >= 0.5 else "dark", "score": score}
 
 
+class CropSize(BaseClassifier):
+    """Names the crop's orientation from its size alone: it needs no pixels (nothing decoded)."""
+
+    key = "crop_size"
+    version = "test-1"
+    outputs = ("label", "width", "height")
+    needs_pixels = False
+
+    def process(self, image: Image, context: Context) -> Output:
+        height, width = image.shape[:2]
+        label = "wide" if width > height else "tall"
+        return {"label": label, "width": int(width), "height": int(height)}
+
+
 def make_registry() -> PluginRegistry:
     """The default registry plus the test plugins above, which replace built-ins of their key.
 
@@ -204,6 +218,7 @@ def make_registry() -> PluginRegistry:
     for plugin in (MeanColorShirt, BrightnessCarMake, FailsOnDark, Forgetful, Echo, ColorEmbedding):
         registry.register(plugin, replace=True)
     registry.register(RemoteBrightness, replace=True)
+    registry.register(CropSize, replace=True)
     for fake in (AspectVehicleType, QuadrantEmbeddings):  # the EfficientNet-Lite0 plugins
         registry.register(fake, replace=True)
     return registry
