@@ -93,3 +93,14 @@ def coco_photos(model_cache: Path) -> dict[str, Path]:
 
     found = fetch_samples(manifest=ROOT / "configs" / "models.yaml", cache_dir=model_cache)
     return {path.stem: path for path in [*found, *sample_image_paths()]}
+
+
+@pytest.fixture(scope="session")
+def effnet_features_onnx(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ImageNet EfficientNet-Lite0 (real weights, fetched by manifest) exported to ONNX with
+    ``logits`` and ``features`` outputs, once per session."""
+    from lensflow.models.export.classifier import export_timm_classifier
+
+    weights = fetch("efficientnet-lite0", model_cache)
+    folder = tmp_path_factory.mktemp("effnet-features")
+    return export_timm_classifier(weights, arch="efficientnet_lite0", out_dir=folder, features=True)
