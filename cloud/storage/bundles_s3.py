@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 from lensflow.cloud.storage.crops_base import NotStoredError, ObjectStream, Redirect, checked_sha256
-from lensflow.cloud.storage.errors import StorageError
 from lensflow.cloud.storage.s3_client import S3Location
 
 logger = logging.getLogger(__name__)
@@ -75,12 +74,7 @@ class S3BundleStore:
             if self.location.put_if_absent(key, body, sha256=sha256):
                 logger.info("model registry: stored bundle %s (%d bytes) at %s", sha256, size, key)
                 return
-        stored = self.location.size(key)
-        if stored != size:
-            raise StorageError(
-                f"expected bundle {sha256} of {size} bytes at {self.location.url(key)} after "
-                f"its conditional put was refused, got {stored} bytes"
-            ) from ConnectionError("a concurrent write of the same object has not finished")
+        self.location.confirm_stored(key, size=size)
 
     def serve(self, sha256: str, *, byte_range: str | None = None) -> ObjectStream | Redirect:
         """The bundle's bytes in chunks (the asked range of them), or a presigned URL.

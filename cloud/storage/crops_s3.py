@@ -84,13 +84,7 @@ class S3CropStore:
         if self.location.put_if_absent(key, data, sha256=sha256):
             logger.debug("stored crop %s (%d bytes) at %s", sha256, len(data), key)
             return sha256
-        stored = self.location.size(key)
-        if stored != len(data):
-            # a 409 (another writer still busy) leaves no object yet: let the caller retry
-            raise StorageError(
-                f"expected crop {sha256} of {len(data)} bytes at {self.location.url(key)} after "
-                f"its conditional put was refused, got {stored} bytes"
-            ) from ConnectionError("a concurrent write of the same object has not finished")
+        self.location.confirm_stored(key, size=len(data))
         return sha256
 
     def put_many(self, items: Sequence[tuple[bytes, str | None]]) -> list[str]:

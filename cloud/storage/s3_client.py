@@ -182,6 +182,26 @@ class S3Location:
             fail(err, doing=f"look up {self.url(key)}")
         return int(head["ContentLength"])
 
+    def confirm_stored(self, key: str, *, size: int) -> None:
+        """Check that the object a conditional put found at ``key`` is the ``size`` bytes put.
+
+        Raises:
+            StorageError: No object yet (a concurrent writer still busy: transient, caused by
+                a ``ConnectionError``), or one of another size (not transient: the store
+                holds other bytes under this content address).
+
+        """
+        stored = self.size(key)
+        if stored is None:
+            raise StorageError(
+                f"expected {self.url(key)} after its conditional put was refused, got none yet"
+            ) from ConnectionError("a concurrent write of the same object has not finished")
+        if stored != size:
+            raise StorageError(
+                f"expected {self.url(key)} to hold the {size} bytes of its sha256, got "
+                f"{stored} bytes stored under it (another object at this content address)"
+            )
+
     def open(self, key: str, *, byte_range: str | None = None) -> dict[str, Any] | None:
         """The ``get_object`` answer for ``key`` (its ``Body`` unread); None if not stored.
 
