@@ -25,7 +25,7 @@ from dockerfile_parse import DockerfileParser
 
 from lensflow.services.rabbitmq import RabbitNode
 from lensflow.shared.config import load_cloud_config, load_edge_config
-from lensflow.shared.config.cloud import AmqpIntake
+from lensflow.shared.config.cloud import AmqpIntake, S3CropStoreConfig
 from tests.deploy.support import (
     COMPOSE,
     DEPLOY,
@@ -267,3 +267,28 @@ def test_declare_queue_step_creates_the_queue_keda_watches(
         channel.queue_declare("deploy.t", passive=True)  # raises when the queue is missing
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("name", ("api", "worker"))
+def test_crops_go_to_the_minio_bucket_with_its_keys(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = _compose()["services"]
+    service, minio, setup = services[name], services["minio"], services["minio-setup"]
+    for variable, value in service["environment"].items():
+        monkeypatch.setenv(variable, value)
+    store = load_cloud_config(_mounted(service, "/etc/lensflow/cloud.yaml")).crop_store
+
+    assert isinstance(store, S3CropStoreConfig)
+    assert store.endpoint == "http://minio:9000" and store.serve == "stream"
+    assert f"store/{store.bucket}" in setup["command"][0]  # the bucket minio-setup creates
+    # boto3's keys are MinIO's user; nothing mounts a crops volume any more
+    env, minio_env = service["environment"], minio["environment"]
+    assert env["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
+    assert not any("/var/lib/lensflow/crops" in str(v) for v in service["volumes"])
+
+
+def test_the_api_starts_once_the_bucket_exists() -> None:
+    depends = _compose()["services"]["api"]["depends_on"]
+    assert depends["minio-setup"]["condition"] == "service_completed_successfully"

@@ -18,7 +18,7 @@ from cloudcoil.models.keda import v1alpha1 as keda
 from pydantic import BaseModel, ValidationError
 
 from lensflow.shared.config import load_cloud_config
-from lensflow.shared.config.cloud import AmqpIntake
+from lensflow.shared.config.cloud import AmqpIntake, S3CropStoreConfig
 from tests.deploy.support import DEPLOY, KUBERNETES_VERSION, k8s_documents, k8s_kind, parse_cli
 
 DOCS = k8s_documents()
@@ -212,3 +212,31 @@ def test_disruption_budgets_select_existing_deployments() -> None:
     for pdb in k8s_kind(DOCS, "PodDisruptionBudget"):
         selector = pdb["spec"]["selector"]["matchLabels"]
         assert any(selector.items() <= pod.items() for pod in labels), pdb["metadata"]["name"]
+
+
+def test_no_pod_shares_a_crop_volume_the_crops_are_in_the_bucket() -> None:
+    claims = list(k8s_kind(DOCS, "PersistentVolumeClaim"))
+    assert all("ReadWriteMany" not in c["spec"]["accessModes"] for c in claims)
+    store = load_cloud_config(DEPLOY / "config" / "cloud.yaml").crop_store
+    assert isinstance(store, S3CropStoreConfig)
+    services = {s["metadata"]["name"]: s for s in k8s_kind(DOCS, "Service")}
+    host, _, port = (store.endpoint or "").removeprefix("http://").partition(":")
+    assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+    job = next(k8s_kind(DOCS, "Job"))
+    assert f"store/{store.bucket}" in job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+
+
+def test_the_api_and_workers_get_the_keys_minio_is_started_with() -> None:
+    minio = next(d for d in k8s_kind(DOCS, "StatefulSet") if d["metadata"]["name"] == "minio")
+    minio_env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in minio["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    for name in ("lensflow-api", "lensflow-worker"):
+        pod = next(d for d in k8s_kind(DOCS, "Deployment") if d["metadata"]["name"] == name)
+        (container,) = pod["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in container["env"]}
+        assert env["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"], name
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/var/lib/lensflow/crops" not in mounts and "/tmp" in mounts, name
