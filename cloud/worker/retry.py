@@ -8,7 +8,9 @@ retried the same way: the batch waits for it, its acks held.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -16,7 +18,10 @@ import tenacity
 from sqlalchemy import exc as sa_exc
 
 from lensflow.cloud.storage import StorageError
+from lensflow.cloud.worker.metrics import WorkerMetrics
 from lensflow.shared.errors import ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
 
 _Written = TypeVar("_Written")
 _Ran = TypeVar("_Ran")
@@ -70,22 +75,35 @@ def retry_storage(
 
 
 def retry_service(
-    run: Callable[[], _Ran],
-    *,
-    stopping: threading.Event,
-    before_sleep: Callable[[tenacity.RetryCallState], None],
+    run: Callable[[], _Ran], *, stopping: threading.Event, metrics: WorkerMetrics, what: str
 ) -> _Ran | None:
     """Call ``run`` until no inference service it needs is unavailable; back off in between.
+
+    Each retry is counted; an outage is logged once when it starts and once when it ends.
 
     Args:
         run: The DAG run.
         stopping: Set when the worker stops: it ends the retries (and the pause between two).
-        before_sleep: Called before each pause (to count and log the retry).
+        metrics: Where the retries and outages are counted.
+        what: Names the worker and the batch in the log.
 
     Returns:
         What ``run`` returned; None if stopping while the service is still unavailable.
 
     """
+    outage_since: list[float] = []  # when this outage began, once it has
+
+    def retrying_soon(state: tenacity.RetryCallState) -> None:
+        metrics.service_retries.inc()
+        if not outage_since:  # one warning per outage, not per retry
+            outage_since.append(time.monotonic())
+            metrics.service_outages.inc()
+            error = state.outcome.exception() if state.outcome else None
+            logger.warning(
+                "%s: inference service unavailable, holding the batch and retrying with "
+                "backoff: %s",
+                *(what, error),
+            )
 
     def pause(seconds: float) -> None:  # ends early when the worker stops
         stopping.wait(seconds)
@@ -95,10 +113,14 @@ def retry_service(
         wait=tenacity.wait_exponential(multiplier=_RETRY_FIRST_S, max=_RETRY_MAX_S),
         stop=tenacity.stop_when_event_set(stopping),
         sleep=pause,
-        before_sleep=before_sleep,
+        before_sleep=retrying_soon,
         reraise=True,
     )
     try:
-        return retrying(run)
+        result = retrying(run)
     except ServiceUnavailableError:
         return None
+    if outage_since:
+        waited = time.monotonic() - outage_since[0]
+        logger.info("%s: inference service back after %.1f s", what, waited)
+    return result

@@ -5,12 +5,13 @@ one query before any JPEG is decoded or any classifier runs. A ``crop_id`` alrea
 the same JPEG is a duplicate (acknowledged, confirmed, nothing else); with another JPEG it is
 a conflict (a dead letter naming both hashes: writes are idempotent on ``crop_id``, so the
 second image would otherwise vanish silently). A crop id seen twice in one batch is processed
-once; the later copies follow the first one's outcome.
+once; the later copies follow the first one's outcome. So do the crop ids of the previous
+batch, whose commit may still be under way when this one is sorted out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,8 +40,8 @@ class Triage:
     Attributes:
         fresh: New crops, to decode and run (first occurrence of each crop id).
         duplicates: Crops already stored with the same JPEG.
-        copies: Later occurrences of a fresh crop id in this batch (same JPEG): they follow
-            the first one's outcome.
+        copies: Later occurrences of a fresh crop id in this batch, or of one of the previous
+            batch (same JPEG): they follow the first one's outcome.
         letters: Dead letters, in arrival order.
 
     """
@@ -56,6 +57,7 @@ def triage(
     *,
     max_bytes: int,
     known: Callable[[list[str]], dict[str, str]],
+    in_flight: Mapping[str, str] | None = None,
 ) -> Triage:
     """Sort a batch out (see the module docstring).
 
@@ -63,6 +65,9 @@ def triage(
         batch: The deliveries, in arrival order.
         max_bytes: The largest crop message accepted.
         known: ``crop_id -> jpeg_sha256`` of the given crop ids already stored.
+        in_flight: ``crop_id -> jpeg_sha256`` of the previous batch's crops, which may not
+            be committed yet: one of them again is a copy (it follows that crop's outcome),
+            or a conflict if its JPEG differs.
 
     Raises:
         StorageError: If the lookup fails (the caller retries; nothing is acknowledged).
@@ -77,7 +82,7 @@ def triage(
         else:
             parsed.append((delivery, message))
     stored = known([message.header.crop_id for _, message in parsed])
-    first: dict[str, str] = {}  # crop id -> JPEG sha256 of its first fresh occurrence
+    first = dict(in_flight or {})  # crop id -> JPEG sha256 of its first occurrence
     for delivery, message in parsed:
         header = message.header
         before = stored.get(header.crop_id, first.get(header.crop_id))

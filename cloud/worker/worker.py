@@ -13,14 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-import tenacity
-
 from lensflow.cloud.heads.store import DbHeadStore
-from lensflow.cloud.processing import CropProcessor, DecodedCrop, Outcome
+from lensflow.cloud.processing import CropProcessor, DecodedCrop
 from lensflow.cloud.storage import (
     ResultStore,
     StorageError,
@@ -32,15 +29,15 @@ from lensflow.cloud.worker.batcher import Batcher
 from lensflow.cloud.worker.decoding import BatchDecoder, Decoded
 from lensflow.cloud.worker.intake import Delivery, Intake
 from lensflow.cloud.worker.metrics import WorkerMetrics
+from lensflow.cloud.worker.outcomes import BatchState, Outcomes
 from lensflow.cloud.worker.receipts import ReceiptBook
-from lensflow.cloud.worker.retry import retry_service, retry_storage
+from lensflow.cloud.worker.retry import retry_service
 from lensflow.cloud.worker.startup import build_intake, fitted_window, open_versions
 from lensflow.cloud.worker.triage import Letter, Triage, triage
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.config.cloud import CloudConfig
 from lensflow.shared.dag.compiler import CompiledPipeline
 from lensflow.shared.dag.engine import ImageResult
-from lensflow.shared.protocol import CropHeader
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +94,14 @@ class Worker:
             self.processor.pipeline.compiled, max_batch=max_batch, max_wait_ms=max_wait_ms
         )
         self._stopping = threading.Event()
+        self.outcomes = Outcomes(
+            intake=self.intake, results=self.results, metrics=self.metrics, stopping=self._stopping
+        )
         self._decoder = BatchDecoder()
-        self._receipts = ReceiptBook(self.intake.name)  # owed for the batch in progress
-        self._acked: set[str] = set()  # crop ids committed in the batch in progress
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="commit")
+        self._in_flight: Future[None] | None = None  # the commit of the previous batch
+        self._in_flight_ids: dict[str, str] = {}  # its crops: crop_id -> JPEG sha256
+        self._last_acked: set[str] = set()  # crop ids the last commit acknowledged
 
     def _swap_if_ready(self) -> None:
         """Between two batches: run the new version if the follower has one loaded."""
@@ -107,6 +109,7 @@ class Worker:
         if taken is None:
             return
         version, pipeline = taken
+        self._drain()  # the previous batch is stored under the version that ran it
         was = self.processor.version
         self.processor.pipeline, self.processor.version = pipeline, version.sha256
         size, wait = fitted_window(pipeline.compiled, self.intake.window, *self._overrides)
@@ -159,6 +162,8 @@ class Worker:
                 if batch:
                     self._process_safely(batch)
         finally:
+            self._drain()
+            self._committer.shutdown(wait=True)
             self.batcher.close()
             self.intake.stop()
             self.follower.stop()
@@ -168,12 +173,37 @@ class Worker:
             logger.info("worker %s stopped", self.name)
 
     def _process_safely(self, batch: list[Delivery]) -> None:
-        """Process a batch; a bug in doing so is logged, not allowed to end the worker."""
+        """Prepare a batch while the previous one commits, then hand it to the committer.
+
+        The committer thread stores one batch at a time, in order, while this thread sorts
+        out, decodes and runs the DAG on the next: the crop store's and the database's waits
+        overlap the next batch's work. A bug in either stage is logged, not allowed to end
+        the worker; the batch's deliveries then stay unacked and the broker re-sends them.
+        """
         try:
-            self.process_batch(batch)
-        except Exception:  # its deliveries stay unacked: the broker re-sends them
-            topics = sorted({delivery.topic for delivery in batch})
-            logger.exception("batch of %d failed topics=%s", len(batch), topics)
+            state = self._prepare(batch)
+        except Exception:
+            _log_failed(batch)
+            return
+        self._drain()
+        if state is not None:
+            self._in_flight_ids = {
+                item.crop.header.crop_id: item.crop.header.jpeg_sha256 for item, _ in state.done
+            }
+            self._in_flight = self._committer.submit(self._commit_safely, state)
+
+    def _commit_safely(self, state: BatchState) -> None:
+        """Commit a batch on the committer thread; a bug is logged (the batch stays unacked)."""
+        try:
+            self._commit(state)
+        except Exception:
+            _log_failed(state.batch)
+
+    def _drain(self) -> None:
+        """Wait until the previous batch's commit is over."""
+        if self._in_flight is not None:
+            self._in_flight.result()
+            self._in_flight = None
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the batch in progress (safe from a signal handler)."""
@@ -187,94 +217,98 @@ class Worker:
         receipts of its crops (stored, duplicate or dead letter) go to their cameras. A stop
         request lets the batch finish, but ends the retries of a failing store or of an
         inference service that is down: what is not committed then is not acknowledged, and
-        the broker delivers it again.
+        the broker delivers it again. (:meth:`run` does the same in two stages, see
+        :meth:`_process_safely`.)
 
         Args:
             batch: Deliveries from this worker's intake.
 
         """
-        start = time.perf_counter()
+        self._drain()
+        self._in_flight_ids = {}
+        state = self._prepare(batch)
+        if state is not None:
+            self._commit(state)
+
+    def _prepare(self, batch: list[Delivery]) -> BatchState | None:
+        """Sort a batch out, ack its duplicates, dead-letter what must be, run the DAG.
+
+        Returns:
+            What is left to commit; None if stopping before the crop ids could be looked up.
+
+        """
+        state = BatchState(batch, ReceiptBook(self.intake.name))
         for delivery in batch:
             if delivery.redelivered:
                 self.metrics.redelivered.inc()
-        sorted_out = self._retrying(
+        in_flight = self._in_flight_ids  # committed by now, or about to be: not fresh
+        sorted_out = self.outcomes.retrying(
             f"the crop ids of a batch of {len(batch)}",
             lambda: triage(
-                batch, max_bytes=self.config.max_message_bytes, known=self.results.known_crops
+                batch,
+                max_bytes=self.config.max_message_bytes,
+                known=self.results.known_crops,
+                in_flight=in_flight,
             ),
         )
         if not isinstance(sorted_out, Triage):
-            return  # stopping, or the lookup refused: nothing acked, the broker re-sends
+            return None  # stopping, or the lookup refused: nothing acked, the broker re-sends
         for delivery, message in sorted_out.duplicates:
-            self._ack_crop(delivery, message.header, "duplicate")
+            self.outcomes.ack(delivery, message.header, "duplicate", state)
         pixels = self.processor.pipeline.needs_pixels  # else only the JPEG headers are checked
         decoded, bad_images = self._decoder.decode(sorted_out.fresh, pixels=pixels)
         arrival = {id(delivery): index for index, delivery in enumerate(batch)}
         for letter in sorted(
             [*sorted_out.letters, *bad_images], key=lambda x: arrival[id(x.delivery)]
         ):
-            self._dead_letter(letter)  # in arrival order
+            self.outcomes.dead_letter(letter, state)  # in arrival order
+        state.copies = sorted_out.copies
         results = self._run_dag([item.crop for item in decoded]) if decoded else []
-        if decoded and results is not None:  # None: stopping in an outage, nothing acked
-            done: list[tuple[Decoded, ImageResult]] = []
-            for item, result in zip(decoded, results, strict=True):
-                if result is None:
-                    reason = "the pipeline raised on this crop (see the worker log)"
-                    crop_id = item.crop.header.crop_id
-                    self._dead_letter(Letter(item.delivery, reason, "pipeline", crop_id))
-                else:
-                    done.append((item, result))
-            self._store_batch_and_ack(done)
-        for delivery, message in sorted_out.copies:  # after the first copy's outcome
-            if message.header.crop_id in self._acked:
-                self._ack_crop(delivery, message.header, "duplicate")
-        self.metrics.receipts.inc(self._receipts.flush(self.intake.publish))
-        self._acked.clear()
-        self.metrics.batch_size.observe(len(batch))
-        self.metrics.batch_seconds.observe(time.perf_counter() - start)
+        if results is None:  # stopping in an outage: nothing more acked
+            return state
+        for item, result in zip(decoded, results, strict=True):
+            if result is None:
+                reason = "the pipeline raised on this crop (see the worker log)"
+                crop_id = item.crop.header.crop_id
+                self.outcomes.dead_letter(Letter(item.delivery, reason, "pipeline", crop_id), state)
+            else:
+                state.done.append((item, result))
+        return state
+
+    def _commit(self, state: BatchState) -> None:
+        """Store the batch's crops, ack them and their copies, send the batch's receipts."""
+        self._store_batch_and_ack(state)
+        for delivery, message in state.copies:  # after the first copy's outcome
+            crop_id = message.header.crop_id
+            if crop_id in state.acked or crop_id in self._last_acked:
+                self.outcomes.ack(delivery, message.header, "duplicate", state)
+        self.metrics.receipts.inc(state.receipts.flush(self.intake.publish))
+        self._last_acked = state.acked
+        self.metrics.batch_size.observe(len(state.batch))
+        self.metrics.batch_seconds.observe(time.perf_counter() - state.started)
 
     def _run_dag(self, crops: list[DecodedCrop]) -> list[ImageResult | None] | None:
-        """Run the DAG on a batch; while an inference service is down, wait and run it again.
-
-        Returns:
-            Each crop's result (None for a crop the engine raised on); None if the worker
-            stops while the service is still unavailable (the batch stays unacknowledged).
-
-        """
-        outage_since: list[float] = []  # when this outage began, once it has
-
-        def retrying_soon(state: tenacity.RetryCallState) -> None:
-            self.metrics.service_retries.inc()
-            if not outage_since:  # one warning per outage, not per retry
-                outage_since.append(time.monotonic())
-                self.metrics.service_outages.inc()
-                error = state.outcome.exception() if state.outcome else None
-                logger.warning(
-                    "worker %s: inference service unavailable, holding a batch of %d and "
-                    "retrying with backoff: %s",
-                    *(self.name, len(crops), error),
-                )
-
-        results = retry_service(
-            lambda: self.processor.run(crops), stopping=self._stopping, before_sleep=retrying_soon
+        """Run the DAG on a batch, waiting out an inference service outage (see retry.py)."""
+        return retry_service(
+            lambda: self.processor.run(crops),
+            stopping=self._stopping,
+            metrics=self.metrics,
+            what=f"worker {self.name}: a batch of {len(crops)}",
         )
-        if outage_since and results is not None:
-            waited = time.monotonic() - outage_since[0]
-            logger.info("worker %s: inference service back after %.1f s", self.name, waited)
-        return results
 
-    def _store_batch_and_ack(self, done: list[tuple[Decoded, ImageResult]]) -> None:
+    def _store_batch_and_ack(self, state: BatchState) -> None:
         """Store a batch in one commit (retrying transient failures), then ack each crop.
 
         If the database refuses the batch (not a transient failure), its crops are stored
         one by one, so only the crop it refuses becomes a dead letter.
         """
+        done = state.done
         if len(done) <= 1:
             for item, result in done:
-                self._store_and_ack(item, result)
+                self._store_and_ack(item, result, state)
             return
         triples = [(item.crop, result, item.delivery.received_at) for item, result in done]
-        outcomes = self._retrying(
+        outcomes = self.outcomes.retrying(
             f"a batch of {len(done)}", lambda: self.processor.store_many(triples)
         )
         if outcomes is None:
@@ -284,15 +318,15 @@ class Worker:
                 "a batch of %d was refused (%s); storing one by one", len(done), outcomes
             )
             for item, result in done:
-                self._store_and_ack(item, result)
+                self._store_and_ack(item, result, state)
             return
         for (item, _), outcome in zip(done, outcomes, strict=True):
-            self._ack_stored(item, outcome)
+            self.outcomes.ack(item.delivery, item.crop.header, outcome, state)
 
-    def _store_and_ack(self, item: Decoded, result: ImageResult) -> None:
+    def _store_and_ack(self, item: Decoded, result: ImageResult, state: BatchState) -> None:
         """Store the JPEG and the results (retrying transient failures), then ack."""
         header, delivery = item.crop.header, item.delivery
-        outcome = self._retrying(
+        outcome = self.outcomes.retrying(
             f"crop_id={header.crop_id}",
             lambda: self.processor.store(item.crop, result, received_at=delivery.received_at),
         )
@@ -300,77 +334,12 @@ class Worker:
             return  # stopping while storage fails: no ack, the broker sends it again
         if isinstance(outcome, StorageError):  # the database refuses this very crop
             reason = f"could not store the crop: {outcome}"
-            self._dead_letter(Letter(delivery, reason, "storage", header.crop_id))
+            self.outcomes.dead_letter(Letter(delivery, reason, "storage", header.crop_id), state)
             return
-        self._ack_stored(item, outcome)
+        self.outcomes.ack(delivery, header, outcome, state)
 
-    def _ack_stored(self, item: Decoded, outcome: Outcome) -> None:
-        """Acknowledge a stored (or duplicate) crop, count it and owe its receipt."""
-        self._ack_crop(item.delivery, item.crop.header, outcome)
 
-    def _ack_crop(self, delivery: Delivery, header: CropHeader, outcome: Outcome) -> None:
-        """Acknowledge a crop that is committed (stored now or before), count, owe a receipt."""
-        self.intake.ack(delivery)
-        self._acked.add(header.crop_id)
-        self._receipts.add(delivery.topic, header.crop_id, outcome)
-        self.metrics.messages.labels(outcome=outcome).inc()
-        self.metrics.latency_seconds.observe(
-            max(0.0, (datetime.now(UTC) - header.sent_at).total_seconds())
-        )
-        logger.info(
-            "crop %s crop_id=%s topic=%s worker=%s redelivered=%s",
-            outcome,
-            header.crop_id,
-            delivery.topic,
-            self.name,
-            delivery.redelivered,
-        )
-
-    def _dead_letter(self, letter: Letter) -> None:
-        """Record a dead letter (retrying while the database is down), ack, owe a receipt."""
-        delivery, kind = letter.delivery, letter.kind
-
-        def write() -> int:
-            return self.results.save_dead_letter(
-                source=self.intake.source,
-                topic=delivery.topic,
-                reason=letter.reason,
-                payload=delivery.payload,
-                received_at=delivery.received_at,
-                crop_id=letter.crop_id,
-            )
-
-        record = self._retrying(f"dead letter from topic={delivery.topic}", write)
-        if record is None:
-            return
-        self.intake.ack(delivery)
-        if isinstance(record, StorageError):  # not even the dead letter could be kept
-            self.metrics.messages.labels(outcome="dropped").inc()
-            logger.error(
-                "message dropped topic=%s worker=%s: %s", delivery.topic, self.name, record
-            )
-            return
-        self._receipts.add(delivery.topic, letter.crop_id, "dead_letter", letter.reason)
-        self.metrics.messages.labels(outcome="dead_letter").inc()
-        self.metrics.dead_letters.labels(reason=kind).inc()
-        # the store already logged the dead letter with its reason; this adds who and why
-        logger.debug(
-            "dead letter id=%s topic=%s worker=%s kind=%s", record, delivery.topic, self.name, kind
-        )
-
-    def _retrying(self, what: str, write: Callable[[], _Written]) -> _Written | StorageError | None:
-        """Call ``write`` until it succeeds; retry transient storage failures with backoff.
-
-        Returns:
-            What ``write`` returned; the StorageError if the failure is not transient (the
-            data is refused, not the database down); None if stopping while it still fails.
-
-        """
-
-        def retrying_soon(state: tenacity.RetryCallState) -> None:
-            self.metrics.storage_retries.inc()
-            delay = state.upcoming_sleep
-            error = state.outcome.exception() if state.outcome else None
-            logger.warning("storage failed for %s (retry in %.1f s): %s", what, delay, error)
-
-        return retry_storage(write, stopping=self._stopping, before_sleep=retrying_soon)
+def _log_failed(batch: list[Delivery]) -> None:
+    """Log a batch that failed on a bug; its deliveries stay unacked (the broker re-sends)."""
+    topics = sorted({delivery.topic for delivery in batch})
+    logger.exception("batch of %d failed topics=%s", len(batch), topics)
