@@ -1,6 +1,6 @@
 """``lensflow bench cloud``: the cloud tier against its baselines, in one run.
 
-Three measurements, each beside a baseline taken in the same run on the same machine:
+Four measurements, each beside a baseline taken in the same run on the same machine:
 
 1. Ingest (:mod:`lensflow.bench.cloud_ingest`): crops/s a real worker commits from MQTT
    into the results database, over the bare broker's publish → receive rate.
@@ -8,6 +8,9 @@ Three measurements, each beside a baseline taken in the same run on the same mac
    at batch N over batch 1.
 3. API (:mod:`lensflow.bench.cloud_api`): p95 of filtered ``GET /v1/results`` pages on a
    million PostgreSQL rows, over the 50 ms target.
+4. Triton (:mod:`lensflow.bench.cloud_triton`): crops/s of worker processes whose classifier
+   runs on a real Triton with dynamic batching, over the same without, beside in-worker ONNX
+   Runtime; same crops, same outputs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any, Literal
 from lensflow.bench.cloud_api import TARGET_MS, ApiBench, run_api_bench
 from lensflow.bench.cloud_batching import BatchingBench, run_batching
 from lensflow.bench.cloud_ingest import IngestBench, run_ingest
+from lensflow.bench.cloud_triton import TARGET as TRITON_TARGET
+from lensflow.bench.cloud_triton import TritonBench, run_triton_bench
 from lensflow.services.postgres import PostgresCluster
 
 IngestDatabase = Literal["sqlite", "postgresql"]
@@ -38,6 +43,7 @@ class CloudBench:
     ingest: IngestBench | None = None
     batching: BatchingBench | None = None
     api: ApiBench | None = None
+    triton: TritonBench | None = None
     notes: list[str] = field(default_factory=list)
 
     def ratios(self) -> dict[str, Ratio]:
@@ -60,6 +66,13 @@ class CloudBench:
         if self.api is not None and self.api.schema is not None:
             ratio = self.api.schema.ratio
             rows[f"API p95 / {TARGET_MS:g} ms"] = (ratio, "<= 1.00", ratio <= 1.0)
+        if self.triton is not None:
+            ratio = self.triton.ratio
+            rows["Triton batched / unbatched"] = (
+                ratio,
+                f">= {TRITON_TARGET:.2f}",
+                ratio >= TRITON_TARGET,
+            )
         return rows
 
     def as_json(self) -> dict[str, Any]:
@@ -73,6 +86,19 @@ class CloudBench:
         }
 
 
+@dataclass(frozen=True)
+class TritonOptions:
+    """The Triton part's model and load: processes x senders, each sending requests of crops."""
+
+    artifact: Path
+    """EfficientNet-Lite0's export with features (what ``vehicle_type`` runs)."""
+    crops: int = 256
+    processes: int = 2
+    senders: int = 4
+    request_size: int = 1
+    rounds: int = 3
+
+
 def run_cloud_bench(
     *,
     crops: int,
@@ -82,6 +108,7 @@ def run_cloud_bench(
     images: int = 64,
     ingest_database: IngestDatabase = "sqlite",
     skip_postgres: bool = False,
+    triton: TritonOptions | None = None,
     progress: Callable[[str], object] = print,
 ) -> CloudBench:
     """Run every part of the cloud benchmark.
@@ -94,6 +121,7 @@ def run_cloud_bench(
         images: Crops per classifier measurement.
         ingest_database: Where the ingest worker writes (a fresh database per round).
         skip_postgres: Leave out everything that needs PostgreSQL (the API part).
+        triton: How to measure the classifier on Triton; that part is skipped when None.
         progress: Called with a line before each part.
 
     Returns:
@@ -116,6 +144,23 @@ def run_cloud_bench(
             result.batching = run_batching(classifier, batch=batch, images=images)
         else:
             result.notes.append("batching skipped: no classifier model")
+        if triton is not None:
+            progress(
+                f"triton: {triton.crops} crops from {triton.processes} processes x "
+                f"{triton.senders} senders, {triton.request_size} a request ..."
+            )
+            result.triton = run_triton_bench(
+                triton.artifact,
+                folder=folder,
+                crops=triton.crops,
+                processes=triton.processes,
+                senders=triton.senders,
+                request_size=triton.request_size,
+                rounds=triton.rounds,
+                progress=progress,
+            )
+        else:
+            result.notes.append("Triton skipped (--no-triton)")
         if not skip_postgres:
             progress(f"API: loading {rows:,} rows into PostgreSQL, then timing pages ...")
             result.api = run_api_bench(rows=rows, folder=folder)

@@ -230,9 +230,17 @@ def cloud(
     manifest: Annotated[
         Path | None, typer.Option(help=shipped_help("Model manifest", "models.yaml"))
     ] = None,
+    triton: Annotated[
+        bool, typer.Option(help="Classifier on a real Triton (from .venv-triton), batched or not.")
+    ] = True,
+    triton_crops: Annotated[int, typer.Option(min=8, help="Crops per Triton measurement.")] = 256,
+    triton_processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    triton_senders: Annotated[int, typer.Option(min=1, help="Senders per process.")] = 4,
+    triton_request: Annotated[int, typer.Option(min=1, help="Crops per Triton request.")] = 1,
+    triton_rounds: Annotated[int, typer.Option(min=1, help="Rounds of every Triton mode.")] = 3,
 ) -> None:
-    """Worker ingest vs bare broker, batched vs unbatched classifier, API p95 on 1 M rows."""
-    from lensflow.bench.cloud import run_cloud_bench
+    """Worker ingest vs bare broker, batched vs unbatched classifier, API p95, Triton batching."""
+    from lensflow.bench.cloud import TritonOptions, run_cloud_bench
     from lensflow.models.export.artifacts import classifier_artifact_for
 
     try:
@@ -247,6 +255,19 @@ def cloud(
             images=images,
             ingest_database=ingest_db.value,
             skip_postgres=skip_postgres,
+            triton=TritonOptions(
+                # vehicle_type's model: EfficientNet-Lite0 with its features output
+                classifier_artifact_for(
+                    "efficientnet-lite0", manifest=manifest_or_default(manifest), features=True
+                ),
+                triton_crops,
+                triton_processes,
+                triton_senders,
+                triton_request,
+                triton_rounds,
+            )
+            if triton
+            else None,
             progress=out.print,
         )
     except (LensflowError, ValueError) as err:
@@ -300,6 +321,18 @@ def _print_cloud(result: CloudBench, *, classifier: str) -> None:
             table.add_row(
                 "  p95, next pages (cursor)", f"{latency.next_pages_p95_ms:.1f} ms", "", "", "", ""
             )
+    if (on_triton := result.triton) is not None:
+        value, target, ok = ratios.pop(0)
+        table.add_row(
+            f"{classifier} on Triton, crops/s",
+            f"batched {on_triton.per_s['triton batched']:.1f}",
+            f"unbatched {on_triton.per_s['triton unbatched']:.1f}",
+            f"{value:.2f}",
+            target,
+            _verdict(ok),
+        )
+        local = on_triton.per_s["in-worker onnxruntime"]
+        table.add_row("  in-worker ONNX Runtime", f"{local:.1f}", "", "", "", "")
     out.print(table)
     _print_cloud_details(result)
 
@@ -320,6 +353,22 @@ def _print_cloud_details(result: CloudBench) -> None:
         out.print(
             f"classifier: same top-1 label at batch 1 and {batching.batch}: "
             f"{batching.same_labels:.0%} of {batching.images} crops",
+            markup=False,
+        )
+    if (on_triton := result.triton) is not None:
+        same = ", ".join(
+            f"{mode}: {share:.0%} same type, max score diff {on_triton.max_score_diff[mode]:.1e}"
+            for mode, share in on_triton.same_types.items()
+        )
+        rounds = "; ".join(
+            f"{mode} " + "/".join(f"{rate:.0f}" for rate in rates)
+            for mode, rates in on_triton.rounds.items()
+        )
+        out.print(
+            f"triton: {on_triton.crops} crops, {on_triton.processes} processes x "
+            f"{on_triton.senders} senders, {on_triton.request_size} crop(s) a request; average "
+            f"batch Triton formed {on_triton.average_batch:.1f}; vs in-worker: {same}; "
+            f"crops/s per round: {rounds}",
             markup=False,
         )
     if (api := result.api) is not None:
