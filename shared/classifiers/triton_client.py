@@ -188,7 +188,8 @@ class TritonSession:
                     raise ModelError(f"{self.where} refused the request: {_message(err)}") from err
                 if attempt + 1 == attempts:
                     raise ServiceUnavailableError(
-                        f"{self.where} did not answer after {attempts} tries: {_message(err)}"
+                        f"{self.where} did not answer after {attempts} "
+                        f"{'try' if attempts == 1 else 'tries'}: {_message(err)}"
                     ) from err
                 time.sleep(min(0.25 * 2**attempt, 2.0))  # past the channel's reconnect backoff
         raise AssertionError("unreachable")  # pragma: no cover
