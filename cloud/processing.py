@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -207,13 +208,38 @@ class CropProcessor:
         """
         return self.store_many([(crop, result, received_at)])[0]
 
+    def write_jpegs(self, crops: Sequence[DecodedCrop]) -> list[str]:
+        """Put the crops' JPEGs in the crop store (concurrently; durable when this returns).
+
+        A worker starts this for a batch before its DAG runs (:meth:`store_many` then waits
+        for it): the crop store's writes overlap the DAG and the previous batch's commit.
+
+        Returns:
+            Their sha256s, in order.
+
+        Raises:
+            StorageError: If a JPEG cannot be written.
+
+        """
+        return self.crops.put_many([(crop.jpeg, crop.header.jpeg_sha256) for crop in crops])
+
     def store_many(
-        self, items: Sequence[tuple[DecodedCrop, ImageResult, datetime]]
+        self,
+        items: Sequence[tuple[DecodedCrop, ImageResult, datetime]],
+        *,
+        written: Future[list[str]] | None = None,
     ) -> list[Outcome]:
         """Store a batch: its JPEGs (written concurrently), then all its rows in one commit.
 
+        The rows are committed only once every JPEG is durable, so a stored crop always has
+        its JPEG.
+
         Args:
             items: ``(crop, result, received_at)`` triples.
+            written: The batch's :meth:`write_jpegs`, started earlier (on another thread):
+                waited for instead of writing again; written again if it failed. It may
+                cover more crops than ``items`` (one that became a dead letter since): such
+                a JPEG stays in the store, unreferenced.
 
         Returns:
             Each crop's outcome, in order.
@@ -226,7 +252,8 @@ class CropProcessor:
         """
         if not items:
             return []
-        self.crops.put_many([(crop.jpeg, crop.header.jpeg_sha256) for crop, _, _ in items])
+        if written is None or written.exception() is not None:  # exception() waits for it
+            self.write_jpegs([crop for crop, _, _ in items])
         entries = [
             CropEntry(crop.header, len(crop.jpeg), result.nodes, received_at)
             for crop, result, received_at in items

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -43,6 +44,7 @@ class BatchState:
     copies: list[tuple[Delivery, CropMessage]] = field(default_factory=list)  # follow firsts
     acked: set[str] = field(default_factory=set)  # crop ids acknowledged
     started: float = field(default_factory=time.perf_counter)
+    written: Future[list[str]] | None = None  # the JPEG writes of its fresh crops, under way
 
 
 class Outcomes:

@@ -98,6 +98,7 @@ class Worker:
             intake=self.intake, results=self.results, metrics=self.metrics, stopping=self._stopping
         )
         self._decoder = BatchDecoder()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="jpeg-write")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._in_flight: Future[None] | None = None  # the commit of the previous batch
         self._in_flight_ids: dict[str, str] = {}  # its crops: crop_id -> JPEG sha256
@@ -164,6 +165,7 @@ class Worker:
         finally:
             self._drain()
             self._committer.shutdown(wait=True)
+            self._writer.shutdown(wait=True)
             self.batcher.close()
             self.intake.stop()
             self.follower.stop()
@@ -257,6 +259,9 @@ class Worker:
             self.outcomes.ack(delivery, message.header, "duplicate", state)
         pixels = self.processor.pipeline.needs_pixels  # else only the JPEG headers are checked
         decoded, bad_images = self._decoder.decode(sorted_out.fresh, pixels=pixels)
+        if len(decoded) > 1:  # the crop store's writes overlap the DAG and the last commit
+            crops = [item.crop for item in decoded]
+            state.written = self._writer.submit(self.processor.write_jpegs, crops)
         arrival = {id(delivery): index for index, delivery in enumerate(batch)}
         for letter in sorted(
             [*sorted_out.letters, *bad_images], key=lambda x: arrival[id(x.delivery)]
@@ -309,7 +314,8 @@ class Worker:
             return
         triples = [(item.crop, result, item.delivery.received_at) for item, result in done]
         outcomes = self.outcomes.retrying(
-            f"a batch of {len(done)}", lambda: self.processor.store_many(triples)
+            f"a batch of {len(done)}",
+            lambda: self.processor.store_many(triples, written=state.written),
         )
         if outcomes is None:
             return  # stopping while storage fails: no ack, the broker sends them again
