@@ -4,8 +4,9 @@ One publisher (a child process, MQTT v5, QoS 1) sends the same N real crop messa
 private mosquitto twice per round: once to a plain paho subscriber that only counts (the
 broker's publish → receive rate on this machine), once to a real
 :class:`lensflow.cloud.worker.Worker`
-whose pipeline is a single no-op node (its own cost: intake, JPEG decode, crop store,
-database commit, acknowledgement). Both consumers run in this process, with the same
+whose pipeline is a single no-op node (its own cost: intake, envelope and JPEG header checks
+— a node that needs no pixels gets no decode —, crop store, database commit,
+acknowledgement). Both consumers run in this process, with the same
 protocol, QoS and in-flight window; rounds alternate the two and the medians are kept.
 """
 

@@ -1,7 +1,8 @@
 """Classifier plugins for benchmarks, named in a pipeline YAML by dotted path.
 
-:class:`NoOp` does no work, so a pipeline whose only node is it measures the worker's own
-costs: intake, JPEG decode, crop store, database, acknowledgement.
+:class:`NoOp` does no work and reads no pixels, so a pipeline whose only node is it measures
+the worker's own costs: intake, JPEG header check (nothing is decoded), crop store, database,
+acknowledgement.
 """
 
 from __future__ import annotations
