@@ -4,8 +4,9 @@ A delivery is acknowledged only once its results (or its dead letter) are commit
 intake delivers at least once; the results database ignores a second save of a ``crop_id``,
 which makes the stored outcome exactly once. A message that cannot be decoded, is too large,
 or whose JPEG does not decode becomes a dead letter with the reason, and is acknowledged: it
-never stops the worker. When the database or the crop folder is unreachable the worker
-retries with backoff and holds the acks, so the broker keeps the crops.
+never stops the worker. When the database or the crop folder is unreachable, or an inference
+server a node needs is down, the worker retries with backoff and holds the acks, so the broker
+keeps the crops. A batch is sorted out and run through the DAG while the previous one commits.
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ def worker(tmp_path: Path, registry: PluginRegistry) -> Iterator[tuple[Worker, M
     built.processor.crops = SlowCropStore(built.crops)  # type: ignore[assignment]
     yield built, intake
     built._committer.shutdown(wait=True)
+    built._writer.shutdown(wait=True)
     built.engine.dispose()
 
 
