@@ -7,8 +7,12 @@ head, get, presign) and translates botocore's failures into
 - the store unreachable, a timeout, a 5xx, throttling: transient; the error's ``__cause__``
   is a :class:`ConnectionError` (an ``OSError``, chained to botocore's own), which is what
   :func:`lensflow.cloud.worker.retry.is_transient` retries;
-- anything else (access denied, no such bucket, no credentials): raised from botocore's
-  error, not transient: retrying would not help.
+- the whole store refused (access denied, a bad or expired key, no credentials, no such
+  bucket: a password rotation, a deleted bucket): transient too, the same way: every object
+  would fail alike, so the batch waits for an operator rather than being dead-lettered;
+- a refusal of this one object (its bytes damaged on the way: ``BadDigest``, a checksum
+  mismatch; a key or body the store refuses): raised from botocore's error, not transient:
+  retrying would not help.
 
 Credentials come only from boto3's chain (``AWS_ACCESS_KEY_ID``, a profile, a role).
 """
@@ -29,11 +33,30 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
-_THROTTLED = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"}
-)
 _ALREADY_THERE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_OBJECT_REFUSALS = frozenset(
+    {
+        "BadDigest",
+        "InvalidDigest",
+        "XAmzContentSHA256Mismatch",
+        "EntityTooLarge",
+        "EntityTooSmall",
+        "KeyTooLongError",
+        "InvalidObjectState",
+        "InvalidRange",
+    }
+)
+"""S3 refusals of the one object or request: permanent. Any other code is the store's."""
+_STORE_REFUSALS = {
+    "NoSuchBucket": "the bucket does not exist: ",
+    "AccessDenied": "access denied (check the credentials and the bucket policy): ",
+    "InvalidAccessKeyId": "the access key is not known to the store: ",
+    "SignatureDoesNotMatch": "the secret key does not match the access key: ",
+    "ExpiredToken": "the credentials have expired: ",
+    "InvalidToken": "the session token is not valid: ",
+}
+"""Refusals of every request, named plainly in the message (transient: see the module)."""
 
 
 def _client_error_code(err: Exception) -> tuple[str, int]:
@@ -47,31 +70,50 @@ def _client_error_code(err: Exception) -> tuple[str, int]:
 def fail(err: Exception, *, doing: str) -> NoReturn:
     """Raise the StorageError for a botocore failure of ``doing`` (``put s3://b/k``).
 
-    Transient failures are raised from a :class:`ConnectionError` (chained to ``err``), the
-    others from ``err`` itself (see the module).
+    Transient failures (the store down or refusing everything) are raised from a
+    :class:`ConnectionError` (chained to ``err``), refusals of the one object from ``err``
+    itself (see the module).
 
     Raises:
         StorageError: Always.
 
     """
-    from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import ClientError
 
-    message = f"could not {doing}: {err}"
-    transient = isinstance(err, BotoConnectionError | HTTPClientError)
     if isinstance(err, ClientError):
-        code, status = _client_error_code(err)
-        transient = status >= 500 or code in _THROTTLED
-    if isinstance(err, NoCredentialsError):
-        message = (
-            f"could not {doing}: expected S3 credentials from the environment "
-            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or a role), got none"
-        )
+        code = _client_error_code(err)[0]
+        message = f"could not {doing}: {_STORE_REFUSALS.get(code, '')}{err}"
+        transient = code not in _OBJECT_REFUSALS
+    else:
+        message, transient = _botocore_failure(err, doing=doing)
     if not transient:
         raise StorageError(message) from err
+    logger.warning("object store unavailable: %s", message)
     cause = ConnectionError(f"object store unavailable: {err}")
     cause.__cause__ = err
     raise StorageError(message) from cause
+
+
+def _botocore_failure(err: Exception, *, doing: str) -> tuple[str, bool]:
+    """The message of a botocore failure that is no S3 answer, and whether it is transient."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import (
+        CredentialRetrievalError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(err, NoCredentialsError):
+        return (
+            f"could not {doing}: expected S3 credentials from the environment "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or a role), got none",
+            True,
+        )
+    if isinstance(err, CredentialRetrievalError | PartialCredentialsError):
+        return f"could not {doing}: S3 credentials unusable: {err}", True
+    transient = isinstance(err, BotoConnectionError | HTTPClientError)
+    return f"could not {doing}: {err}", transient
 
 
 @dataclass(frozen=True)

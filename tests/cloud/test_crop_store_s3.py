@@ -101,7 +101,7 @@ def test_the_store_down_is_transient_and_back_it_works(
         assert store.get(SHA) == JPEG
 
 
-def test_missing_credentials_are_named_and_not_transient(
+def test_missing_credentials_are_named_and_transient(
     moto_s3: MotoS3Server,  # noqa: F811
     s3_env: dict[str, str],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -114,7 +114,26 @@ def test_missing_credentials_are_named_and_not_transient(
     with pytest.raises(StorageError, match="expected S3 credentials from the environment") as info:
         store.put(JPEG)
 
-    assert not is_transient(info.value)
+    # every crop would fail alike: the worker holds the batch, it dead-letters none
+    assert is_transient(info.value)
+
+
+def test_a_missing_bucket_is_named_and_transient(
+    moto_s3: MotoS3Server,  # noqa: F811
+    s3_env: dict[str, str],  # noqa: F811
+) -> None:
+    # given a store whose bucket was deleted (or never created)
+    config = s3_store_config(moto_s3)
+    admin_client(moto_s3.endpoint).delete_bucket(Bucket=config.bucket)
+    store = open_crop_store(config)
+
+    with pytest.raises(StorageError, match="the bucket does not exist") as info:
+        store.put_many([(JPEG, SHA)])
+
+    assert f"s3://{config.bucket}/" in str(info.value)
+    assert is_transient(info.value)  # held until the bucket is back, not dead-lettered
+    admin_client(moto_s3.endpoint).create_bucket(Bucket=config.bucket)
+    assert store.put(JPEG) == SHA
 
 
 @pytest.mark.parametrize(
