@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from lensflow.cloud.storage.errors import StorageError
+from lensflow.cloud.storage.errors import RangeNotSatisfiableError, StorageError
 
 if TYPE_CHECKING:
     from lensflow.shared.config.cloud import S3CropStoreConfig
@@ -252,6 +252,7 @@ class S3Location:
             byte_range: An HTTP ``Range`` value (``bytes=100-``) to read only that part.
 
         Raises:
+            RangeNotSatisfiableError: ``byte_range`` starts at or past the object's end.
             StorageError: The store could not be read.
 
         """
@@ -261,12 +262,27 @@ class S3Location:
         try:
             answer: dict[str, Any] = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
         except ClientError as err:
-            if _client_error_code(err)[0] in _NOT_FOUND:
+            code = _client_error_code(err)[0]
+            if code in _NOT_FOUND:
                 return None
+            if code == "InvalidRange":
+                self._unsatisfiable(key, byte_range=byte_range, err=err)
             fail(err, doing=f"read {self.url(key)}")
         except BotoCoreError as err:
             fail(err, doing=f"read {self.url(key)}")
         return answer
+
+    def _unsatisfiable(self, key: str, *, byte_range: str | None, err: Exception) -> NoReturn:
+        """Raise the 416 error of ``byte_range``, with the object's size (S3's or a head's)."""
+        error: dict[str, Any] = getattr(err, "response", {}).get("Error", {})
+        actual = str(error.get("ActualObjectSize", ""))
+        size = int(actual) if actual.isdigit() else self.size(key)
+        if size is None:
+            fail(err, doing=f"read {self.url(key)}")
+        raise RangeNotSatisfiableError(
+            f"expected a range within the {size} bytes of {self.url(key)}, got {byte_range!r}",
+            size=size,
+        ) from err
 
     def read(self, key: str) -> bytes | None:
         """The whole object ``key``; None if not stored.

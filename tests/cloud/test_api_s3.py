@@ -144,6 +144,26 @@ def test_a_bundle_is_put_once_and_downloaded_whole_or_resumed(api: S3Api, tmp_pa
         assert range_answer.status_code == 206 and range_answer.content == body[1000:]
 
 
+def test_a_range_from_the_bundle_end_is_416_as_from_the_folder(
+    tmp_path: Path,
+    moto_s3: MotoS3Server,  # noqa: F811
+    s3_env: dict[str, str],  # noqa: F811
+) -> None:
+    # given an edge resuming a download whose .part already holds every byte
+    sha, body = packed(tmp_path)
+    with running_s3_api(tmp_path, moto_s3, serve="stream") as api:
+        assert api.push(body).status_code == 201
+        url = f"/v1/models/{sha}/bundle"
+
+        response = api.get(url, headers={"Range": f"bytes={len(body)}-"})
+        inside = api.get(url, headers={"Range": f"bytes={len(body) - 1}-"})
+
+    # then "nothing after what you have" (edge/model_fetch.py: complete), not 503
+    assert response.status_code == 416, response.text
+    assert response.headers["content-range"] == f"bytes */{len(body)}"
+    assert inside.status_code == 206 and inside.content == body[-1:]
+
+
 def test_a_refused_bundle_leaves_nothing_in_the_bucket(api: S3Api, tmp_path: Path) -> None:
     _sha, body = packed(tmp_path)
 

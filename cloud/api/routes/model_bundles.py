@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -29,7 +29,7 @@ from lensflow.cloud.api.errors import ApiError, server_fault
 from lensflow.cloud.api.limits import BodyTooLargeError
 from lensflow.cloud.storage.bundles import BundleStorage, ModelBundleRow
 from lensflow.cloud.storage.crops import LocalFile, NotStoredError, ObjectStream, Redirect
-from lensflow.cloud.storage.errors import StorageError
+from lensflow.cloud.storage.errors import RangeNotSatisfiableError, StorageError
 from lensflow.shared.model_bundle import (
     BundleCard,
     BundleError,
@@ -134,6 +134,7 @@ def list_bundles(session: DbSession, _caller: Viewer) -> BundleList:
         200: {"content": {MEDIA_TYPE: {}}, "description": "The bundle."},
         206: {"content": {MEDIA_TYPE: {}}, "description": "The requested byte range."},
         307: {"description": "Fetch it from this presigned URL (S3 store, `serve: redirect`)."},
+        416: {"description": "The range starts at the bundle's end: a resumed download is whole."},
     },
 )
 def download_bundle(
@@ -149,6 +150,8 @@ def download_bundle(
         served = bundles_of(state).serve(sha256, byte_range=request.headers.get("range"))
     except NotStoredError:
         raise unknown from None
+    except RangeNotSatisfiableError as err:  # a resumed download already whole: as FileResponse
+        return PlainTextResponse(status_code=416, headers={"Content-Range": f"bytes */{err.size}"})
     except StorageError as err:
         summary = f"model bundle {sha256} cannot be read from the store"
         raise server_fault(503, "storage_unavailable", summary, err) from err
