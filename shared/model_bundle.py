@@ -81,7 +81,7 @@ def parse_model_ref(model: str) -> str | None:
     if not model.startswith(REF_PREFIX):
         return None
     digest = model[len(REF_PREFIX) :].lower()
-    if not _SHA256.match(digest):
+    if not _SHA256.fullmatch(digest):
         raise BundleError(f"expected 'sha256:' and 64 hex digits, got {model!r}")
     return digest
 
@@ -195,7 +195,7 @@ def parse_card(data: bytes) -> BundleCard:
     if not isinstance(raw, dict):
         raise BundleError(f"expected {CARD_NAME} to hold an object, got {type(raw).__name__}")
     files = _field(raw, "files", dict)
-    bad = {k: v for k, v in files.items() if not isinstance(v, str) or not _SHA256.match(v)}
+    bad = {k: v for k, v in files.items() if not isinstance(v, str) or not _SHA256.fullmatch(v)}
     if bad or not files:
         raise BundleError(f"expected card files to map names to sha256 hex digests, got {files}")
     for name in files:

@@ -91,7 +91,7 @@ class BundleStore:
             StorageError: ``sha256`` is not 64 lowercase hex digits.
 
         """
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise StorageError(f"expected a sha256 of 64 lowercase hex digits, got {sha256!r}")
         return self.folder / f"{sha256}.tar"
 

@@ -94,7 +94,7 @@ class S3BundleStore:
             if self.location.size(key) is None:
                 raise NotStoredError(f"expected a bundle at {self.location.url(key)}, got none")
             return Redirect(self.location.presign(key))
-        asked = byte_range if byte_range and _RANGE.match(byte_range) else None
+        asked = byte_range if byte_range and _RANGE.fullmatch(byte_range) else None
         answer = self.location.open(key, byte_range=asked)
         if answer is None:
             raise NotStoredError(f"expected a bundle at {self.location.url(key)}, got none")

@@ -96,7 +96,7 @@ def checked_sha256(sha256: object) -> str:
         StorageError: Otherwise (no cause: the key is refused, not the store down).
 
     """
-    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise StorageError(f"expected a sha256 of 64 lowercase hex digits, got {sha256!r}")
     return sha256
 

@@ -27,6 +27,7 @@ from lensflow.cloud.storage import (
     create_engine_for,
     migrate,
 )
+from lensflow.cloud.storage.bundles import BundleStore
 from lensflow.cloud.storage.crops import crop_key
 from lensflow.cloud.storage.db import alembic_config
 from lensflow.cloud.storage.models import Base, Camera, ClassifierResult
@@ -398,6 +399,7 @@ def test_crop_store_refuses_bytes_with_another_hash(crop_backend: CropBackend) -
         ("ab" * 32, "expected a stored crop"),  # well formed, not stored
         ("../../etc/passwd", "expected a sha256 of 64 lowercase hex digits"),  # not a hash
         ("AB" * 32, "expected a sha256 of 64 lowercase hex digits"),  # upper case
+        ("ab" * 32 + "\n", "expected a sha256 of 64 lowercase hex digits"),  # trailing newline
     ],
 )
 def test_crop_store_get_of_unknown_or_malformed_hash_fails(
@@ -415,3 +417,10 @@ def test_the_folder_store_keeps_its_layout(tmp_path: Path) -> None:
     sha = crops.put(b"jpeg")
 
     assert crops.path(sha) == tmp_path / sha[:2] / sha[2:4] / f"{sha}.jpg"
+
+
+@pytest.mark.parametrize("sha", ["ab" * 32 + "\n", "AB" * 32, "ab" * 31])
+def test_a_bundle_path_of_a_malformed_hash_is_refused(tmp_path: Path, sha: str) -> None:
+    # a trailing newline too: the hash names a file, it must be exactly 64 hex digits
+    with pytest.raises(StorageError, match="expected a sha256 of 64 lowercase hex digits"):
+        BundleStore(tmp_path).path(sha)
