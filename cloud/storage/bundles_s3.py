@@ -65,7 +65,7 @@ class S3BundleStore:
         """Put the validated upload under its sha256 unless it is there already.
 
         Raises:
-            StorageError: The put failed, or the object there has another size.
+            StorageError: The put failed, or the object there holds other bytes.
 
         """
         key = self.key(sha256)
@@ -74,7 +74,7 @@ class S3BundleStore:
             if self.location.put_if_absent(key, body, sha256=sha256):
                 logger.info("model registry: stored bundle %s (%d bytes) at %s", sha256, size, key)
                 return
-        self.location.confirm_stored(key, size=size)
+        self.location.confirm_stored(key, size=size, sha256=sha256)
 
     def serve(self, sha256: str, *, byte_range: str | None = None) -> ObjectStream | Redirect:
         """The bundle's bytes in chunks (the asked range of them), or a presigned URL.

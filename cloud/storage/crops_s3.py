@@ -84,7 +84,7 @@ class S3CropStore:
         if self.location.put_if_absent(key, data, sha256=sha256):
             logger.debug("stored crop %s (%d bytes) at %s", sha256, len(data), key)
             return sha256
-        self.location.confirm_stored(key, size=len(data))
+        self.location.confirm_stored(key, size=len(data), sha256=sha256)
         return sha256
 
     def put_many(self, items: Sequence[tuple[bytes, str | None]]) -> list[str]:

@@ -116,6 +116,11 @@ def _botocore_failure(err: Exception, *, doing: str) -> tuple[str, bool]:
     return f"could not {doing}: {err}", transient
 
 
+def _base64_digest(sha256: str) -> str:
+    """The base64 of the raw digest a hex sha256 spells (S3's ``ChecksumSHA256`` form)."""
+    return base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+
+
 @dataclass(frozen=True)
 class S3Location:
     """A bucket and key prefix, with the client that reaches them and how URLs are presigned.
@@ -195,7 +200,8 @@ class S3Location:
                 Key=key,
                 Body=body,
                 IfNoneMatch="*",
-                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+                ChecksumAlgorithm="SHA256",  # kept with the object: confirm_stored compares it
+                ChecksumSHA256=_base64_digest(sha256),
             )
         except ClientError as err:
             if _client_error_code(err)[0] in _ALREADY_THERE:
@@ -212,36 +218,53 @@ class S3Location:
             StorageError: The store could not be asked.
 
         """
+        head = self._head(key)
+        return None if head is None else int(head["ContentLength"])
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The ``head_object`` answer for ``key``, its checksums asked for; None if not stored."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            head: dict[str, Any] = self.client.head_object(
+                Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
+            )
         except ClientError as err:
             if _client_error_code(err)[0] in _NOT_FOUND:
                 return None
             fail(err, doing=f"look up {self.url(key)}")
         except BotoCoreError as err:
             fail(err, doing=f"look up {self.url(key)}")
-        return int(head["ContentLength"])
+        return head
 
-    def confirm_stored(self, key: str, *, size: int) -> None:
-        """Check that the object a conditional put found at ``key`` is the ``size`` bytes put.
+    def confirm_stored(self, key: str, *, size: int, sha256: str) -> None:
+        """Check that the object a conditional put found at ``key`` is the bytes put.
+
+        Its stored ``ChecksumSHA256`` is compared when the store keeps one (the put sends
+        it), its size otherwise.
 
         Raises:
             StorageError: No object yet (a concurrent writer still busy: transient, caused by
-                a ``ConnectionError``), or one of another size (not transient: the store
-                holds other bytes under this content address).
+                a ``ConnectionError``), or other bytes (not transient: the store holds
+                another object under this content address).
 
         """
-        stored = self.size(key)
-        if stored is None:
+        head = self._head(key)
+        if head is None:
             raise StorageError(
                 f"expected {self.url(key)} after its conditional put was refused, got none yet"
             ) from ConnectionError("a concurrent write of the same object has not finished")
+        stored = int(head["ContentLength"])
+        checksum = head.get("ChecksumSHA256")
         if stored != size:
             raise StorageError(
                 f"expected {self.url(key)} to hold the {size} bytes of its sha256, got "
                 f"{stored} bytes stored under it (another object at this content address)"
+            )
+        if checksum is not None and checksum != _base64_digest(sha256):
+            raise StorageError(
+                f"expected {self.url(key)} to hold bytes with sha256 {sha256}, got bytes with "
+                f"checksum {checksum} stored under it (another object at this content address)"
             )
 
     def open(self, key: str, *, byte_range: str | None = None) -> dict[str, Any] | None:

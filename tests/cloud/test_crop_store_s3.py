@@ -7,6 +7,7 @@ what only the bucket has. moto checks no signatures and keeps nothing on disk (s
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -67,6 +68,31 @@ def test_other_bytes_under_a_content_address_are_a_permanent_error(store: S3Crop
         store.put(JPEG)
 
     assert not is_transient(info.value)  # retrying would never help
+
+
+def test_other_bytes_of_the_same_size_are_a_permanent_error(store: S3CropStore) -> None:
+    # given another writer's bytes of the same size, stored with their sha256 checksum
+    other = JPEG[:-1] + b"\x00"
+    location = store.location
+    admin_client(location.client.meta.endpoint_url).put_object(
+        Bucket=location.bucket, Key=store.key(SHA), Body=other, ChecksumAlgorithm="SHA256"
+    )
+
+    # then the checksum shows it, where the size alone would not
+    with pytest.raises(StorageError, match=f"to hold bytes with sha256 {SHA}, got") as info:
+        store.put(JPEG)
+
+    assert not is_transient(info.value)
+
+
+def test_a_put_keeps_the_sha256_checksum_with_the_object(store: S3CropStore) -> None:
+    store.put(JPEG)
+
+    location = store.location
+    head = location.client.head_object(
+        Bucket=location.bucket, Key=store.key(SHA), ChecksumMode="ENABLED"
+    )
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(JPEG).digest()).decode()
 
 
 def test_a_wrong_sha_is_refused_before_anything_is_sent(store: S3CropStore) -> None:
