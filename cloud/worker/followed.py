@@ -17,6 +17,7 @@ from lensflow.cloud.heads.store import DbHeadStore
 from lensflow.cloud.worker.versions import PipelineText, VersionBook, compile_text
 from lensflow.shared.classifiers.registry import PluginRegistry, default_registry
 from lensflow.shared.dag.engine import Pipeline
+from lensflow.shared.errors import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class FollowedPipeline:
 
         Raises:
             ConfigError: Neither loads (the local file's errors).
+            ServiceUnavailableError: The active version needs a server (Triton) that is down.
             OSError: The local file cannot be read.
 
         """
@@ -56,6 +58,8 @@ class FollowedPipeline:
         if active is not None and active.sha256 != local.sha256:
             try:
                 return self._take(active)
+            except ServiceUnavailableError:
+                raise  # a server it needs is down: not a reason to run another version
             except Exception as err:  # run the local file, say why
                 logger.error("%s did not load: %s; running %s", active.source, err, local.source)
         return self._take(local)

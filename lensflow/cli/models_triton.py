@@ -81,7 +81,7 @@ def triton_repo(
             wanted += pipeline_models(pipeline)
         if not wanted:
             wanted = [(DEFAULT_MODEL, DEFAULT_MODEL)]
-        models = [(name, resolve(source, manifest=manifest)) for name, source in wanted]
+        models = unique([(name, resolve(source, manifest=manifest)) for name, source in wanted])
         written = write_repository(out_dir, models, settings)
     except LensflowError as err:
         fail(f"triton-repo failed: {err}")
@@ -92,6 +92,23 @@ def triton_repo(
         "triton: {url: HOST:8001, model: NAME})",
         markup=False,
     )
+
+
+def unique(models: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Each (name, file) once: nodes sharing a model (vehicle_type and embeddings) share it.
+
+    Raises:
+        LensflowError: One name is given two different files.
+
+    """
+    chosen: dict[str, Path] = {}
+    for name, path in models:
+        if name in chosen and chosen[name].resolve() != path.resolve():
+            raise LensflowError(
+                f"model {name!r} is given two files, {chosen[name]} and {path}: expected one"
+            )
+        chosen.setdefault(name, path)
+    return list(chosen.items())
 
 
 def _parse(item: str) -> tuple[str, str]:

@@ -17,7 +17,6 @@ a ``runtime: triton`` node checks that the server runs the file its config names
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from collections.abc import Sequence
@@ -25,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from lensflow.shared.classifiers.triton_client import SHA256_PARAMETER, file_sha256
 from lensflow.shared.errors import LensflowError, ModelError
 
 Backend = Literal["onnxruntime", "python"]
 Kind = Literal["auto", "cpu", "gpu"]
-SHA256_PARAMETER = "lensflow_sha256"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -128,7 +127,7 @@ def write_repository(
             inputs=inputs,
             outputs=outputs,
             batched=batched,
-            sha256=_sha256(onnx_file),
+            sha256=file_sha256(onnx_file),
             settings=settings,
         )
         (folder / "config.pbtxt").write_text(config, encoding="utf-8")
@@ -235,11 +234,3 @@ def _triton_type(numpy_name: str, onnx_file: Path) -> str:
         raise ModelError(
             f"{onnx_file}: a tensor of type {numpy_name}, expected one of {sorted(_TYPES)}"
         ) from None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

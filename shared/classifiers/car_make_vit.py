@@ -43,7 +43,7 @@ from lensflow.shared.classifiers.hf_runtime import (
     TritonLogits,
     download_from_hub,
 )
-from lensflow.shared.classifiers.triton_client import TritonParams
+from lensflow.shared.classifiers.triton_client import TritonParams, pairing_problem
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import ModelError
 
@@ -83,11 +83,8 @@ class CarMakeViTParams(StrictModel):
 
     @model_validator(mode="after")
     def _check_model(self) -> Self:
-        if (self.runtime == "triton") != (self.triton is not None):
-            raise ValueError(
-                "runtime triton and triton: {url, model} go together; got runtime "
-                f"{self.runtime!r} and triton {'set' if self.triton else 'missing'}"
-            )
+        if problem := pairing_problem(self.runtime, self.triton):
+            raise ValueError(problem)
         if self.hub:
             if self.runtime != "transformers":
                 raise ValueError("hub: true needs runtime: transformers (exports are folders)")

@@ -42,7 +42,7 @@ from lensflow.shared.classifiers.onnx_classifier import (
     OnnxClassifierParams,
     Runtime,
 )
-from lensflow.shared.classifiers.triton_client import TritonParams
+from lensflow.shared.classifiers.triton_client import TritonParams, pairing_problem
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import LensflowError, ModelError
 
@@ -85,12 +85,9 @@ class EffNetParams(StrictModel):
     @model_validator(mode="after")
     def _check_model(self, info: ValidationInfo) -> Self:
         self._models = store_from_context(info.context)
-        if self.runtime == "triton" or self.triton is not None:
-            if self.runtime != "triton" or self.triton is None:
-                raise ValueError(
-                    "runtime triton and triton: {url, model} go together; got runtime "
-                    f"{self.runtime!r} and triton {'set' if self.triton else 'missing'}"
-                )
+        if pairing := pairing_problem(self.runtime, self.triton):
+            raise ValueError(pairing)
+        if self.runtime == "triton":
             return self  # the server has the model; a local export is only checked against it
         problem = model_problem(self.model, self.manifest, models=self._models)
         if problem is None:

@@ -26,7 +26,6 @@ Example node::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +35,8 @@ import numpy as np
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
 from lensflow.shared.classifiers.effnet_lite import FEATURES, EffNetParams, is_path, load_effnet
 from lensflow.shared.classifiers.onnx_classifier import FloatArray
-from lensflow.shared.errors import ModelError
+from lensflow.shared.classifiers.triton_client import file_sha256
+from lensflow.shared.errors import ModelError, PluginError
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +113,9 @@ def model_identifier(
     """
     if path is not None:
         try:
-            with path.open("rb") as stream:
-                digest = hashlib.file_digest(stream, "sha256").hexdigest()
-        except OSError as err:
-            raise ModelError(f"embeddings: cannot read {path}: {err}") from err
+            digest = file_sha256(path)
+        except PluginError as err:
+            raise ModelError(f"embeddings: {err}") from err
     elif served_sha256:
         digest = served_sha256
     else:

@@ -30,7 +30,12 @@ import onnxruntime as ort
 from pydantic import Field, field_validator, model_validator
 
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
-from lensflow.shared.classifiers.triton_client import TritonParams, TritonSession, file_sha256
+from lensflow.shared.classifiers.triton_client import (
+    TritonParams,
+    TritonSession,
+    file_sha256,
+    pairing_problem,
+)
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.errors import PluginError
 
@@ -174,14 +179,12 @@ class OnnxClassifier(BaseClassifier):
 
 def runtime_problem(model: str | None, *, runtime: Runtime, triton: TritonParams | None) -> str:
     """Why a node's model/runtime settings cannot work, or '' when they can."""
+    if problem := pairing_problem(runtime, triton):
+        return problem
     if runtime == "triton":
-        if triton is None:
-            return "runtime triton needs triton: {url, model} (the model's name on the server)"
         if model is not None and not Path(model).is_file():
             return f"model must be an existing .onnx file or left out, but {model!r} is not a file"
         return ""
-    if triton is not None:
-        return "triton: is set but runtime is onnxruntime; set runtime: triton or drop triton:"
     if model is None or not Path(model).is_file():
         return f"model must be an existing .onnx file, but {model!r} is not a file"
     return ""

@@ -2,18 +2,23 @@
 
 :class:`TritonSession` stands in for an ONNX Runtime session where the classifier plugins use
 one (``get_inputs``, ``get_outputs``, ``run``): the plugins keep their preprocessing and
-postprocessing, and each batch becomes one KServe v2 request (gRPC by default, with
-``tritonclient``) that Triton's dynamic batcher may merge with other workers' requests.
+postprocessing, and each batch becomes one KServe v2 request over gRPC (``tritonclient``; its
+gRPC client is thread-safe, unlike its HTTP one) that Triton's dynamic batcher may merge with
+other workers' requests.
 
 At load the server must be live and ready and the model ready, else the pipeline does not load
 (:class:`~lensflow.shared.errors.ServiceUnavailableError`, naming the url and the model). When
 the node also names the ONNX file, the sha256 the model's Triton config carries
 (``lensflow_sha256``, written by ``lensflow models triton-repo``) must be that file's: a node
 never runs another model than its config says. A request that fails for the connection's sake
-(server down, restarting, overloaded, deadline passed) is retried ``retries`` times, then
-raised as ``ServiceUnavailableError``: the worker holds the batch and tries it again later,
-nothing is recorded as the node's error. A request the server refuses (wrong shape) is a
-:class:`~lensflow.shared.errors.ModelError`.
+(server down or restarting) is retried ``retries`` times, then raised as
+``ServiceUnavailableError``: the worker holds the batch and tries it again later, nothing is
+recorded as the node's error. A request whose deadline passes is not sent again (the server
+may still be running it): if the server is down that is an outage as well, but with the server
+and the model ready it is the request that is too slow for ``timeout_s`` — a
+:class:`~lensflow.shared.errors.ModelError`, on which the DAG runs the batch's crops one by
+one — so a batch that can never finish in time is not held forever. A request the server
+refuses (wrong shape) is a ``ModelError`` too.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +46,6 @@ from lensflow.shared.errors import (
 logger = logging.getLogger(__name__)
 
 SHA256_PARAMETER = "lensflow_sha256"
-_UNAVAILABLE = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"})
 _CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 2**31 - 1),  # tritonclient's defaults, which these replace
     ("grpc.max_receive_message_length", 2**31 - 1),
@@ -57,13 +61,11 @@ class TritonParams(StrictModel):
     """Where a ``runtime: triton`` node's model is served."""
 
     url: str = Field(
-        "127.0.0.1:8001",
-        description="host:port of the server's gRPC endpoint (HTTP endpoint with protocol http).",
+        "127.0.0.1:8001", description="host:port of the server's gRPC endpoint (KServe v2)."
     )
     model: str = Field(description="The model's name in the repository (triton-repo's NAME).")
     version: str = Field("", description="Model version; the server's latest when empty.")
-    protocol: Literal["grpc", "http"] = Field("grpc", description="KServe v2 over gRPC or HTTP.")
-    timeout_s: float = Field(10.0, gt=0, description="Deadline of one request.")
+    timeout_s: float = Field(10.0, gt=0, description="Deadline of one request or check.")
     retries: int = Field(2, ge=0, le=10, description="Retries of a request the server missed.")
 
 
@@ -94,7 +96,7 @@ class TritonSession:
     def __init__(self, params: TritonParams, *, expected_sha256: str | None = None) -> None:
         self.params = params
         self._client, self._module = _connect(params)
-        self.where = f"Triton model {params.model!r} at {params.url} ({params.protocol})"
+        self.where = f"Triton model {params.model!r} at {params.url}"
         self._check_ready()
         metadata = self._call(self._client.get_model_metadata, params.model, params.version)
         config = self._call(self._client.get_model_config, params.model, params.version)
@@ -102,10 +104,19 @@ class TritonSession:
         self._outputs = [_tensor(t) for t in _field(metadata, "outputs")]
         config = config.get("config", config) if isinstance(config, dict) else config
         self.max_batch_size = int(_field(config, "max_batch_size") or 0)
+        first = self._inputs[0].shape[0] if self._inputs and self._inputs[0].shape else None
+        # a model served without batching takes its graph's own (fixed) first axis
+        self._fixed_batch = first if self.max_batch_size == 0 and isinstance(first, int) else 0
         parameters = _field(config, "parameters") or {}
-        served = (parameters.get(SHA256_PARAMETER) or {}).get("string_value")
+        served = str((parameters.get(SHA256_PARAMETER) or {}).get("string_value") or "")
         self.sha256: str | None = served or None
-        if expected_sha256 is not None and served and served != expected_sha256:
+        if expected_sha256 is not None and not served:
+            raise ModelError(
+                f"{self.where} has no {SHA256_PARAMETER} parameter in its config, so it cannot "
+                "be checked against the node's model file; write the repository with "
+                "`lensflow models triton-repo`, or leave the node's model file out"
+            )
+        if expected_sha256 is not None and served != expected_sha256:
             raise ModelError(
                 f"{self.where} serves an ONNX file with sha256 {served[:16]}…, but the node's "
                 f"model file has {expected_sha256[:16]}…: rebuild the repository with "
@@ -131,12 +142,23 @@ class TritonSession:
         """
         wanted = list(names) if names else [t.name for t in self._outputs]
         rows = len(next(iter(feeds.values())))
-        step = self.max_batch_size or rows
+        if rows == 0:
+            return [
+                np.zeros((0, *[d for d in self._dims(n) if isinstance(d, int)])) for n in wanted
+            ]
+        step = self.max_batch_size or self._fixed_batch or rows
         parts = [
             self._infer(wanted, {k: v[start : start + step] for k, v in feeds.items()})
             for start in range(0, rows, step)
         ]
         return [np.concatenate([part[i] for part in parts]) for i in range(len(wanted))]
+
+    def _dims(self, name: str) -> list[int]:
+        """An output's fixed dimensions after the batch axis (0 for a free one)."""
+        for tensor in self._outputs:
+            if tensor.name == name:
+                return [d if isinstance(d, int) else 0 for d in tensor.shape[1:]]
+        return []
 
     def close(self) -> None:
         """Close the connection."""
@@ -158,7 +180,6 @@ class TritonSession:
             inputs,
             model_version=self.params.version,
             outputs=outputs,
-            timeout=self.params.timeout_s,
         )
         return [result.as_numpy(name) for name in names]
 
@@ -173,18 +194,20 @@ class TritonSession:
         if problem:
             raise ServiceUnavailableError(f"{self.where}: the server {problem}")
 
-    def _call(self, method: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Call the client, retrying what the connection missed; translate its errors."""
-        if method != self._client.infer:
-            kwargs.update(_json_kwargs(self.params.protocol, method.__name__))
-        if timeout is not None:
-            kwargs["client_timeout"] = timeout
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the client with the deadline; retry what the connection missed; translate."""
+        if method.__name__ in {"get_model_metadata", "get_model_config"}:
+            kwargs["as_json"] = True  # dicts, not protobufs
+        kwargs["client_timeout"] = self.params.timeout_s
         attempts = self.params.retries + 1
         for attempt in range(attempts):
             try:
                 return method(*args, **kwargs)
-            except Exception as err:  # tritonclient raises InferenceServerException, gRPC errors
-                if not _unavailable(err):
+            except Exception as err:  # tritonclient raises InferenceServerException
+                status = _status(err)
+                if status == "StatusCode.DEADLINE_EXCEEDED":
+                    raise self._late(err) from err  # not sent again: it may still be running
+                if status != "StatusCode.UNAVAILABLE":
                     raise ModelError(f"{self.where} refused the request: {_message(err)}") from err
                 if attempt + 1 == attempts:
                     raise ServiceUnavailableError(
@@ -194,44 +217,57 @@ class TritonSession:
                 time.sleep(min(0.25 * 2**attempt, 2.0))  # past the channel's reconnect backoff
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _late(self, err: Exception) -> Exception:
+        """A passed deadline: an outage if the server is not ready, else a too-slow request."""
+        check_s = max(self.params.timeout_s, 2.0)  # a check answers in milliseconds
+        try:
+            ready = self._client.is_server_ready(client_timeout=check_s) and (
+                self._client.is_model_ready(
+                    self.params.model, self.params.version, client_timeout=check_s
+                )
+            )
+        except Exception:  # the check failing too: the server is what is wrong
+            ready = False
+        if not ready:
+            return ServiceUnavailableError(
+                f"{self.where} did not answer within {self.params.timeout_s:g} s and is not "
+                f"ready: {_message(err)}"
+            )
+        return ModelError(
+            f"{self.where} did not answer within {self.params.timeout_s:g} s though it is "
+            "ready: the request is too slow for timeout_s (raise it, or send smaller batches)"
+        )
+
+
+def pairing_problem(runtime: str, triton: TritonParams | None) -> str:
+    """Why a node's ``runtime`` and ``triton`` params disagree, or '' when they agree."""
+    if (runtime == "triton") == (triton is not None):
+        return ""
+    return (
+        "runtime triton and triton: {url, model} go together; got runtime "
+        f"{runtime!r} and triton {'set' if triton is not None else 'missing'}"
+    )
+
 
 def _connect(params: TritonParams) -> tuple[Any, Any]:
     try:
-        if params.protocol == "grpc":
-            import tritonclient.grpc as module
-        else:
-            import tritonclient.http as module
+        import tritonclient.grpc as module
     except ImportError as err:
         raise PluginUnavailableError(
-            f"runtime 'triton' needs tritonclient[{params.protocol}] (pip install "
-            f"'lensflow[cloud]'): {err}"
+            f"runtime 'triton' needs tritonclient[grpc] (pip install 'lensflow[cloud]'): {err}"
         ) from err
     try:
-        if params.protocol == "http":
-            client = module.InferenceServerClient(
-                params.url, connection_timeout=params.timeout_s, network_timeout=params.timeout_s
-            )
-        else:
-            client = module.InferenceServerClient(params.url, channel_args=_CHANNEL_ARGS)
+        client = module.InferenceServerClient(params.url, channel_args=_CHANNEL_ARGS)
     except Exception as err:  # a malformed url
         raise ModelError(f"cannot make a Triton client for {params.url!r}: {err}") from err
     return client, module
 
 
-def _json_kwargs(protocol: str, method: str) -> dict[str, Any]:
-    """GRPC answers metadata and config as protobufs unless asked for JSON (dicts)."""
-    if protocol == "grpc" and method in {"get_model_metadata", "get_model_config"}:
-        return {"as_json": True}
-    return {}
-
-
-def _unavailable(err: Exception) -> bool:
-    """Whether the connection, not the request, failed (worth a retry, then an outage)."""
+def _status(err: Exception) -> str:
+    """The gRPC status of a tritonclient error (``StatusCode.UNAVAILABLE``), '' when none."""
     status = getattr(err, "status", None)
     status = status() if callable(status) else status
-    if status is None:  # HTTP client: no status on connection errors (they are OSErrors)
-        return isinstance(err, (OSError, ConnectionError)) or "connect" in str(err).lower()
-    return str(status) in _UNAVAILABLE or str(status) in {"503", "504", "None"}
+    return "" if status is None else str(status)
 
 
 def _message(err: Exception) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 
@@ -22,10 +23,10 @@ from lensflow.services.triton import TritonServer
 from lensflow.shared.classifiers.base import Image
 from lensflow.shared.classifiers.embeddings import Embeddings, EmbeddingsParams
 from lensflow.shared.classifiers.onnx_classifier import OnnxClassifier, OnnxClassifierParams
-from lensflow.shared.classifiers.triton_client import TritonParams, TritonSession
+from lensflow.shared.classifiers.triton_client import TritonParams, TritonSession, file_sha256
 from lensflow.shared.classifiers.vehicle_type import VehicleType, VehicleTypeParams
 from lensflow.shared.errors import ModelError, ServiceUnavailableError
-from tests.support.triton import serving
+from tests.support.triton import serving, tiny_onnx
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,7 +106,7 @@ def test_a_model_the_server_lacks_is_named_at_load(server: TritonServer) -> None
 
 
 def test_params_name_what_runtime_triton_needs() -> None:
-    with pytest.raises(ValueError, match=r"runtime triton needs triton: \{url, model\}"):
+    with pytest.raises(ValueError, match=r"runtime triton and triton: \{url, model\} go together"):
         OnnxClassifierParams.model_validate({"runtime": "triton"})
     with pytest.raises(ValueError, match="runtime triton and triton"):
         VehicleTypeParams.model_validate({"triton": {"model": MODEL}})
@@ -130,15 +131,19 @@ def test_a_killed_server_is_an_outage_and_the_same_session_works_once_it_is_back
 def test_the_dynamic_batcher_merges_concurrent_single_crop_requests(
     server: TritonServer, crops: list[Image]
 ) -> None:
-    # given eight clients sending one crop each, several times
+    # given eight clients that each send one crop at the same moment, six times
     net = OnnxClassifier(OnnxClassifierParams.model_validate(on_triton(server)))
+    session = net._session
+    tensors = [net.preprocess([crop]) for crop in crops[:8]]
+    together = threading.Barrier(8)
     before = _counts(server)
     errors: list[BaseException] = []
 
     def client(index: int) -> None:
         try:
             for _ in range(6):
-                net.infer([crops[index]], ["logits"])
+                together.wait(timeout=30)
+                session.run(["logits"], {net._input: tensors[index]})
         except BaseException as err:
             errors.append(err)
 
@@ -158,3 +163,39 @@ def _counts(server: TritonServer) -> tuple[int, int]:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     stats = client.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
     return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+
+def test_a_request_slower_than_its_deadline_on_a_ready_server_is_a_model_error(
+    server: TritonServer, crops: list[Image]
+) -> None:
+    # a deadline no request can meet, with the server and the model ready: not an outage
+    # (that would hold the batch forever), the node's error, on which the DAG goes one by one
+    net = OnnxClassifier(OnnxClassifierParams.model_validate(on_triton(server)))
+    net._session.params = net._session.params.model_copy(update={"timeout_s": 1e-4})
+    with pytest.raises(ModelError, match="too slow for timeout_s"):
+        net.infer(crops, ["logits"])
+
+
+def test_an_empty_batch_and_a_fixed_batch_model_on_triton(tmp_path: Path) -> None:
+    # a model whose graph takes exactly 2 rows, served without batching (max_batch_size 0)
+    fixed = tiny_onnx(tmp_path / "fixed.onnx", batch=2)
+    with serving([("fixed", fixed)], tmp_path) as running:
+        session = TritonSession(TritonParams(url=running.grpc_url, model="fixed"))
+        rows = np.random.default_rng(1).standard_normal((6, 3, 2, 2)).astype(np.float32)
+        (logits,) = session.run(["logits"], {"pixels": rows})  # sent 2 rows at a time
+        (empty,) = session.run(["logits"], {"pixels": rows[:0]})
+    local = ort.InferenceSession(str(fixed))
+    expected = np.concatenate([local.run(None, {"pixels": rows[i : i + 2]})[0] for i in (0, 2, 4)])
+    assert np.allclose(logits, expected, atol=1e-5)
+    assert empty.shape == (0, 5)
+
+
+def test_a_served_model_without_its_sha256_is_refused_when_the_node_names_a_file(
+    tmp_path: Path,
+) -> None:
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    with serving([("tiny", model)], tmp_path, strip_sha256=True) as running:
+        params = TritonParams(url=running.grpc_url, model="tiny")
+        TritonSession(params)  # no file named: nothing to check against
+        with pytest.raises(ModelError, match="has no lensflow_sha256 parameter"):
+            TritonSession(params, expected_sha256=file_sha256(model))

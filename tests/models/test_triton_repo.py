@@ -11,38 +11,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 import yaml
 from google.protobuf import text_format
-from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as pb
 from typer.testing import CliRunner
 
 from lensflow.cli import app
 from lensflow.models.export.triton_repo import RepoSettings, TritonRepoError, write_repository
 from lensflow.shared.errors import ModelError
-
-
-def tiny_onnx(path: Path, *, batch: int | str = "N") -> Path:
-    """A (batch, 3, 2, 2) -> (batch, 5) linear model."""
-    weights = np.random.default_rng(0).standard_normal((12, 5)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["pixels"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "W"], ["logits"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, 2, 2])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 5])],
-        [numpy_helper.from_array(weights, "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+from tests.support.triton import tiny_onnx
 
 
 def parsed(config: Path) -> pb.ModelConfig:
@@ -141,3 +119,25 @@ def test_the_command_names_a_bad_model_option(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["models", "triton-repo", str(tmp_path), "--model", "x"])
     assert result.exit_code == 1
     assert "--model must be NAME=SOURCE, got 'x'" in result.output
+
+
+def test_nodes_sharing_a_model_share_one_triton_model(tmp_path: Path) -> None:
+    # vehicle_type and embeddings run the same export under the same Triton name
+    source = tiny_onnx(tmp_path / "models" / "tiny.onnx")
+    served = {"model": str(source), "runtime": "triton", "triton": {"model": "effnet"}}
+    nodes = [
+        {"name": "type", "class": "vehicle_type", "params": served},
+        {"name": "vector", "class": "embeddings", "params": served},
+    ]
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(yaml.safe_dump({"version": 1, "name": "t", "pipeline": nodes}))
+    out = str(tmp_path / "repo")
+    result = CliRunner().invoke(app, ["models", "triton-repo", out, "--pipeline", str(pipeline)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["effnet"]
+    # but one name for two different files is refused
+    other = tiny_onnx(tmp_path / "models" / "other.onnx")
+    clash = ["--model", f"effnet={other}", "--pipeline", str(pipeline)]
+    result = CliRunner().invoke(app, ["models", "triton-repo", out, *clash])
+    assert result.exit_code == 1
+    assert "model 'effnet' is given two files" in result.output
