@@ -135,8 +135,8 @@ class ApiClient(SearchCalls, PipelineCalls, ReviewCalls, RolloutCalls):
         return self._model(ResultDetail, self._get(f"/v1/results/{crop_id}"))
 
     def crop_jpeg(self, crop_id: str) -> bytes:
-        """The crop's JPEG bytes."""
-        return self._get(f"/v1/crops/{crop_id}.jpg").content
+        """The crop's JPEG bytes (from the store's presigned URL where the API redirects)."""
+        return self._request("GET", f"/v1/crops/{crop_id}.jpg", follow_redirects=True).content
 
     def aggregates(
         self,

@@ -130,6 +130,8 @@ class S3Location:
         bucket: The bucket.
         prefix: Prepended to every key (empty, or ending with ``/``).
         presign_ttl_s: How long a presigned GET URL stays valid.
+        presigner: The client that signs URLs for the clients' way to the store (its public
+            endpoint); ``client`` when None.
 
     """
 
@@ -137,6 +139,7 @@ class S3Location:
     bucket: str
     prefix: str = ""
     presign_ttl_s: int = 300
+    presigner: Any = None
 
     @classmethod
     def from_config(cls, config: S3CropStoreConfig, *, connections: int = 16) -> S3Location:
@@ -163,10 +166,19 @@ class S3Location:
             signature_version="s3v4",
             s3={"addressing_style": style} if style else None,
         )
+        session = boto3.session.Session()
         try:
-            client = boto3.session.Session().client(
+            client = session.client(
                 "s3", endpoint_url=config.endpoint, region_name=config.region, config=settings
             )
+            presigner = None
+            if config.public_endpoint:  # signs for the host clients use, never connects
+                presigner = session.client(
+                    "s3",
+                    endpoint_url=config.public_endpoint,
+                    region_name=config.region,
+                    config=settings,
+                )
         except (BotoCoreError, ValueError) as err:
             raise StorageError(
                 f"expected usable S3 settings for bucket {config.bucket!r}, got {err}"
@@ -176,6 +188,7 @@ class S3Location:
             bucket=config.bucket,
             prefix=config.prefix,
             presign_ttl_s=config.presign_ttl_s,
+            presigner=presigner,
         )
 
     def url(self, key: str) -> str:
@@ -343,7 +356,7 @@ class S3Location:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            url: str = self.client.generate_presigned_url(
+            url: str = (self.presigner or self.client).generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": key},
                 ExpiresIn=self.presign_ttl_s,
@@ -353,5 +366,7 @@ class S3Location:
         return url
 
     def close(self) -> None:
-        """Close the client's connection pool."""
+        """Close the clients' connection pools."""
         self.client.close()
+        if self.presigner is not None:
+            self.presigner.close()

@@ -65,6 +65,13 @@ class S3CropStoreConfig(StrictModel):
         pattern=r"^https?://[^/\s]+/?$",
         description="URL of an S3-compatible store (``http://minio:9000``); AWS when absent.",
     )
+    public_endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+/?$",
+        description="URL clients reach the store at, used only to presign ``serve: redirect`` "
+        "URLs (``https://s3.example.com``) when ``endpoint`` is internal; ``endpoint`` when "
+        "absent.",
+    )
     prefix: str = Field(
         "", description="Key prefix inside the bucket: empty, or ending with '/' (``lensflow/``)."
     )

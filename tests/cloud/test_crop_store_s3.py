@@ -11,10 +11,11 @@ import base64
 import hashlib
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lensflow.cloud.storage import StorageError, open_crop_store
-from lensflow.cloud.storage.crops import S3CropStore, crop_key
+from lensflow.cloud.storage.crops import Redirect, S3CropStore, crop_key
 from lensflow.cloud.worker.retry import is_transient
 from lensflow.services.moto_s3 import MotoS3Server
 from lensflow.shared.config import load_cloud_config
@@ -162,6 +163,24 @@ def test_a_missing_bucket_is_named_and_transient(
     assert store.put(JPEG) == SHA
 
 
+def test_redirects_are_presigned_for_the_public_endpoint(
+    moto_s3: MotoS3Server,  # noqa: F811
+    s3_env: dict[str, str],  # noqa: F811
+) -> None:
+    # given servers reaching the store at 127.0.0.1 and clients at localhost (compose: minio)
+    public = moto_s3.endpoint.replace("127.0.0.1", "localhost")
+    assert public != moto_s3.endpoint
+    store = open_crop_store(s3_store_config(moto_s3, serve="redirect", public_endpoint=public))
+    assert isinstance(store, S3CropStore)
+    store.put(JPEG)
+
+    served = store.serve(SHA)
+
+    assert isinstance(served, Redirect)
+    assert served.url.startswith(f"{public}/")  # writes still go to the internal endpoint
+    assert httpx.get(served.url, timeout=10).content == JPEG
+
+
 @pytest.mark.parametrize(
     ("crop_store", "expected"),
     [
@@ -191,13 +210,14 @@ def test_the_crop_store_forms_that_load(tmp_path: Path) -> None:
     path = tmp_path / "cloud.yaml"
     path.write_text(
         "crop_store: {type: s3, bucket: lensflow-crops, endpoint: 'http://minio:9000', "
-        "serve: redirect}\n"
+        "serve: redirect, public_endpoint: 'https://s3.example.com'}\n"
     )
 
     config = load_cloud_config(path).crop_store
 
     assert isinstance(config, S3CropStoreConfig)
     assert (config.bucket, config.prefix, config.serve) == ("lensflow-crops", "", "redirect")
+    assert config.public_endpoint == "https://s3.example.com"
     path.write_text("crop_store: /var/lib/lensflow/crops\n")  # every older config
     assert load_cloud_config(path).crop_store.model_dump() == {
         "type": "folder",
