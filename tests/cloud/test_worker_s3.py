@@ -113,3 +113,41 @@ def test_a_worker_holds_its_batch_while_the_store_is_down(
         bucket = open_crop_store(store_config)
         assert all(bucket.exists(crop.sha256) for crop in crops)
         results.engine.dispose()
+
+
+def test_a_worker_holds_its_batch_while_the_bucket_is_missing(
+    mosquitto: MosquittoBroker,  # noqa: F811
+    moto_s3: MotoS3Server,  # noqa: F811
+    s3_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+    registry: PluginRegistry,
+) -> None:
+    # given a worker whose bucket was deleted (an operator's mistake, a store rebuilt)
+    store_config = s3_store_config(moto_s3)
+    admin_client(moto_s3.endpoint).delete_bucket(Bucket=store_config.bucket)
+    db_url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    config = write_cloud_config(
+        tmp_path,
+        db_url=db_url,
+        intake=mqtt_intake(mosquitto.port, client_id="w-s3-nobucket"),
+        crop_store=store_config.model_dump(),
+    )
+    crops = sample_crops(4)
+    results = ResultStore(create_engine_for(db_url))
+    with running_worker(config, registry) as worker:
+        # when crops arrive: the worker retries them, it dead-letters none
+        publish(mosquitto.port, [(TOPIC, crop.message) for crop in crops])
+        retries = "lensflow_worker_storage_retries_total"
+        assert wait_for(
+            lambda: (worker.metrics.registry.get_sample_value(retries) or 0) >= 2,
+            timeout_s=30,
+        )
+        assert results.count_crops() == 0
+
+        # then, the bucket made again, every crop lands
+        admin_client(moto_s3.endpoint).create_bucket(Bucket=store_config.bucket)
+        assert wait_for(lambda: results.count_crops() == len(crops), timeout_s=60)
+
+    bucket = open_crop_store(store_config)
+    assert all(bucket.exists(crop.sha256) for crop in crops)
+    results.engine.dispose()
