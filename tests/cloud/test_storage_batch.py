@@ -5,17 +5,21 @@ The JPEG batch runs on both crop stores: a folder and an S3 bucket of a real mot
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from lensflow.cloud.storage import ResultStore, StorageError, create_engine_for, migrate
+from lensflow.cloud.storage import ResultStore, StorageError, create_engine_for, migrate, syncfs
+from lensflow.cloud.storage.crops_folder import FolderCropStore
 from lensflow.cloud.storage.models import ClassifierResult, CropEmbedding
 from lensflow.cloud.storage.repository import CropEntry
+from lensflow.cloud.worker.retry import is_transient
 from lensflow.shared.dag.engine import NodeResult
 from tests.support.protocol_samples import make_header
 from tests.support.s3 import CropBackend, crop_backend, moto_s3, s3_env  # noqa: F401
@@ -136,3 +140,25 @@ def test_a_malformed_vector_is_refused_with_the_node_named(engine: Engine, vecto
 
     with pytest.raises(StorageError, match="expected node 'emb'"):
         ResultStore(engine).save_many([CropEntry(make_header(), 1, results, NOW)], pipeline="p")
+
+
+def test_a_batch_the_disk_fails_to_sync_is_a_transient_error_leaving_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a folder store whose filesystem fails to sync (an I/O error)
+    store = FolderCropStore(tmp_path / "crops")
+    stored = store.put_many([(b"already", None), (b"there", None)])
+
+    def failing(folder: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(syncfs, "sync_filesystem", failing)
+    blobs = [b"one", b"two", b"already"]
+    # when a batch is put, then the error is transient (the worker holds the batch) ...
+    with pytest.raises(StorageError, match="could not make a batch of crops durable") as caught:
+        store.put_many([(blob, None) for blob in blobs])
+    assert is_transient(caught.value)
+    # ... and the batch's new crops are not there, not even as temporary files
+    files = sorted(p.name for p in (tmp_path / "crops").rglob("*") if p.is_file())
+    assert files == sorted(f"{sha}.jpg" for sha in stored)
+    store.close()
