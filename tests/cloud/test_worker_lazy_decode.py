@@ -11,7 +11,6 @@ handed to it by an in-memory intake that records acks and publishes.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lensflow.cloud.worker.intake import Delivery, DeliveryHandler
+from lensflow.cloud.worker.intake import Delivery
 from lensflow.cloud.worker.worker import Worker
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config import load_cloud_config
@@ -28,40 +27,13 @@ from lensflow.shared.protocol import encode_crop, new_crop_header
 from tests.support.bombs import jpeg_bomb
 from tests.support.plugins import brightness_label
 from tests.support.protocol_samples import make_header
-from tests.support.worker import PROVENANCE, TOPIC, sample_crops, write_cloud_config
+from tests.support.worker import PROVENANCE, TOPIC, MemoryIntake, sample_crops, write_cloud_config
 
 SIZE_ONLY = [  # reads the edge's detection, then the crop's size: no pixels
     {"name": "object_detection", "class": "edge_detection"},
     {"name": "size", "class": "crop_size", "depends_on": "object_detection"},
 ]
 WITH_PIXELS = [*SIZE_ONLY, {"name": "remote", "class": "remote_brightness"}]
-
-
-class MemoryIntake:
-    """An intake that hands over what the test gives it and records acks and publishes."""
-
-    source = "mqtt"
-    window = 64
-    name = "memory-worker"
-
-    def __init__(self) -> None:
-        self.acked: list[Delivery] = []
-        self.published: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-
-    def start(self, on_message: DeliveryHandler) -> None:
-        self.on_message = on_message
-
-    def ack(self, delivery: Delivery) -> None:
-        with self._lock:
-            self.acked.append(delivery)
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        with self._lock:
-            self.published.append((topic, payload))
-
-    def stop(self) -> None:
-        """Nothing to stop."""
 
 
 MakeWorker = Callable[[list[dict[str, object]]], tuple[Worker, MemoryIntake]]

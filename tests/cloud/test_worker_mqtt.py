@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,6 @@ from sqlalchemy import select
 from lensflow.cloud.storage import FolderCropStore, ResultStore, create_engine_for, session_factory
 from lensflow.cloud.storage.models import DeadLetter
 from lensflow.cloud.worker import Worker
-from lensflow.cloud.worker.intake_mqtt import MqttIntake
 from lensflow.services.mosquitto import MosquittoBroker, MosquittoConfig
 from lensflow.services.process import free_port
 from lensflow.shared.classifiers.registry import PluginRegistry
@@ -34,27 +30,12 @@ from tests.support.worker import (
     TOPIC,
     mqtt_intake,
     publish,
+    running_worker,
     sample_crops,
     write_cloud_config,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def running_worker(config_path: Path, registry: PluginRegistry) -> Iterator[Worker]:
-    """A worker on its own thread, subscribed before this yields; stopped on exit."""
-    worker = Worker(load_cloud_config(config_path), registry=registry)
-    thread = threading.Thread(target=worker.run, name="test-worker")
-    thread.start()
-    try:
-        assert isinstance(worker.intake, MqttIntake)
-        assert worker.intake.subscribed.wait(10.0), "worker never subscribed"
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(15.0)
-        assert not thread.is_alive(), "worker did not stop"
 
 
 def stored_store(db_url: str) -> ResultStore:

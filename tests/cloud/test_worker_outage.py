@@ -7,9 +7,6 @@ stopped during the outage acknowledges nothing, so the broker delivers the crops
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,10 +14,8 @@ import yaml
 
 from lensflow.cloud.storage import ResultStore, create_engine_for
 from lensflow.cloud.worker import Worker
-from lensflow.cloud.worker.intake_mqtt import MqttIntake
 from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.shared.classifiers.registry import PluginRegistry
-from lensflow.shared.config import load_cloud_config
 from lensflow.shared.images import decode_image
 from tests.support.brokers import mosquitto, wait_for  # noqa: F401
 from tests.support.plugins import brightness_label
@@ -30,6 +25,7 @@ from tests.support.worker import (
     dead_letter_count,
     mqtt_intake,
     publish,
+    running_worker,
     sample_crops,
     write_cloud_config,
 )
@@ -54,22 +50,6 @@ def write_outage_pipeline(folder: Path, *, unavailable_calls: int) -> None:
         ],
     }
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
-
-
-@contextmanager
-def running_worker(config: Path, registry: PluginRegistry) -> Iterator[Worker]:
-    """A worker on its own thread, subscribed before this yields; stopped on exit."""
-    worker = Worker(load_cloud_config(config), registry=registry)
-    thread = threading.Thread(target=worker.run, name="test-worker")
-    thread.start()
-    try:
-        assert isinstance(worker.intake, MqttIntake)
-        assert worker.intake.subscribed.wait(10.0), "worker never subscribed"
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(15.0)
-        assert not thread.is_alive(), "worker did not stop"
 
 
 def metric(worker: Worker, name: str) -> float:

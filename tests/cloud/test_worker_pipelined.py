@@ -9,7 +9,6 @@ when the next batch is sorted out.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,41 +16,14 @@ from pathlib import Path
 import pytest
 
 from lensflow.cloud.storage import CropStore
-from lensflow.cloud.worker.intake import Delivery, DeliveryHandler
+from lensflow.cloud.worker.intake import Delivery
 from lensflow.cloud.worker.worker import Worker
 from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config import load_cloud_config
 from lensflow.shared.protocol import decode_crop, encode_crop
-from tests.support.worker import TOPIC, SampleCrop, sample_crops, write_cloud_config
+from tests.support.worker import TOPIC, MemoryIntake, SampleCrop, sample_crops, write_cloud_config
 
 DELAY_S = 0.3
-
-
-class MemoryIntake:
-    """An intake that hands over what the test gives it and records acks and publishes."""
-
-    source = "mqtt"
-    window = 64
-    name = "memory-worker"
-
-    def __init__(self) -> None:
-        self.acked: list[Delivery] = []
-        self.published: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-
-    def start(self, on_message: DeliveryHandler) -> None:
-        self.on_message = on_message
-
-    def ack(self, delivery: Delivery) -> None:
-        with self._lock:
-            self.acked.append(delivery)
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        with self._lock:
-            self.published.append((topic, payload))
-
-    def stop(self) -> None:
-        """Nothing to stop."""
 
 
 class SlowCropStore:

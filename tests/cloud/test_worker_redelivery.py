@@ -6,14 +6,13 @@ like a broker would) runs the real pipeline machinery with a classifier that cou
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from lensflow.cloud.worker.intake import Delivery, DeliveryHandler
+from lensflow.cloud.worker.intake import Delivery
 from lensflow.cloud.worker.triage import triage
 from lensflow.cloud.worker.worker import Worker
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
@@ -21,7 +20,7 @@ from lensflow.shared.classifiers.registry import PluginRegistry
 from lensflow.shared.config import load_cloud_config
 from lensflow.shared.protocol import decode_crop, encode_crop
 from lensflow.shared.protocol.receipts import decode_receipts
-from tests.support.worker import TOPIC, SampleCrop, sample_crops, write_cloud_config
+from tests.support.worker import TOPIC, MemoryIntake, SampleCrop, sample_crops, write_cloud_config
 
 CAMERA_RECEIPTS = "lensflow/v1/site1/cam1/receipts"
 
@@ -37,33 +36,6 @@ class CountingClassifier(BaseClassifier):
     def process(self, image: Image, context: Context) -> Output:
         CountingClassifier.calls += 1
         return {"label": "seen"}
-
-
-class MemoryIntake:
-    """An intake that hands over what the test gives it and records acks and publishes."""
-
-    source = "mqtt"
-    window = 64
-    name = "memory-worker"
-
-    def __init__(self) -> None:
-        self.acked: list[Delivery] = []
-        self.published: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-
-    def start(self, on_message: DeliveryHandler) -> None:
-        self.on_message = on_message
-
-    def ack(self, delivery: Delivery) -> None:
-        with self._lock:
-            self.acked.append(delivery)
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        with self._lock:
-            self.published.append((topic, payload))
-
-    def stop(self) -> None:
-        """Nothing to stop."""
 
 
 def delivery(payload: bytes, topic: str = TOPIC) -> Delivery:

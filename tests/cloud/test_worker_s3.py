@@ -8,41 +8,26 @@ empty server, so the test creates the bucket again (a real store keeps it).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from lensflow.cloud.storage import ResultStore, create_engine_for, open_crop_store
-from lensflow.cloud.worker import Worker
-from lensflow.cloud.worker.intake_mqtt import MqttIntake
 from lensflow.services.mosquitto import MosquittoBroker
 from lensflow.services.moto_s3 import MotoS3Server
 from lensflow.shared.classifiers.registry import PluginRegistry
-from lensflow.shared.config import load_cloud_config
 from tests.support.brokers import mosquitto, wait_for  # noqa: F401
 from tests.support.s3 import admin_client, moto_s3, s3_env, s3_store_config  # noqa: F401
-from tests.support.worker import TOPIC, mqtt_intake, publish, sample_crops, write_cloud_config
+from tests.support.worker import (
+    TOPIC,
+    mqtt_intake,
+    publish,
+    running_worker,
+    sample_crops,
+    write_cloud_config,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def running_worker(config_path: Path, registry: PluginRegistry) -> Iterator[Worker]:
-    """A worker on its own thread, subscribed before this yields; stopped on exit."""
-    worker = Worker(load_cloud_config(config_path), registry=registry)
-    thread = threading.Thread(target=worker.run, name="test-worker")
-    thread.start()
-    try:
-        assert isinstance(worker.intake, MqttIntake)
-        assert worker.intake.subscribed.wait(10.0), "worker never subscribed"
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(15.0)
-        assert not thread.is_alive(), "worker did not stop"
 
 
 def test_a_worker_stores_the_jpegs_of_published_crops_in_the_bucket(

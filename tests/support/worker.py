@@ -1,5 +1,6 @@
 """Cloud-worker test helpers: real crops from the sample photos, configs, a publisher, a
-worker process, and a slow classifier to catch a worker mid-batch.
+worker process or thread, an in-memory intake, and a slow classifier to catch a worker
+mid-batch.
 
 Load :class:`SlowCarMake` into a worker process with ``--plugins tests.support.worker``.
 """
@@ -9,7 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +25,12 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import create_engine, text
 
+from lensflow.cloud.worker.intake import Delivery, DeliveryHandler
+from lensflow.cloud.worker.intake_mqtt import MqttIntake
+from lensflow.cloud.worker.worker import Worker
 from lensflow.shared.classifiers.base import BaseClassifier, Context, Image, Output
+from lensflow.shared.classifiers.registry import PluginRegistry
+from lensflow.shared.config import load_cloud_config
 from lensflow.shared.config.base import StrictModel
 from lensflow.shared.images import read_image, sample_image_paths
 from lensflow.shared.protocol import (
@@ -226,3 +235,46 @@ def log_lines(log: Path, needle: str) -> list[str]:
     if not log.exists():
         return []
     return [line for line in log.read_text(errors="replace").splitlines() if needle in line]
+
+
+@contextmanager
+def running_worker(config_path: Path, registry: PluginRegistry) -> Iterator[Worker]:
+    """A worker on its own thread, subscribed before this yields; stopped on exit."""
+    worker = Worker(load_cloud_config(config_path), registry=registry)
+    thread = threading.Thread(target=worker.run, name="test-worker")
+    thread.start()
+    try:
+        assert isinstance(worker.intake, MqttIntake)
+        assert worker.intake.subscribed.wait(10.0), "worker never subscribed"
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(15.0)
+        assert not thread.is_alive(), "worker did not stop"
+
+
+class MemoryIntake:
+    """An intake that hands over what the test gives it and records acks and publishes."""
+
+    source = "mqtt"
+    window = 64
+    name = "memory-worker"
+
+    def __init__(self) -> None:
+        self.acked: list[Delivery] = []
+        self.published: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+
+    def start(self, on_message: DeliveryHandler) -> None:
+        self.on_message = on_message
+
+    def ack(self, delivery: Delivery) -> None:
+        with self._lock:
+            self.acked.append(delivery)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        with self._lock:
+            self.published.append((topic, payload))
+
+    def stop(self) -> None:
+        """Nothing to stop."""
