@@ -43,6 +43,7 @@ class BatchState:
     done: list[tuple[Decoded, ImageResult]] = field(default_factory=list)  # to store
     copies: list[tuple[Delivery, CropMessage]] = field(default_factory=list)  # follow firsts
     acked: set[str] = field(default_factory=set)  # crop ids acknowledged
+    dead: dict[str, str] = field(default_factory=dict)  # crop ids dead-lettered: the reason
     started: float = field(default_factory=time.perf_counter)
     written: Future[list[str]] | None = None  # the JPEG writes of its fresh crops, under way
 
@@ -91,6 +92,20 @@ class Outcomes:
             delivery.redelivered,
         )
 
+    def ack_copy_of_dead_letter(
+        self, delivery: Delivery, header: CropHeader, reason: str, state: BatchState
+    ) -> None:
+        """Acknowledge a copy of a crop that became a dead letter; its receipt says so too."""
+        self.intake.ack(delivery)
+        state.receipts.add(delivery.topic, header.crop_id, "dead_letter", reason)
+        self.metrics.messages.labels(outcome="duplicate").inc()
+        logger.info(
+            "crop duplicate of a dead letter crop_id=%s topic=%s worker=%s",
+            header.crop_id,
+            delivery.topic,
+            self.intake.name,
+        )
+
     def dead_letter(self, letter: Letter, state: BatchState) -> None:
         """Record a dead letter (retrying while the database is down), ack, owe a receipt."""
         delivery, kind = letter.delivery, letter.kind
@@ -109,6 +124,8 @@ class Outcomes:
         if record is None:
             return
         self.intake.ack(delivery)
+        if letter.crop_id is not None:  # its copies follow it (see ack_copy_of_dead_letter)
+            state.dead[letter.crop_id] = letter.reason
         if isinstance(record, StorageError):  # not even the dead letter could be kept
             self.metrics.messages.labels(outcome="dropped").inc()
             logger.error(

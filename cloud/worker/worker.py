@@ -104,6 +104,7 @@ class Worker:
         self._in_flight: Future[None] | None = None  # the commit of the previous batch
         self._in_flight_ids: dict[str, str] = {}  # its crops: crop_id -> JPEG sha256
         self._last_acked: set[str] = set()  # crop ids the last commit acknowledged
+        self._last_dead: dict[str, str] = {}  # crop ids it dead-lettered, with the reason
 
     def _swap_if_ready(self) -> None:
         """Between two batches: run the new version if the follower has one loaded."""
@@ -288,8 +289,10 @@ class Worker:
             crop_id = message.header.crop_id
             if crop_id in state.acked or crop_id in self._last_acked:
                 self.outcomes.ack(delivery, message.header, "duplicate", state)
+            elif (reason := state.dead.get(crop_id, self._last_dead.get(crop_id))) is not None:
+                self.outcomes.ack_copy_of_dead_letter(delivery, message.header, reason, state)
         self.metrics.receipts.inc(state.receipts.flush(self.intake.publish))
-        self._last_acked = state.acked
+        self._last_acked, self._last_dead = state.acked, state.dead
         self.metrics.batch_size.observe(len(state.batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - state.started)
 

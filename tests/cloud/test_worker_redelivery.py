@@ -6,6 +6,7 @@ like a broker would) runs the real pipeline machinery with a classifier that cou
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -166,3 +167,23 @@ def test_a_message_over_the_protocol_limit_is_a_dead_letter() -> None:
     sorted_out = triage([delivery(oversized)], max_bytes=4 * 1024 * 1024, known=lambda ids: {})
 
     assert [letter.kind for letter in sorted_out.letters] == ["oversized"]
+
+
+def test_copies_of_a_crop_the_database_refuses_follow_its_dead_letter(
+    worker: tuple[Worker, MemoryIntake], tmp_path: Path
+) -> None:
+    built, intake = worker
+    first, refused = sample_crops(2, prefix="refused")
+    # given a database that refuses one crop_id (a trigger: a real constraint failure)
+    with sqlite3.connect(tmp_path / "db.sqlite3") as connection:
+        connection.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON crops WHEN NEW.crop_id = '{refused.crop_id}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+        )
+    # when it arrives three times in one batch
+    built.process_batch([delivery(first.message), *[delivery(refused.message)] * 3])
+    # then one dead letter, and every delivery is acked: no copy waits for a reconnect
+    assert built.results.get_dead_letter(1) is not None
+    assert built.results.get_dead_letter(2) is None
+    assert len(intake.acked) == 4
+    assert receipts_of(intake) == {first.crop_id: "stored", refused.crop_id: "dead_letter"}
