@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lensflow.cloud.storage.bundles_s3 import S3BundleStore
+from lensflow.cloud.storage.bundles_s3 import S3BundleStore, sweep_uploads
 from lensflow.cloud.storage.crops_base import LocalFile, NotStoredError, ObjectStream, Redirect
 from lensflow.cloud.storage.errors import StorageError
 from lensflow.cloud.storage.models import Base, JsonDoc, UtcDateTime, utcnow
@@ -124,14 +124,7 @@ class BundleStore:
 
     def sweep(self) -> int:
         """Remove the temporary files of uploads that never finished; how many."""
-        if not self.folder.is_dir():
-            return 0
-        stale = list(self.folder.glob(".upload-*.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        if stale:
-            logger.info("model registry: removed %d unfinished uploads", len(stale))
-        return len(stale)
+        return sweep_uploads(self.folder)
 
 
 def open_bundle_store(config: FolderCropStoreConfig | S3CropStoreConfig) -> BundleStorage:

@@ -106,11 +106,20 @@ class S3BundleStore:
 
     def sweep(self) -> int:
         """Remove the local files of uploads that never finished; how many."""
-        if not self.temp_folder.is_dir():
-            return 0
-        stale = list(self.temp_folder.glob(".upload-*.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        if stale:
-            logger.info("model registry: removed %d unfinished uploads", len(stale))
-        return len(stale)
+        return sweep_uploads(self.temp_folder)
+
+
+def sweep_uploads(folder: Path) -> int:
+    """Remove the ``.upload-*.tmp`` files of uploads that never finished in ``folder``; how many.
+
+    Both bundle stores receive an upload into such a file first (the folder store beside its
+    bundles, the S3 store in a local folder).
+    """
+    if not folder.is_dir():
+        return 0
+    stale = list(folder.glob(".upload-*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        logger.info("model registry: removed %d unfinished uploads", len(stale))
+    return len(stale)

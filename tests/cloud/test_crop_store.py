@@ -83,3 +83,14 @@ def test_a_bundle_path_of_a_malformed_hash_is_refused(tmp_path: Path, sha: str) 
     # a trailing newline too: the hash names a file, it must be exactly 64 hex digits
     with pytest.raises(StorageError, match="expected a sha256 of 64 lowercase hex digits"):
         BundleStore(tmp_path).path(sha)
+
+
+def test_a_bundle_store_sweeps_unfinished_uploads_and_nothing_else(tmp_path: Path) -> None:
+    store = BundleStore(tmp_path)
+    unfinished = store.temp_file()
+    unfinished.write_bytes(b"half an upload")
+    kept = store.folder / ("ab" * 32 + ".tar")
+    kept.write_bytes(b"a bundle")
+    assert store.sweep() == 1
+    assert not unfinished.exists() and kept.exists()
+    assert store.sweep() == 0
